@@ -1,0 +1,29 @@
+# The two quick-start commands: `make demo` (the main job on the bundled
+# defaults) and `make test` (the test suite). Both create or reuse .venv.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+OUT ?= out/tiny.en
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast system-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
+	touch $@
+
+system-deps:
+	bash scripts/install_system_deps.sh
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/liteasr-export --model tiny.en --engine onnx --output $(OUT) --force
+
+test: $(VENV)/.installed system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf out build *.egg-info

@@ -1,0 +1,243 @@
+"""Speech sets: JSONL manifests, folders of audio files, the built-in
+generated-speech sets and the Asterisk prompts (real speech from Debian).
+
+Loaders only list files and reference texts; decoding audio is the job of
+``liteasr_export.frontend.load_audio``. Imports stay light (no torch, no
+transformers) so the ONNX Runtime path can use them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from liteasr_export.errors import DatasetError
+
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+BUILTIN_SETS = {"builtin-calib": "calib.jsonl", "builtin-eval": "eval.jsonl"}
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+PURPOSES = ("calib", "eval")
+
+ASTERISK_SOUND_DIRS = (
+    Path("/usr/share/asterisk/sounds/en"),
+    Path("/usr/share/asterisk/sounds/en_US_f_Allison"),
+    Path("/var/lib/asterisk/sounds/en"),
+)
+ASTERISK_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+ASTERISK_INSTALL = "run: apt-get install asterisk-core-sounds-en-g722 asterisk-core-sounds-en && pip install g722"
+# Prompts whose transcript does not say how the recording reads its numbers
+# ("extension 8500", "28.8 kilobit", "H.323"), so a reference text would be a guess.
+ASTERISK_SKIP = frozenset({"demo-instruct", "spy-h323"})
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One recording: absolute audio path, reference text (None if unknown), stable id."""
+
+    audio: str
+    text: str | None
+    id: str
+
+
+def load_manifest(path: str | os.PathLike[str]) -> list[Utterance]:
+    """Read a JSONL manifest: one ``{"audio": ..., "text": ...}`` object a line.
+
+    ``audio`` is relative to the manifest's folder (or absolute); other keys
+    (``voice``, ``id``) are allowed; blank lines are skipped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"manifest not found: {path}", "check the path, or pass 'builtin' or 'asterisk'")
+    fmt = 'write one JSON object per line, e.g. {"audio": "a.wav", "text": "hello there"}'
+    out: list[Utterance] = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {n}"
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{where}: not valid JSON ({exc.msg})", fmt) from None
+        if not isinstance(item, dict):
+            raise DatasetError(f"{where}: expected a JSON object, got {type(item).__name__}", fmt)
+        audio, text = item.get("audio"), item.get("text")
+        if not isinstance(audio, str) or not audio:
+            raise DatasetError(f'{where}: no "audio" path', fmt)
+        if not isinstance(text, str) or not text.strip():
+            raise DatasetError(f'{where}: no "text" (the reference transcript)', fmt)
+        file = (path.parent / audio).resolve()
+        if not file.is_file():
+            raise DatasetError(
+                f"{where}: audio file not found: {file}",
+                "fix the path (relative to the manifest's folder) or remove the line",
+            )
+        uid = item.get("id")
+        out.append(Utterance(str(file), text.strip(), str(uid) if uid is not None else str(Path(audio).with_suffix(""))))
+    if not out:
+        raise DatasetError(f"manifest is empty: {path}", fmt)
+    return out
+
+
+def audio_folder(path: str | os.PathLike[str]) -> list[Utterance]:
+    """Every wav/flac/ogg/mp3 file under ``path`` (recursive, sorted); texts unknown."""
+    root = Path(path)
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    if not files:
+        raise DatasetError(f"no audio files in {root}", f"put {'/'.join(AUDIO_SUFFIXES)} files there")
+    return [Utterance(str(p.resolve()), None, str(p.relative_to(root).with_suffix(""))) for p in files]
+
+
+def builtin_set(name: str) -> list[Utterance]:
+    """The bundled generated-speech sets: 'builtin-calib' (32) or 'builtin-eval' (48)."""
+    if name not in BUILTIN_SETS:
+        raise DatasetError(f"unknown built-in set {name!r}", f"use one of {', '.join(BUILTIN_SETS)}")
+    path = BUILTIN_DIR / BUILTIN_SETS[name]
+    if not path.is_file():
+        raise DatasetError(
+            f"built-in set {name!r} is missing ({path})",
+            "reinstall the package, or run scripts/make_builtin_speech.py in a source checkout",
+        )
+    return load_manifest(path)
+
+
+def resolve_set(spec: str, purpose: str) -> list[Utterance]:
+    """Turn a user's ``--calib-data``/``--eval-data`` value into utterances.
+
+    ``spec``: 'builtin' (the built-in set for ``purpose``), 'builtin-calib',
+    'builtin-eval', 'asterisk', a manifest ``*.jsonl`` or a folder of audio.
+    ``purpose``: 'calib' or 'eval'.
+    """
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose must be one of {PURPOSES}, not {purpose!r}")
+    if spec == "builtin":
+        return builtin_set(f"builtin-{purpose}")
+    if spec in BUILTIN_SETS:
+        return builtin_set(spec)
+    if spec == "asterisk":
+        return asterisk_set()
+    if spec.endswith(".jsonl"):
+        return load_manifest(spec)
+    if Path(spec).is_dir():
+        return audio_folder(spec)
+    raise DatasetError(
+        f"unknown speech set {spec!r} (not a set name, a .jsonl manifest or an existing folder)",
+        "use 'builtin', 'builtin-calib', 'builtin-eval', 'asterisk', a path to a .jsonl manifest "
+        "or a folder of wav/flac/ogg/mp3 files",
+    )
+
+
+# --- Asterisk prompts -------------------------------------------------------
+
+_DIGITS = "zero one two three four five six seven eight nine".split()
+_NOTES = re.compile(r"\[[^\]]*\]|\([^)]*\)|<[^>]*>")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+# Typos in the upstream transcript (the recordings say the corrected words).
+_TYPOS = {"exclaimation-point": "exclamation point", "umute": "unmute"}
+
+
+def _say_number(match: re.Match[str]) -> str:
+    # Telephony prompts read numbers digit by digit ("dial 500" is "five zero zero").
+    return " " + " ".join("point" if c == "." else _DIGITS[int(c)] for c in match.group()) + " "
+
+
+def normalize_asterisk_text(text: str) -> str:
+    """Make an Asterisk transcript line read as spoken; '' if nothing is spoken.
+
+    Drops notes in [], () and <> ("[beep]", "(10 seconds of silence)"),
+    reads '*' as "star", '#' as "pound" and digits one by one, fixes known
+    typos, and collapses whitespace. Case and punctuation are kept.
+    """
+    text = _NOTES.sub(" ", text)
+    for wrong, right in _TYPOS.items():
+        text = re.sub(rf"\b{re.escape(wrong)}\b", right, text)
+    text = text.replace("*", " star ").replace("#", " pound ")
+    text = _NUMBER.sub(_say_number, text)
+    text = " ".join(text.split())
+    text = re.sub(r" ([,?!;:]|\.(?!\.))", r"\1", text)
+    return text if re.search(r"[A-Za-z]", text) else ""
+
+
+def parse_asterisk_transcripts(lines: list[str]) -> dict[str, str]:
+    """``name: text`` lines (';' comments) -> {name: normalized text}, empty texts dropped."""
+    out: dict[str, str] = {}
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith(";") or ":" not in line:
+            continue
+        name, text = line.split(":", 1)
+        text = normalize_asterisk_text(text)
+        if text:
+            out[name.strip()] = text
+    return out
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "liteasr-export"
+
+
+def _decode_g722(src: Path, dst: Path) -> None:
+    """Decode one 16 kHz, 64 kbit/s G.722 file to 16-bit FLAC, atomically."""
+    from G722 import G722  # PyPI "g722"; imported here to keep module import light
+
+    pcm = np.frombuffer(G722(16000, 64000).decode(src.read_bytes()), dtype=np.int16)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        sf.write(tmp, pcm, 16000, format="FLAC", subtype="PCM_16")
+        os.replace(tmp, dst)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def asterisk_set(
+    sounds_dir: str | os.PathLike[str] | None = None,
+    transcripts: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> list[Utterance]:
+    """Real speech: the English Asterisk prompts (one US speaker, CC-BY-SA-3.0).
+
+    The G.722 files are decoded once into ``cache_dir`` (default
+    ``$XDG_CACHE_HOME/liteasr-export/asterisk``) because the frontend reads
+    audio with soundfile, which has no G.722 decoder. Prompts without speech
+    (silence, tones) or without a recording are skipped.
+    """
+    if sounds_dir is None:
+        sounds_dir = next((d for d in ASTERISK_SOUND_DIRS if any(d.glob("*.g722"))), None)
+    transcripts = Path(transcripts) if transcripts is not None else ASTERISK_TRANSCRIPTS
+    if sounds_dir is None or not any(Path(sounds_dir).glob("*.g722")):
+        where = sounds_dir or " or ".join(map(str, ASTERISK_SOUND_DIRS))
+        raise DatasetError(f"no G.722 Asterisk prompts in {where}", ASTERISK_INSTALL)
+    if not transcripts.is_file():
+        raise DatasetError(f"Asterisk transcripts not found: {transcripts}", ASTERISK_INSTALL)
+    try:
+        import G722  # noqa: F401
+    except ImportError:
+        raise DatasetError("the G.722 decoder (PyPI package 'g722') is not installed", ASTERISK_INSTALL) from None
+
+    sounds = Path(sounds_dir)
+    cache = Path(cache_dir) if cache_dir is not None else _cache_root() / "asterisk"
+    opener = gzip.open if transcripts.suffix == ".gz" else open
+    with opener(transcripts, "rt", encoding="utf-8", errors="replace") as f:
+        texts = parse_asterisk_transcripts(f.read().splitlines())
+    out: list[Utterance] = []
+    for name in sorted(texts):
+        src = sounds / f"{name}.g722"
+        if name in ASTERISK_SKIP or not src.is_file():
+            continue
+        dst = cache / f"{name}.flac"
+        if not dst.is_file() or dst.stat().st_mtime < src.stat().st_mtime:
+            _decode_g722(src, dst)
+        out.append(Utterance(str(dst.resolve()), texts[name], f"asterisk/{name}"))
+    if not out:
+        raise DatasetError(f"no Asterisk prompt in {sounds} matches a transcript in {transcripts}", ASTERISK_INSTALL)
+    return out

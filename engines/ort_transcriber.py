@@ -1,0 +1,138 @@
+"""Transcription with ONNX Runtime from an artifacts folder.
+
+numpy, onnxruntime and the tokenizer only: importing torch or transformers
+here is a defect (tested in a subprocess). The greedy loop is the shared
+:func:`liteasr_export.decoding.greedy_decode`; this module only supplies the
+frontend, the encoder call and a decoder step that holds the KV cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from exporters.artifacts import Manifest, cross_names, decoder_input_names, decoder_output_names, load_manifest
+from liteasr_export.decoding import DecoderStep, greedy_decode
+from liteasr_export.errors import ArtifactError, AudioError
+from liteasr_export.frontend import N_SAMPLES, SAMPLE_RATE, log_mel, resample, split_windows
+from liteasr_export.tokenizer import WhisperTokenizer
+
+from .ort_session import create_session
+
+FRONTENDS = ("auto", "graph", "numpy")
+
+_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
+
+
+def _check_names(session, graph: str, inputs: list[str], outputs: list[str], exact: bool = True) -> None:
+    """The graph has these inputs and outputs (``exact``: and no others)."""
+    have_in = {i.name for i in session.get_inputs()}
+    have_out = {o.name for o in session.get_outputs()}
+    for kind, want, have in (("inputs", set(inputs), have_in), ("outputs", set(outputs), have_out)):
+        missing, extra = sorted(want - have), sorted(have - want) if exact else []
+        if missing or extra:
+            raise ArtifactError(f"{graph} has unexpected {kind} (missing {missing[:4]}, unexpected {extra[:4]})",
+                                "the graph does not match the manifest's model: re-export the artifacts folder")
+
+
+class OnnxTranscriber:
+    """Transcribe 16 kHz audio with ``frontend.onnx`` (or the numpy frontend),
+    ``encoder.onnx`` and ``decoder.onnx``.
+
+    ``threads``: intra-op threads per session (None: ONNX Runtime's default).
+    ``frontend``: ``graph`` runs frontend.onnx, ``numpy`` the shared Python
+    frontend, ``auto`` the graph when the folder has one.
+    ``batch_size``: windows of long audio encoded and decoded together.
+    """
+
+    def __init__(
+        self,
+        artifacts_dir: str | Path,
+        threads: int | None = None,
+        providers: Sequence[str] | None = None,
+        *,
+        frontend: str = "auto",
+        batch_size: int = 8,
+        optimization: str = "all",
+    ) -> None:
+        if frontend not in FRONTENDS:
+            raise ValueError(f"frontend must be one of {FRONTENDS}, got {frontend!r}")
+        self.manifest: Manifest = load_manifest(artifacts_dir)
+        dims = self.manifest.model
+        self.n_mels = int(dims["n_mels"])
+        self.n_layers = int(dims["decoder_layers"])
+        self.heads = int(dims["decoder_heads"])
+        self.head_dim = int(dims["head_dim"])
+        self.batch_size = batch_size
+        session = lambda name: create_session(self.manifest.graph_path(name), threads=threads,  # noqa: E731
+                                              providers=providers, optimization=optimization)
+        self.encoder = session("encoder")
+        self.decoder = session("decoder")
+        use_graph = frontend == "graph" or (frontend == "auto" and self.manifest.has_graph("frontend"))
+        self.frontend = session("frontend") if use_graph else None
+        self._cross = cross_names(self.n_layers)  # the only encoder outputs decoding needs
+        _check_names(self.encoder, "encoder.onnx", ["input_features"], self._cross, exact=False)
+        _check_names(self.decoder, "decoder.onnx", decoder_input_names(self.n_layers), decoder_output_names(self.n_layers))
+        self._encoder_input = self.encoder.get_inputs()[0]
+        types = {i.name: _ORT_DTYPES.get(i.type, np.float32) for i in self.decoder.get_inputs()}
+        self._kv_dtype = types["past_key.0"]
+        self.tokenizer = WhisperTokenizer(self.manifest.tokenizer_path)
+        self.options = self.manifest.decoding
+
+    # ------------------------------------------------------------ stages
+
+    def features(self, window: np.ndarray) -> np.ndarray:
+        """Normalized log-mel ``(n_mels, 3000)`` of one window of <= 30 s."""
+        window = np.ascontiguousarray(window, dtype=np.float32)
+        if window.ndim != 1 or window.size == 0 or window.size > N_SAMPLES:
+            raise AudioError(f"a window holds 1 to {N_SAMPLES} mono samples, got shape {window.shape}",
+                             "pass 16 kHz mono audio; transcribe() splits long audio")
+        if self.frontend is None:
+            return log_mel(window, self.n_mels)
+        return self.frontend.run(None, {"audio": window[None]})[0][0]
+
+    def encode(self, features: np.ndarray) -> list[np.ndarray]:
+        """Cross K/V of every decoder layer for ``features`` (B, n_mels, 3000)."""
+        dtype = _ORT_DTYPES.get(self._encoder_input.type, np.float32)
+        feed = {"input_features": np.ascontiguousarray(features, dtype=dtype)}
+        return self.encoder.run(self._cross, feed)
+
+    def decoder_step(self, cross: list[np.ndarray]) -> DecoderStep:
+        """A decoder step over one batch's cross K/V, holding the self-attention cache."""
+        names = decoder_input_names(self.n_layers)
+        batch = cross[0].shape[0]
+        cross = [np.ascontiguousarray(c, dtype=self._kv_dtype) for c in cross]
+        past = [np.zeros((batch, self.heads, 0, self.head_dim), self._kv_dtype)] * (2 * self.n_layers)
+
+        def step(tokens: np.ndarray) -> np.ndarray:
+            nonlocal past
+            feeds = dict(zip(names, [np.ascontiguousarray(tokens, dtype=np.int64), *past, *cross]))
+            logits, *past = self.decoder.run(None, feeds)
+            return logits[:, -1]
+
+        return step
+
+    # ------------------------------------------------------------ public
+
+    def transcribe_features(self, features: np.ndarray) -> list[list[int]]:
+        """Greedy token ids (without prompt and <|endoftext|>) per window of
+        ``features`` (B, n_mels, 3000)."""
+        features = np.asarray(features)
+        if features.ndim != 3 or features.shape[1] != self.n_mels:
+            raise AudioError(f"features must be (batch, {self.n_mels}, 3000), got {features.shape}",
+                             "compute them with liteasr_export.frontend.log_mel")
+        return greedy_decode(self.decoder_step(self.encode(features)), features.shape[0], self.options)
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> str:
+        """Text of mono audio of any length; other sample rates are resampled."""
+        audio = resample(np.asarray(audio, dtype=np.float32), sample_rate, SAMPLE_RATE)
+        if audio.size == 0:
+            raise AudioError("audio has no samples", "pass a non-empty recording")
+        windows = [self.features(w) for w in split_windows(audio)]
+        tokens: list[int] = []
+        for start in range(0, len(windows), self.batch_size):
+            for ids in self.transcribe_features(np.stack(windows[start : start + self.batch_size])):
+                tokens.extend(ids)
+        return self.tokenizer.decode(tokens)

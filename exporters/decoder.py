@@ -1,0 +1,223 @@
+"""``decoder.onnx``: one Whisper decoder graph for the first and every later step.
+
+Inputs: ``input_ids`` (batch, tokens) int64; per decoder layer i
+``past_key.{i}`` / ``past_value.{i}`` (batch, heads, past, head_dim) with
+``past`` possibly 0, and ``cross_key.{i}`` / ``cross_value.{i}`` (batch,
+heads, frames, head_dim) from ``encoder.onnx``. Outputs: ``logits`` (batch,
+tokens, vocab) and ``present_key.{i}`` / ``present_value.{i}`` (batch, heads,
+past + tokens, head_dim). Positions and the causal mask come from the past
+length inside the graph, so there is no ``If`` node (TensorRT cannot build the
+merged-decoder ``If`` graph of optimum's export).
+
+The graph is traced from Hugging Face's own decoder: the explicit tensors are
+wrapped into an ``EncoderDecoderCache`` whose cross-attention part is already
+filled, which makes HF reuse the given cross K/V instead of projecting encoder
+states. The decoder is never factorized, so this graph is the same for dense
+and compressed models.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from liteasr_export.errors import ExportError, ToleranceError
+
+from .artifacts import decoder_input_names, decoder_output_names
+from .graph_spec import GraphSpec, Tolerance, TensorSpec
+from .precision import quantize_int8, save_onnx
+
+OPSET = 18
+#: logits tolerances of reduced precision (fp32: 1e-3, the issue's bound);
+#: WER is the real check of fp16 and int8
+LOGITS_TOLERANCE_FP16 = 0.1
+LOGITS_TOLERANCE_INT8 = 1.0
+
+
+class DecoderWithCache(torch.nn.Module):
+    """HF Whisper decoder + output projection with explicit cache tensors."""
+
+    def __init__(self, model: "WhisperForConditionalGeneration") -> None:  # noqa: F821
+        super().__init__()
+        self.decoder = model.model.decoder
+        self.proj_out = model.proj_out
+        self.n_layers = model.config.decoder_layers
+
+    def forward(self, input_ids: torch.Tensor, *cache: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+        n = self.n_layers
+        past, cross = cache[: 2 * n], cache[2 * n :]
+        pairs = lambda flat: [(flat[2 * i], flat[2 * i + 1]) for i in range(n)]  # noqa: E731
+        kv_cache = EncoderDecoderCache(DynamicCache(pairs(past)), DynamicCache(pairs(cross)))
+        # Cross-attention runs only when encoder states are given; with the
+        # cross cache filled HF reads K/V from it and never looks at them.
+        placeholder = cross[0].new_zeros(cross[0].shape[0], 0, self.decoder.config.d_model)
+        out = self.decoder(
+            input_ids=input_ids,
+            encoder_hidden_states=placeholder,
+            cache=kv_cache,
+            use_cache=True,
+        )
+        logits = self.proj_out(out.last_hidden_state)
+        presents = []
+        for layer in kv_cache.self_attention_cache.layers:
+            presents += [layer.keys, layer.values]
+        return (logits, *presents)
+
+
+def decoder_spec(config) -> GraphSpec:
+    """``decoder.onnx``'s interface for :data:`exporters.graph_spec.GRAPH_SPECS`;
+    tolerances apply to ``logits`` over a greedy decode."""
+    heads = config.decoder_attention_heads
+    head_dim = config.d_model // heads
+    n = config.decoder_layers
+
+    def kv(name: str, length: str | int) -> TensorSpec:
+        return TensorSpec(name, "float32", ("batch", heads, length, head_dim))
+
+    names = decoder_input_names(n)
+    inputs = [TensorSpec("input_ids", "int64", ("batch", "tokens"))]
+    inputs += [kv(name, "past") for name in names[1 : 1 + 2 * n]]
+    inputs += [kv(name, "frames") for name in names[1 + 2 * n :]]  # 1500 from encoder.onnx
+    outputs = [TensorSpec("logits", "float32", ("batch", "tokens", config.vocab_size))]
+    outputs += [kv(name, "past + tokens") for name in decoder_output_names(n)[1:]]
+    return GraphSpec("decoder", "decoder.onnx", tuple(inputs), tuple(outputs),
+                     Tolerance(fp32=1e-3, fp16=LOGITS_TOLERANCE_FP16, int8=LOGITS_TOLERANCE_INT8))
+
+
+def cross_kv(model: "WhisperForConditionalGeneration", hidden: torch.Tensor) -> list[torch.Tensor]:  # noqa: F821
+    """The decoder's cross K/V of encoder states, as ``encoder.onnx`` returns
+    them: ``[key.0, value.0, key.1, ...]``, each (batch, heads, frames, head_dim)."""
+    out = []
+    for layer in model.model.decoder.layers:
+        attn = layer.encoder_attn
+        for proj in (attn.k_proj, attn.v_proj):
+            b, t, _ = hidden.shape
+            out.append(proj(hidden).view(b, t, attn.num_heads, attn.head_dim).transpose(1, 2).contiguous())
+    return out
+
+
+def _example_inputs(model, batch: int, tokens: int, past: int, frames: int) -> tuple[torch.Tensor, ...]:
+    cfg = model.config
+    heads = cfg.decoder_attention_heads
+    head_dim = cfg.d_model // heads
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, cfg.vocab_size, (batch, tokens), generator=gen)
+    past_t = [torch.randn(batch, heads, past, head_dim, generator=gen) for _ in range(2 * cfg.decoder_layers)]
+    cross_t = [torch.randn(batch, heads, frames, head_dim, generator=gen) for _ in range(2 * cfg.decoder_layers)]
+    return (ids, *past_t, *cross_t)
+
+
+def export_decoder(model: "WhisperForConditionalGeneration", path: str | Path, *,  # noqa: F821
+                   opset: int = OPSET, int8: bool = False) -> Path:
+    """Export ``decoder.onnx`` (dynamic batch, tokens, past and frames).
+
+    ``int8``: dynamic int8 quantization of every MatMul with a constant weight
+    (the vocabulary projection included), for ONNX Runtime's CPU provider.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = model.config.decoder_layers
+    wrapper = DecoderWithCache(model).eval()
+    # Example sizes above 1 everywhere: torch.export specialises dims of size 0 and 1.
+    example = _example_inputs(model, batch=2, tokens=3, past=5, frames=7)
+    batch, tokens = torch.export.Dim("batch"), torch.export.Dim("tokens")
+    past, frames = torch.export.Dim("past"), torch.export.Dim("frames")
+    kv_past = [{0: batch, 2: past}] * (2 * n)
+    kv_cross = [{0: batch, 2: frames}] * (2 * n)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # every past/cross tensor shares the same Dim objects: that is intended
+            warnings.filterwarnings("ignore", message=".*will not be used, since it shares the same shape")
+            program = torch.onnx.export(
+                wrapper,
+                example,
+                dynamo=True,
+                input_names=decoder_input_names(n),
+                output_names=decoder_output_names(n),
+                opset_version=opset,
+                dynamic_shapes={"input_ids": {0: batch, 1: tokens}, "cache": (*kv_past, *kv_cross)},
+                verbose=False,
+            )
+    except Exception as exc:  # the exporter raises many unrelated types
+        raise ExportError(f"decoder export failed: {exc}", "report the model config and the torch version") from exc
+    if int8:
+        _quantize(program, path)
+    else:
+        save_onnx(program.model_proto, path)
+    _check_graph(path, n)
+    return path
+
+
+def _quantize(program: "torch.onnx.ONNXProgram", path: Path) -> None:
+    """Fold ``Transpose(weight)`` into constants first: the tied vocabulary
+    projection is traced as MatMul(x, Transpose(embedding)), and dynamic
+    quantization only rewrites MatMuls whose weight is a constant."""
+    import onnxscript.optimizer
+
+    onnxscript.optimizer.optimize(program.model, input_size_limit=2**62, output_size_limit=2**62)
+    fp32 = path.with_name(path.stem + ".fp32.onnx")
+    try:
+        save_onnx(program.model_proto, fp32)
+        quantize_int8(fp32, path)
+    finally:
+        for stale in (fp32, fp32.with_name(fp32.name + ".data")):
+            stale.unlink(missing_ok=True)
+
+
+def _check_graph(path: Path, n_layers: int) -> None:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    control = sorted({node.op_type for node in graph.node if node.op_type in ("If", "Loop", "Scan")})
+    if control:
+        raise ExportError(f"{path.name} holds control-flow nodes {control}", "TensorRT cannot build them; report this")
+    inputs = [i.name for i in graph.input]
+    outputs = [o.name for o in graph.output]
+    if inputs != decoder_input_names(n_layers) or outputs != decoder_output_names(n_layers):
+        raise ExportError(f"{path.name} has inputs {inputs[:3]}... and outputs {outputs[:3]}...",
+                          "the export lost or renamed a tensor; report this")
+
+
+def check_decoder(
+    model: "WhisperForConditionalGeneration",  # noqa: F821
+    path: str | Path,
+    encoder_hidden: torch.Tensor,
+    prompt: list[int],
+    *,
+    steps: int = 20,
+    atol: float = 1e-3,
+    session=None,
+) -> float:
+    """Greedy-decode ``steps`` tokens with PyTorch (HF's own cache) and feed the
+    same tokens to ``decoder.onnx`` in ONNX Runtime; return the largest logits
+    difference, raising :class:`ToleranceError` above ``atol``."""
+    from engines.ort_session import create_session
+
+    session = session or create_session(path)
+    n = model.config.decoder_layers
+    batch = encoder_hidden.shape[0]
+    with torch.no_grad():
+        cross = [t.numpy() for t in cross_kv(model, encoder_hidden)]
+        ids = torch.tensor([prompt] * batch, dtype=torch.long)
+        heads = model.config.decoder_attention_heads
+        head_dim = model.config.d_model // heads
+        past = [np.zeros((batch, heads, 0, head_dim), np.float32)] * (2 * n)
+        ref_cache = None
+        worst = 0.0
+        for step in range(steps):
+            ref = model(encoder_outputs=(encoder_hidden,), decoder_input_ids=ids, cache=ref_cache,
+                        use_cache=True)
+            ref_cache = ref.cache
+            feeds = dict(zip(decoder_input_names(n), [ids.numpy(), *past, *cross]))
+            logits, *past = session.run(None, feeds)
+            worst = max(worst, float(np.abs(logits - ref.logits.numpy()).max()))
+            ids = ref.logits[:, -1].argmax(-1, keepdim=True)
+    if not worst <= atol:
+        raise ToleranceError(f"decoder.onnx logits differ from PyTorch by {worst:.3g} over {steps} steps (limit {atol})",
+                             "re-export with the installed torch/onnxruntime; report the versions if it persists")
+    return worst

@@ -1,0 +1,51 @@
+"""One factory for every transcription backend, imported lazily so that the
+ONNX Runtime path never loads torch or transformers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .errors import LiteASRError
+
+ENGINES = ("torch", "onnx", "trt")
+
+
+class Transcriber(Protocol):
+    def transcribe(self, audio: np.ndarray) -> str: ...
+
+
+def open_transcriber(
+    engine: str,
+    model: str | None = None,
+    artifacts: str | Path | None = None,
+    threads: int | None = None,
+    device: str = "cpu",
+    language: str | None = "en",
+) -> Transcriber:
+    """A transcriber for ``engine``: ``torch`` needs ``model`` (a bundled name or
+    folder), ``onnx`` and ``trt`` need an exported ``artifacts`` folder."""
+    if engine == "torch":
+        if model is None:
+            raise LiteASRError("--engine torch needs a model", "pass --model tiny.en (or a model folder)")
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        from .sources import load_model
+        from .transcriber import TorchTranscriber
+
+        return TorchTranscriber(load_model(model, language=language), device=device)
+    if artifacts is None:
+        raise LiteASRError(f"--engine {engine} needs exported artifacts", "pass --artifacts OUT (made by liteasr-export)")
+    if engine == "onnx":
+        from engines.ort_transcriber import OnnxTranscriber
+
+        return OnnxTranscriber(artifacts, threads=threads)
+    if engine == "trt":
+        from engines.trt_transcriber import TrtTranscriber
+
+        return TrtTranscriber(artifacts)
+    raise LiteASRError(f"unknown engine {engine!r}", f"use one of {', '.join(ENGINES)}")

@@ -1,0 +1,187 @@
+"""The LiteASR factorization (DESIGN.md section 2) applied to a Whisper encoder.
+
+For each compressible matrix ``y = x W + b`` with output mean ``ybar`` and
+output covariance ``C = V diag(l) V^T`` (descending), rank ``k`` keeps ``V_k``:
+
+    W1 = W V_k,  W2 = V_k^T,  b' = ybar + (b - ybar) V_k V_k^T
+
+so that ``x W1 W2 + b' = ybar + (y - ybar) V_k V_k^T``, the PCA projection of
+the output. Entry point: :func:`compress`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .compression_report import CompressionReport
+from .lowrank import COMPRESSIBLE, LowRankLinear, encoder_layers, get_linear, set_linear, validate_low_rank_config
+from .rank_policies import MatrixSpectrum, RankPolicy
+
+if TYPE_CHECKING:
+    from calibration.statistics import ActivationStats
+
+
+@dataclass
+class Decomposition:
+    """Output mean and principal directions of one matrix (float64, CPU)."""
+
+    mean: torch.Tensor  # (d_out,)
+    eigenvalues: torch.Tensor  # (m,) descending, m = min(d_in, d_out)
+    eigenvectors: torch.Tensor  # (d_out, m), columns match eigenvalues
+
+
+def _fix_signs(vectors: torch.Tensor) -> torch.Tensor:
+    """Make each column's largest-magnitude entry positive: the same statistics
+    give the same factor bytes on any LAPACK."""
+    index = vectors.abs().argmax(dim=0)
+    signs = torch.sign(vectors[index, torch.arange(vectors.shape[1])])
+    signs[signs == 0] = 1
+    return vectors * signs
+
+
+def _input_eigh(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sqrt(s)`` and ``Q`` of ``cov = Q diag(s) Q^T`` (negative round-off clipped)."""
+    values, vectors = torch.linalg.eigh(cov)
+    return values.clamp_min(0).sqrt(), vectors
+
+
+def decompose(
+    stats: ActivationStats,
+    layer: int,
+    name: str,
+    linear: nn.Linear,
+    input_root: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> Decomposition:
+    """Principal directions of the output of encoder matrix ``name`` in ``layer``.
+
+    Output sites: ``eigh`` of the output covariance. Input sites (``cov(y) =
+    W^T cov(x) W``): with ``cov(x) = Q diag(s) Q^T``, the right singular vectors
+    of ``B = diag(sqrt s) Q^T W`` are the eigenvectors of ``cov(y) = B^T B`` and
+    its squared singular values the eigenvalues; this never forms ``W^T cov W``
+    (better conditioned, and fc1's ``4d x 4d`` eigenproblem becomes a ``d x 4d`` SVD).
+    """
+    d_in, d_out = linear.in_features, linear.out_features
+    m = min(d_in, d_out)
+    if stats.input_site(name):
+        from calibration.statistics import SITE_OF
+
+        moments = stats.layers[layer][SITE_OF[name]]
+        root, basis = input_root if input_root is not None else _input_eigh(moments.covariance.cpu())
+        weight = linear.weight.detach().to("cpu", torch.float64).T  # (d_in, d_out)
+        bias = linear.bias.detach().to("cpu", torch.float64) if linear.bias is not None else 0.0
+        mean = moments.mean.cpu() @ weight + bias
+        _, singular, vh = torch.linalg.svd(root[:, None] * (basis.T @ weight), full_matrices=False)
+        values, vectors = singular[:m] ** 2, vh[:m].T
+    else:
+        mean, cov = stats.output_moments(layer, name, linear)
+        values, vectors = torch.linalg.eigh(cov)
+        values, vectors = values.flip(0)[:m].clamp_min(0), vectors.flip(1)[:, :m]
+    return Decomposition(mean, values, _fix_signs(vectors))
+
+
+def factorize(
+    weight: torch.Tensor, bias: torch.Tensor | None, mean: torch.Tensor, basis: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(W1, W2, b')`` for ``W`` (d_in x d_out, row convention), bias ``b`` (None
+    = 0), output mean ``ybar`` and kept eigenvectors ``V_k`` (d_out x k)."""
+    weight, basis, mean = weight.to(torch.float64), basis.to(torch.float64), mean.to(torch.float64)
+    b = bias.to(torch.float64) if bias is not None else torch.zeros_like(mean)
+    w1 = weight @ basis
+    w2 = basis.T.contiguous()
+    new_bias = mean + ((b - mean) @ basis) @ basis.T
+    return w1, w2, new_bias
+
+
+def _standardized(values: torch.Tensor, vectors: torch.Tensor) -> np.ndarray:
+    """Per component, ``lambda_i sum_j V_ji^2 / C_jj`` over channels with variance."""
+    squares = vectors**2  # (d_out, m)
+    channel_var = squares @ values  # diag(C)
+    active = channel_var > channel_var.max() * 1e-12 if channel_var.numel() else channel_var > 0
+    weights = (squares[active] / channel_var[active, None]).sum(dim=0) * values
+    return weights.numpy()
+
+
+def _iter_decompositions(model: nn.Module, stats: ActivationStats, names: Sequence[str] = COMPRESSIBLE):
+    """``(layer, name, linear, Decomposition)``, sharing one ``eigh`` per input site."""
+    from calibration.statistics import SITE_OF
+
+    for index, layer in enumerate(encoder_layers(model)):
+        roots: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for name in names:
+            linear = get_linear(layer, name)
+            root = None
+            if stats.input_site(name):
+                site = SITE_OF[name]
+                if site not in roots:
+                    roots[site] = _input_eigh(stats.layers[index][site].covariance.cpu())
+                root = roots[site]
+            yield index, name, linear, decompose(stats, index, name, linear, root)
+
+
+def compute_spectra(model: nn.Module, stats: ActivationStats) -> list[MatrixSpectrum]:
+    """The output spectrum of every compressible encoder matrix, for the policies."""
+    return [
+        MatrixSpectrum(
+            index, name, linear.in_features, linear.out_features,
+            dec.eigenvalues.numpy().copy(), _standardized(dec.eigenvalues, dec.eigenvectors),
+        )
+        for index, name, linear, dec in _iter_decompositions(model, stats)
+    ]
+
+
+def apply_ranks(model: nn.Module, stats: ActivationStats, ranks: Sequence[dict[str, int]]) -> nn.Module:
+    """Factorize ``model``'s encoder in place at the given ranks (a validated
+    ``low_rank_config``) and record them in ``config.low_rank_config``."""
+    ranks = validate_low_rank_config(ranks, model.config)
+    for index, name, linear, dec in _iter_decompositions(model, stats):
+        rank = ranks[index].get(name)
+        if rank is None:
+            continue
+        weight = linear.weight.detach().to("cpu", torch.float64).T
+        bias = linear.bias.detach().to("cpu") if linear.bias is not None else None
+        w1, w2, b = factorize(weight, bias, dec.mean, dec.eigenvectors[:, :rank])
+        ref = linear.weight
+        set_linear(
+            encoder_layers(model)[index],
+            name,
+            LowRankLinear.from_factors(
+                w1.to(ref.device, ref.dtype), w2.to(ref.device, ref.dtype), b.to(ref.device, ref.dtype)
+            ),
+        )
+    model.config.low_rank_config = ranks
+    return model
+
+
+def compress(
+    model: nn.Module,
+    stats: ActivationStats,
+    policy: RankPolicy,
+    inplace: bool = False,
+    name: str = "",
+) -> tuple[nn.Module, CompressionReport]:
+    """Compress a dense Whisper encoder: spectra from ``stats``, ranks from
+    ``policy``, LiteASR factors in place of the chosen matrices.
+
+    Returns the compressed model (a copy unless ``inplace``) and its report.
+    Raises :class:`CalibrationError` when ``stats`` belong to another model and
+    :class:`RankError` for invalid ranks; the input model is untouched on error.
+    """
+    stats.check_matches(model)
+    spectra = compute_spectra(model, stats)
+    ranks = validate_low_rank_config(policy.choose(spectra, model.config), model.config)
+    kept = {(s.layer, s.name): s.kept(ranks[s.layer].get(s.name)) for s in spectra}
+    target = model if inplace else copy.deepcopy(model)
+    apply_ranks(target, stats, ranks)
+    calibration: dict[str, Any] = {
+        "source": stats.source, "utterances": stats.n_utterances, "windows": stats.n_windows,
+    }
+    report = CompressionReport.build(model.config, ranks, kept, policy.describe(), calibration, name)
+    return target, report
+

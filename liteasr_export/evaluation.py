@@ -1,0 +1,90 @@
+"""Word error rate of a transcriber on an evaluation set.
+
+Corpus-level WER (total errors / total reference words) after Whisper's
+English text normalizer (transformers' copy, which does not import torch),
+computed with jiwer.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .frontend import load_audio
+
+
+@lru_cache(maxsize=1)
+def _normalizer():
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
+    # The British->American spelling table (english.json) is not shipped with
+    # the offline models; references here are US English, so it is left empty.
+    return EnglishTextNormalizer({})
+
+
+def normalize(text: str) -> str:
+    """Whisper's English normalization (lower case, numbers, punctuation)."""
+    return _normalizer()(text)
+
+
+@dataclass
+class EvalItem:
+    audio: str
+    reference: str
+    hypothesis: str
+    errors: int
+    words: int
+
+
+@dataclass
+class EvalResult:
+    wer: float  # percent
+    n: int
+    errors: int
+    words: int
+    seconds: float
+    items: list[EvalItem] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def word_errors(references: list[str], hypotheses: list[str]) -> list[tuple[int, int]]:
+    """(errors, reference words) per pair, on normalized text."""
+    import jiwer
+
+    out = []
+    for ref, hyp in zip(references, hypotheses):
+        ref_n, hyp_n = normalize(ref), normalize(hyp)
+        words = len(ref_n.split())
+        if words == 0:
+            out.append((len(hyp_n.split()), 0))
+            continue
+        m = jiwer.process_words(ref_n, hyp_n if hyp_n.strip() else "")
+        out.append((m.substitutions + m.deletions + m.insertions, words))
+    return out
+
+
+def score(audio: list[str], references: list[str], hypotheses: list[str], seconds: float = 0.0) -> EvalResult:
+    """Corpus WER of given transcripts."""
+    counts = word_errors(references, hypotheses)
+    items = [EvalItem(a, r, h, e, w) for a, r, h, (e, w) in zip(audio, references, hypotheses, counts)]
+    errors, words = sum(e for e, _ in counts), sum(w for _, w in counts)
+    return EvalResult(100.0 * errors / max(words, 1), len(items), errors, words, seconds, items)
+
+
+def evaluate(transcribe: Callable[[np.ndarray], str], utterances: Iterable, progress: bool = True) -> EvalResult:
+    """Transcribe every utterance (``.audio`` path, ``.text`` reference) and score."""
+    from tqdm import tqdm
+
+    utterances = [u for u in utterances if u.text is not None]
+    hypotheses = []
+    start = time.perf_counter()
+    for utt in tqdm(utterances, desc="transcribing", unit="utt", disable=not progress, leave=False):
+        hypotheses.append(transcribe(load_audio(utt.audio)))
+    seconds = time.perf_counter() - start
+    return score([u.audio for u in utterances], [u.text for u in utterances], hypotheses, seconds)

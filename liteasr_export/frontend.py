@@ -1,0 +1,163 @@
+"""The one audio frontend shared by every backend (PyTorch, ONNX Runtime,
+TensorRT, and mirrored by ``frontend.onnx``).
+
+numpy + soundfile + soxr only: the ONNX Runtime path must not import torch or
+transformers. Log-mel follows openai-whisper / faster-whisper: the spectrogram
+is computed over the real audio only and padded to 3000 frames with zeros in
+normalized log-mel space (DESIGN.md section 4), which measured better than
+Hugging Face's waveform padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AudioError
+
+SAMPLE_RATE = 16000
+N_FFT = 400
+HOP_LENGTH = 160
+CHUNK_SECONDS = 30
+N_SAMPLES = SAMPLE_RATE * CHUNK_SECONDS  # 480000 samples in one window
+N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames in one window
+#: when audio continues past a window, cut at the quietest point in this tail
+CUT_SEARCH_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class FrontendParams:
+    """Everything a reimplementation (C++, ONNX) needs to match this frontend."""
+
+    n_mels: int
+    sample_rate: int = SAMPLE_RATE
+    n_fft: int = N_FFT
+    hop_length: int = HOP_LENGTH
+    n_frames: int = N_FRAMES
+    window: str = "hann-periodic"
+    mel_scale: str = "slaney"
+    padding: str = "log-mel zeros after normalization (openai-whisper)"
+    log_floor: float = 1e-10
+    dynamic_range_log10: float = 8.0
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Read wav/flac/ogg/mp3, mix to mono, resample to ``sample_rate`` (float32)."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"audio file not found: {path}", "check the path")
+    if path.stat().st_size == 0:
+        raise AudioError(f"audio file is empty: {path}", "re-record or re-export it")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # libsndfile raises its own error types
+        raise AudioError(
+            f"cannot decode audio file {path} ({exc})",
+            "use a valid wav, flac, ogg or mp3 file",
+        ) from None
+    if data.shape[0] == 0:
+        raise AudioError(f"audio file has no samples: {path}", "use a non-empty recording")
+    return resample(data.mean(axis=1), sr, sample_rate)
+
+
+def resample(audio: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 resampling with soxr (no-op at the target rate)."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise AudioError(f"expected mono audio, got shape {audio.shape}", "mix channels to mono first")
+    if orig_rate == target_rate:
+        return audio
+    if orig_rate <= 0:
+        raise AudioError(f"invalid sample rate {orig_rate}", "pass the rate the audio was recorded at")
+    import soxr
+
+    return soxr.resample(audio, orig_rate, target_rate, quality="HQ").astype(np.float32)
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney mel scale: linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    mel = hz / (200.0 / 3)
+    log_region = hz >= 1000.0
+    mel[log_region] = 15.0 + np.log(hz[log_region] / 1000.0) / (np.log(6.4) / 27.0)
+    return mel
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    hz = mel * (200.0 / 3)
+    log_region = mel >= 15.0
+    hz[log_region] = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel[log_region] - 15.0))
+    return hz
+
+
+@lru_cache(maxsize=4)
+def mel_filters(n_mels: int, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT) -> np.ndarray:
+    """Slaney-normalised triangular mel filterbank, ``(n_mels, n_fft // 2 + 1)``.
+
+    Written out here (librosa's definition, as Whisper's ``mel_filters.npz``)
+    because the torch-free runtime cannot import transformers' copy.
+    """
+    fft_freqs = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+    mel_points = np.linspace(_hz_to_mel(np.array([0.0]))[0], _hz_to_mel(np.array([sample_rate / 2.0]))[0], n_mels + 2)
+    hz_points = _mel_to_hz(mel_points)
+    widths = np.diff(hz_points)
+    ramps = hz_points[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (hz_points[2:] - hz_points[:-2]))[:, None]
+    weights.setflags(write=False)
+    return weights
+
+
+@lru_cache(maxsize=1)
+def _hann(n_fft: int = N_FFT) -> np.ndarray:
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
+
+
+def log_mel(audio: np.ndarray, n_mels: int) -> np.ndarray:
+    """Normalized log-mel of one window (<= 30 s): ``(n_mels, 3000)`` float32."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1 or audio.size == 0:
+        raise AudioError(f"expected non-empty mono audio, got shape {audio.shape}", "pass 1-D 16 kHz samples")
+    if audio.size > N_SAMPLES:
+        raise AudioError(
+            f"one window holds at most {N_SAMPLES} samples, got {audio.size}",
+            "split long audio with split_windows() first",
+        )
+    if audio.size <= N_FFT // 2:  # reflect padding needs more samples than it pads
+        audio = np.pad(audio, (0, N_FFT // 2 + 1 - audio.size))
+    padded = np.pad(audio.astype(np.float64), N_FFT // 2, mode="reflect")
+    n_frames = audio.size // HOP_LENGTH  # torch.stft frames minus the last, as whisper drops it
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH][:n_frames]
+    power = np.abs(np.fft.rfft(frames * _hann(), axis=-1)) ** 2
+    mel = mel_filters(n_mels) @ power.T
+    log_spec = np.log10(np.maximum(mel, 1e-10))
+    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
+    out = np.zeros((n_mels, N_FRAMES), dtype=np.float32)
+    out[:, : log_spec.shape[1]] = (log_spec + 4.0) / 4.0
+    return out
+
+
+def split_windows(audio: np.ndarray) -> list[np.ndarray]:
+    """Split audio into windows of at most 30 s, cutting in the quietest 20 ms
+    of each window's last 5 s so that words are not cut in half."""
+    audio = np.asarray(audio, dtype=np.float32)
+    windows: list[np.ndarray] = []
+    start = 0
+    frame = SAMPLE_RATE // 50
+    search = int(CUT_SEARCH_SECONDS * SAMPLE_RATE)
+    while audio.size - start > N_SAMPLES:
+        tail = audio[start + N_SAMPLES - search : start + N_SAMPLES]
+        energy = np.square(tail[: tail.size // frame * frame].reshape(-1, frame)).sum(axis=1)
+        cut = start + N_SAMPLES - search + int(np.argmin(energy)) * frame + frame // 2
+        windows.append(audio[start:cut])
+        start = cut
+    windows.append(audio[start:])
+    return windows

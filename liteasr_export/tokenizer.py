@@ -1,0 +1,73 @@
+"""Whisper vocabulary and special tokens, on the ``tokenizers`` library.
+
+Both the PyTorch and the torch-free ONNX Runtime paths use this class, so the
+special-token ids always come from ``tokenizer.json`` (English-only and
+multilingual vocabularies differ; nothing is hard-coded).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import ModelSourceError
+
+class WhisperTokenizer:
+    """Thin wrapper over a ``tokenizers.Tokenizer`` loaded from tokenizer.json."""
+
+    def __init__(self, path: str | Path) -> None:
+        from tokenizers import Tokenizer
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelSourceError(f"tokenizer.json not found: {self.path}", "export or copy the model's tokenizer.json")
+        self._tok = Tokenizer.from_file(str(self.path))
+        self.eot = self._require("<|endoftext|>")
+        self.sot = self._require("<|startoftranscript|>")
+        self.no_timestamps = self._require("<|notimestamps|>")
+        self.transcribe = self._tok.token_to_id("<|transcribe|>")
+        self.translate = self._tok.token_to_id("<|translate|>")
+        self.no_speech = self._tok.token_to_id("<|nospeech|>") or self._tok.token_to_id("<|nocaptions|>")
+        self.language_ids = self._languages()
+
+    def _require(self, token: str) -> int:
+        idx = self._tok.token_to_id(token)
+        if idx is None:
+            raise ModelSourceError(f"{self.path} has no {token} token", "use a Whisper tokenizer.json")
+        return idx
+
+    def _languages(self) -> dict[str, int]:
+        """Language tokens sit between <|startoftranscript|> and <|translate|>."""
+        if self.translate is None:
+            return {}
+        out = {}
+        for idx in range(self.sot + 1, self.translate):
+            token = self._tok.id_to_token(idx)
+            if token and token.startswith("<|") and token.endswith("|>"):
+                out[token[2:-2]] = idx
+        return out
+
+    @property
+    def is_multilingual(self) -> bool:
+        # The multilingual BPE has one more base token than GPT-2's, so its
+        # <|endoftext|> sits at 50257 instead of 50256 (as in openai-whisper).
+        return self.eot > 50256
+
+    def prompt(self, language: str | None = "en", task: str = "transcribe") -> list[int]:
+        """Decoder prompt without timestamps: sot [language task] notimestamps."""
+        if not self.is_multilingual:
+            return [self.sot, self.no_timestamps]
+        lang = language or "en"
+        if lang not in self.language_ids:
+            raise ModelSourceError(f"unknown language code {lang!r}", f"use one of {sorted(self.language_ids)[:12]}...")
+        task_id = self.transcribe if task == "transcribe" else self.translate
+        return [self.sot, self.language_ids[lang], task_id, self.no_timestamps]
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of the content tokens (special tokens, all >= eot, dropped)."""
+        return self._tok.decode([i for i in ids if i < self.eot], skip_special_tokens=True).strip()
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def __len__(self) -> int:
+        return self._tok.get_vocab_size(with_added_tokens=True)
