@@ -11,7 +11,8 @@ processes on a shared machine spreads over all of them instead of skewing
 one. Audio is decoded once beforehand; each backend's time covers its own
 frontend, encoder and decoding. One warm-up utterance per backend is not timed.
 
-    python bench/e2e_vs_faster_whisper.py --threads 2 [--limit 16] [--compress] [--no-torch]
+    python bench/e2e_vs_faster_whisper.py --threads 2 [--limit 16] [--compress] [--no-torch] \
+        [--artifacts "NAME=DIR" ...]
 """
 
 from __future__ import annotations
@@ -68,13 +69,14 @@ def compress_model(loaded, theta: str):
 
     attn, mlp = parse_theta(theta)
     stats = collect_statistics(loaded.model, resolve_set("builtin", purpose="calib"), progress=False, source="builtin")
-    model, report = compress(loaded.model, stats, LiteASRPolicy(theta_attn=attn, theta_mlp=mlp))
+    model, _ = compress(loaded.model, stats, LiteASRPolicy(theta_attn=attn, theta_mlp=mlp))
     return dataclasses.replace(loaded, model=model, name=f"{loaded.name}-liteasr"), model.config.low_rank_config
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="tiny.en", help="bundled CTranslate2 model (faster-whisper loads the same files)")
+    parser.add_argument("--model", default="tiny.en",
+                        help="bundled CTranslate2 model (faster-whisper loads the same files)")
     parser.add_argument("--eval", default="builtin", help="evaluation set (default: builtin)")
     parser.add_argument("--limit", type=int, default=None, help="first N utterances only")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for every backend")
@@ -84,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "liteasr-e2e-bench",
                         help="where exported artifacts are kept")
     parser.add_argument("--reuse", action="store_true", help="reuse artifacts already in --workdir")
+    parser.add_argument("--artifacts", action="append", default=[], metavar="NAME=DIR",
+                        help="also run an exported artifacts folder under NAME (repeatable)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -114,11 +118,18 @@ def main(argv: list[str] | None = None) -> int:
         for precision in ("fp32", "int8"):
             name = f"onnx {kind} {precision}"
             try:
-                out = export_variant(model, args.workdir / f"{args.model}-{kind}-{precision}", precision == "int8", args.reuse)
+                folder = args.workdir / f"{args.model}-{kind}-{precision}"
+                out = export_variant(model, folder, precision == "int8", args.reuse)
                 backends[name] = OnnxTranscriber(out, threads=args.threads).transcribe
             except Exception as exc:  # one broken variant must not hide the others' figures
                 errors[name] = f"{type(exc).__name__}: {exc}"
                 traceback.print_exc()
+
+    for spec in args.artifacts:
+        name, _, folder = spec.partition("=")
+        if not folder:
+            parser.error(f"--artifacts takes NAME=DIR, got {spec!r}")
+        backends[name] = OnnxTranscriber(folder, threads=args.threads).transcribe
 
     utterances = [u for u in resolve_set(args.eval, purpose="eval") if u.text is not None][: args.limit]
     audio = [load_audio(u.audio) for u in utterances]

@@ -74,7 +74,8 @@ class OnnxTranscriber:
         self.frontend = session("frontend") if use_graph else None
         self._cross = cross_names(self.n_layers)  # the only encoder outputs decoding needs
         _check_names(self.encoder, "encoder.onnx", ["input_features"], self._cross, exact=False)
-        _check_names(self.decoder, "decoder.onnx", decoder_input_names(self.n_layers), decoder_output_names(self.n_layers))
+        _check_names(self.decoder, "decoder.onnx", decoder_input_names(self.n_layers),
+                     decoder_output_names(self.n_layers))
         self._encoder_input = self.encoder.get_inputs()[0]
         types = {i.name: _ORT_DTYPES.get(i.type, np.float32) for i in self.decoder.get_inputs()}
         self._kv_dtype = types["past_key.0"]

@@ -86,7 +86,8 @@ def load_manifest(out_dir: str | Path) -> Manifest:
         raise ArtifactError(f"artifacts folder not found: {root}", "export one with liteasr-export --output DIR")
     path = root / MANIFEST_NAME
     if not path.is_file():
-        raise ArtifactError(f"{root} has no {MANIFEST_NAME}", "it is not an artifacts folder: re-export it with liteasr-export")
+        raise ArtifactError(f"{root} has no {MANIFEST_NAME}",
+                            "it is not an artifacts folder: re-export it with liteasr-export")
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -98,9 +99,10 @@ def load_manifest(out_dir: str | Path) -> Manifest:
         if name not in data["graphs"]:
             raise ArtifactError(f"{path} lists no {name} graph ({GRAPH_FILES[name]})", "re-export the artifacts folder")
     for name, info in data["graphs"].items():
-        if not (root / info["file"]).is_file():
-            raise ArtifactError(f"{root} is missing the {name} graph {info['file']}",
-                                "copy the whole folder or re-export it with liteasr-export")
+        for key, what in (("file", "graph"), ("data", "graph weights")):
+            if key in info and not (root / info[key]).is_file():
+                raise ArtifactError(f"{root} is missing the {name} {what} {info[key]}",
+                                    "copy the whole folder or re-export it with liteasr-export")
     if not (root / data["tokenizer"]).is_file():
         raise ArtifactError(f"{root} is missing {data['tokenizer']}", "copy the whole folder or re-export it")
     return Manifest(root, data)
@@ -117,7 +119,8 @@ def graph_io(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     def describe(value) -> dict[str, Any]:
         tensor = value.type.tensor_type
         shape = [d.dim_param if d.dim_param else d.dim_value for d in tensor.shape.dim]
-        return {"name": value.name, "shape": shape, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name}
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
+        return {"name": value.name, "shape": shape, "dtype": dtype}
 
     initializers = {init.name for init in graph.initializer}
     return {
@@ -156,12 +159,22 @@ def build_manifest(name: str, config, decoding: DecodingOptions, out_dir: str | 
         "format": MANIFEST_FORMAT,
         "name": name,
         "model": model_dims(config),
-        "graphs": {g: {"file": f, **graph_io(out_dir / f), **({"export": export_info[g]} if g in export_info else {})}
-                   for g, f in graphs.items()},
+        "graphs": {g: _graph_entry(out_dir, f, export_info.get(g)) for g, f in graphs.items()},
         "tokenizer": TOKENIZER_NAME,
         "decoding": asdict(decoding),
         "frontend": asdict(FrontendParams(n_mels=config.num_mel_bins)),
     }
+
+
+def _graph_entry(out_dir: Path, file: str, export: dict | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"file": file}
+    data = out_dir / (file + ".data")  # external weights of graphs over 2 GB (exporters.precision.save_onnx)
+    if data.is_file():
+        entry["data"] = data.name
+    entry.update(graph_io(out_dir / file))
+    if export:
+        entry["export"] = export
+    return entry
 
 
 def write_manifest(out_dir: str | Path, manifest: dict[str, Any]) -> Path:
@@ -191,12 +204,15 @@ def export_artifacts(
     fp16: bool = False,
     int8: bool = False,
     frontend: bool = True,
+    encoder_options: dict[str, Any] | None = None,
 ) -> Manifest:
     """Export every graph of ``loaded`` into ``out_dir`` and write the manifest.
 
     ``attention``, ``fp16`` and ``int8`` go to the encoder exporter; ``int8``
     also quantizes the decoder's MatMuls (dynamic int8). ``frontend=False``
     leaves out ``frontend.onnx`` (runtimes then use the numpy frontend).
+    ``encoder_options``: more keywords for ``export_encoder`` (e.g.
+    ``calibration_features`` for the fp16 overflow check).
     """
     from .decoder import export_decoder
     from .encoder import export_encoder
@@ -209,7 +225,8 @@ def export_artifacts(
     if frontend:
         export_frontend(model.config.num_mel_bins, out_dir / GRAPH_FILES["frontend"])
         graphs["frontend"] = GRAPH_FILES["frontend"]
-    info = export_encoder(model, out_dir / GRAPH_FILES["encoder"], attention=attention, fp16=fp16, int8=int8)
+    info = export_encoder(model, out_dir / GRAPH_FILES["encoder"], attention=attention, fp16=fp16, int8=int8,
+                          **(encoder_options or {}))
     graphs["encoder"] = GRAPH_FILES["encoder"]
     export_info = {"encoder": _summary(info)}
     export_decoder(model, out_dir / GRAPH_FILES["decoder"], int8=int8)

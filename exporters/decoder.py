@@ -218,6 +218,7 @@ def check_decoder(
             worst = max(worst, float(np.abs(logits - ref.logits.numpy()).max()))
             ids = ref.logits[:, -1].argmax(-1, keepdim=True)
     if not worst <= atol:
-        raise ToleranceError(f"decoder.onnx logits differ from PyTorch by {worst:.3g} over {steps} steps (limit {atol})",
+        raise ToleranceError(f"decoder.onnx logits differ from PyTorch by {worst:.3g} over {steps} steps "
+                             f"(limit {atol})",
                              "re-export with the installed torch/onnxruntime; report the versions if it persists")
     return worst

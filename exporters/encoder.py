@@ -308,10 +308,14 @@ def build_encoder_graph(model, *, opset: int = DEFAULT_OPSET, fused_op: str | No
             g.node("Transpose", [y], f"{name}.heads_first", f"cross_{kind}.{i}", perm=[0, 2, 1, 3])
 
     graph = helper.make_graph(g.nodes, "whisper_encoder", [t.value_info() for t in spec.inputs],
-                              [t.value_info() for t in spec.outputs], g.initializers)
+                              [t.value_info() for t in spec.outputs])
     opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, v) for d, v in g.opsets.items()]
     onnx_model = helper.make_model(graph, opset_imports=opsets, producer_name="liteasr-export")
     onnx_model.ir_version = min(onnx_model.ir_version, 10)  # readable by ONNX Runtime 1.20+
+    # move the weights in one at a time: protobuf copies on insert, and large-v3 holds 3 GB of them
+    g.initializers.reverse()
+    while g.initializers:
+        onnx_model.graph.initializer.append(g.initializers.pop())
     return onnx_model, [p for p, _ in plans]
 
 

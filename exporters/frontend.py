@@ -12,6 +12,12 @@ plain and TensorRT-parsable (no ``STFT``, no ``If``/``Loop``, no reflect
 ``Pad``: the reflection is two reversed ``Slice`` nodes). Writing the graph
 by hand is the point of this module: torch's ``stft`` does not export to a
 TensorRT-friendly graph and the numpy frontend cannot be traced.
+
+Precision: the graph computes in float32, the numpy frontend in float64.
+Measured max abs difference: about 2e-5 on speech, up to 9e-5 on loud pure
+tones (widest dynamic range per frame), against the 1e-4 bound. Rows longer
+than 480000 samples are not rejected by the graph (it would crop to 3000
+frames): callers split long audio first, as ``split_windows`` does.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from .backends import ENGINES
@@ -103,3 +104,68 @@ def transcribe_main(argv: Sequence[str] | None = None) -> int:
 
 def eval_main(argv: Sequence[str] | None = None) -> int:
     return _run(_eval, eval_parser(), argv)
+
+
+def export_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="liteasr-export",
+        description="Compress Whisper's encoder (LiteASR low-rank), export ONNX graphs, build engines, validate.",
+    )
+    parser.add_argument("--model", default="tiny.en", help="bundled name (tiny.en, base) or model folder (default tiny.en)")
+    parser.add_argument("--engine", choices=("onnx", "trt"), default="onnx", help="target runtime (default onnx)")
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_const", const="fp16", dest="precision", help="fp16 graphs / engines")
+    precision.add_argument("--int8", action="store_const", const="int8", dest="precision", help="int8 MatMuls (ONNX Runtime CPU)")
+    parser.add_argument("--output", "-o", default=None, help="output folder (default out/MODEL)")
+    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
+    comp = parser.add_argument_group("compression")
+    comp.add_argument("--no-compress", dest="compress", action="store_false", help="export the dense model")
+    comp.add_argument("--calib", default="builtin", help="calibration set: builtin, asterisk, a folder of audio, or a manifest")
+    comp.add_argument("--calib-samples", type=int, default=None, help="use at most N calibration utterances")
+    comp.add_argument("--policy", choices=("liteasr", "budget", "profile"), default="liteasr", help="rank policy")
+    comp.add_argument("--preset", choices=("acc", "plain", "fast"), default=None, help="named rank preset")
+    comp.add_argument("--theta", default=None, help="liteasr policy thresholds ATTN:MLP (default 0.99:0.999)")
+    comp.add_argument("--target-size", type=float, default=None, help="budget policy: encoder size as a fraction of dense")
+    comp.add_argument("--ranks", type=Path, default=None, help="profile policy: low_rank_config JSON file")
+    comp.add_argument("--stats", type=Path, default=None, help="reuse saved calibration statistics")
+    comp.add_argument("--save-stats", type=Path, default=None, help="also save the statistics here (.safetensors/.npz)")
+    comp.add_argument("--cache-dir", type=Path, default=None, help="statistics cache (default ~/.cache/liteasr-export)")
+    graphs = parser.add_argument_group("graphs and engines")
+    graphs.add_argument("--attention", choices=("auto", "fused", "unfused"), default="auto",
+                        help="reduced attention as one fused node, or MatMul-Softmax-MatMul")
+    graphs.add_argument("--no-frontend-graph", dest="frontend_graph", action="store_false", help="skip frontend.onnx")
+    graphs.add_argument("--build-script", action="store_true", help="--engine trt: write trtexec commands instead of building")
+    graphs.add_argument("--max-batch", type=int, default=8, dest="trt_max_batch", help="TensorRT profile max batch")
+    val = parser.add_argument_group("validation")
+    val.add_argument("--no-validate", dest="validate", action="store_false", help="skip parity and WER")
+    val.add_argument("--eval", dest="eval_set", default="builtin", help="evaluation set for WER (default builtin)")
+    val.add_argument("--eval-limit", type=int, default=None, help="evaluate only the first N utterances")
+    val.add_argument("--parity-clips", type=int, default=4, help="clips used for numerical parity")
+    parser.add_argument("--device", default="cpu", help="torch device for calibration and reference (cpu, cuda)")
+    parser.add_argument("--quiet", dest="progress", action="store_false", help="no progress output")
+    parser.set_defaults(precision="fp32")
+    _common(parser)
+    return parser
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .pipeline import ExportOptions, run_export
+
+    values = {k: v for k, v in vars(args).items() if k in ExportOptions.__dataclass_fields__}
+    values["output"] = Path(args.output or Path("out") / Path(str(args.model)).name)
+    result = run_export(ExportOptions(**values))
+    summary = result.summary
+    print(f"\noutputs: {result.output}\nmanifest: {result.manifest}\nreport: {result.report}")
+    comp = summary.get("compression")
+    if comp:
+        print(f"encoder size: {100 * comp['size_ratio']:.1f}% of dense, FLOPs {100 * comp['flops_ratio']:.1f}%")
+    validation = summary.get("validation")
+    if isinstance(validation, dict):
+        for backend, row in validation["wer"]["backends"].items():
+            print(f"WER {backend}: {row['wer']:.2f}% ({row['n']} utterances)")
+    print("stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+    return 0
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    return _run(_export, export_parser(), argv)

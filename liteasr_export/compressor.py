@@ -12,7 +12,7 @@ the output. Entry point: :func:`compress`.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -108,13 +108,18 @@ def _standardized(values: torch.Tensor, vectors: torch.Tensor) -> np.ndarray:
     return weights.numpy()
 
 
-def _iter_decompositions(model: nn.Module, stats: ActivationStats, names: Sequence[str] = COMPRESSIBLE):
-    """``(layer, name, linear, Decomposition)``, sharing one ``eigh`` per input site."""
+def _iter_decompositions(
+    model: nn.Module, stats: ActivationStats, wanted: Callable[[int, str], bool] = lambda layer, name: True
+):
+    """``(layer, name, linear, Decomposition)`` for the wanted matrices, sharing
+    one ``eigh`` per input site and layer."""
     from calibration.statistics import SITE_OF
 
     for index, layer in enumerate(encoder_layers(model)):
         roots: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        for name in names:
+        for name in COMPRESSIBLE:
+            if not wanted(index, name):
+                continue
             linear = get_linear(layer, name)
             root = None
             if stats.input_site(name):
@@ -140,10 +145,8 @@ def apply_ranks(model: nn.Module, stats: ActivationStats, ranks: Sequence[dict[s
     """Factorize ``model``'s encoder in place at the given ranks (a validated
     ``low_rank_config``) and record them in ``config.low_rank_config``."""
     ranks = validate_low_rank_config(ranks, model.config)
-    for index, name, linear, dec in _iter_decompositions(model, stats):
-        rank = ranks[index].get(name)
-        if rank is None:
-            continue
+    for index, name, linear, dec in _iter_decompositions(model, stats, lambda i, n: n in ranks[i]):
+        rank = ranks[index][name]
         weight = linear.weight.detach().to("cpu", torch.float64).T
         bias = linear.bias.detach().to("cpu") if linear.bias is not None else None
         w1, w2, b = factorize(weight, bias, dec.mean, dec.eigenvectors[:, :rank])
@@ -165,6 +168,7 @@ def compress(
     policy: RankPolicy,
     inplace: bool = False,
     name: str = "",
+    spectra: Sequence[MatrixSpectrum] | None = None,
 ) -> tuple[nn.Module, CompressionReport]:
     """Compress a dense Whisper encoder: spectra from ``stats``, ranks from
     ``policy``, LiteASR factors in place of the chosen matrices.
@@ -172,9 +176,12 @@ def compress(
     Returns the compressed model (a copy unless ``inplace``) and its report.
     Raises :class:`CalibrationError` when ``stats`` belong to another model and
     :class:`RankError` for invalid ranks; the input model is untouched on error.
+    ``spectra`` (from :func:`compute_spectra` on the same model and statistics)
+    saves recomputing them when several policies are tried.
     """
     stats.check_matches(model)
-    spectra = compute_spectra(model, stats)
+    if spectra is None:
+        spectra = compute_spectra(model, stats)
     ranks = validate_low_rank_config(policy.choose(spectra, model.config), model.config)
     kept = {(s.layer, s.name): s.kept(ranks[s.layer].get(s.name)) for s in spectra}
     target = model if inplace else copy.deepcopy(model)

@@ -64,3 +64,10 @@ def speech_clip() -> np.ndarray:
     from liteasr_export.frontend import load_audio
 
     return load_audio(resolve_set("builtin", purpose="eval")[0].audio)
+
+
+@pytest.fixture(scope="session")
+def speech_clip_path() -> str:
+    from calibration.datasets import resolve_set
+
+    return resolve_set("builtin", purpose="eval")[0].audio

@@ -18,7 +18,7 @@ import torch
 from conftest import random_whisper
 
 from engines.ort_transcriber import OnnxTranscriber
-from exporters.artifacts import GRAPH_FILES, export_artifacts, load_manifest, update_manifest
+from exporters.artifacts import GRAPH_FILES, export_artifacts, load_manifest, update_manifest, write_manifest
 from liteasr_export.decoding import build_options
 from liteasr_export.errors import ArtifactError
 from liteasr_export.frontend import SAMPLE_RATE, log_mel, resample, split_windows
@@ -128,6 +128,20 @@ def test_missing_graph_is_named(dense, tmp_path, graph):
     (copy / GRAPH_FILES[graph]).unlink()
     with pytest.raises(ArtifactError, match=GRAPH_FILES[graph]):
         OnnxTranscriber(copy)
+
+
+def test_missing_external_weights_and_tokenizer_are_named(dense, tmp_path):
+    copy = Path(shutil.copytree(dense[1], tmp_path / "copy"))
+    data = load_manifest(copy).data
+    data["graphs"]["decoder"]["data"] = "decoder.onnx.data"  # as written for graphs over 2 GB
+    write_manifest(copy, data)
+    with pytest.raises(ArtifactError, match="decoder graph weights decoder.onnx.data"):
+        OnnxTranscriber(copy)
+    (copy / "tokenizer.json").unlink()
+    del data["graphs"]["decoder"]["data"]
+    write_manifest(copy, data)
+    with pytest.raises(ArtifactError, match="tokenizer.json"):
+        load_manifest(copy)
 
 
 def test_not_an_artifacts_folder(tmp_path):

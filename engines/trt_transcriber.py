@@ -1,0 +1,128 @@
+"""Transcription with TensorRT engines from an artifacts folder
+(``liteasr-transcribe --engine trt``, ``liteasr-eval --engine trt``).
+
+The folder is the ONNX Runtime one plus ``trt/<graph>.plan`` (built by
+:func:`engines.trt_builder.build_engines` or the folder's
+``build_engines.sh``). Windowing, batching and the greedy loop are
+:class:`engines.ort_transcriber.OnnxTranscriber`'s own methods, reused as
+they are; this class supplies the stages that differ: features (the
+frontend engine or the numpy frontend), the encoder call and a decoder step
+whose KV cache stays on the GPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from exporters.artifacts import Manifest, cross_names, decoder_input_names, decoder_output_names, load_manifest
+from liteasr_export.decoding import DecoderStep
+from liteasr_export.errors import ArtifactError, AudioError
+from liteasr_export.frontend import N_SAMPLES, log_mel
+from liteasr_export.tokenizer import WhisperTokenizer
+
+from .ort_transcriber import OnnxTranscriber
+from .trt_builder import ENGINE_DIR, engine_path
+
+FRONTENDS = ("auto", "engine", "numpy")
+
+
+def _check_io(engine, graph: str, inputs: list[str], outputs: list[str], exact: bool = True) -> None:
+    for kind, want, have in (("inputs", inputs, engine.inputs), ("outputs", outputs, engine.outputs)):
+        missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want)) if exact else []
+        if missing or extra:
+            raise ArtifactError(f"{graph} engine has unexpected {kind} (missing {missing[:4]}, unexpected {extra[:4]})",
+                                "the engine was built from other graphs: rebuild the folder's engines")
+
+
+class TrtTranscriber:
+    """Transcribe 16 kHz audio with the folder's TensorRT engines on one GPU.
+
+    ``frontend``: ``engine`` runs ``trt/frontend.plan``, ``numpy`` the shared
+    Python frontend, ``auto`` the engine when the folder has one.
+    ``batch_size``: windows of long audio per batch (capped by the engines'
+    profiles). Raises :class:`EngineUnavailableError` without TensorRT or CUDA.
+    """
+
+    # the engine-independent parts, shared with the ONNX Runtime backend
+    transcribe = OnnxTranscriber.transcribe
+    transcribe_features = OnnxTranscriber.transcribe_features
+
+    def __init__(self, artifacts_dir: str | Path, *, device: int = 0, frontend: str = "auto",
+                 batch_size: int = 8) -> None:
+        from .trt_availability import require_tensorrt
+        from .trt_runner import TrtEngine
+
+        if frontend not in FRONTENDS:
+            raise ValueError(f"frontend must be one of {FRONTENDS}, got {frontend!r}")
+        require_tensorrt()  # before anything else: the clearest message when TensorRT cannot run
+        self.manifest: Manifest = load_manifest(artifacts_dir)
+        root = self.manifest.root
+        for graph in ("encoder", "decoder"):
+            if not engine_path(root, graph).is_file():
+                raise ArtifactError(f"{root} has no TensorRT engine {ENGINE_DIR}/{graph}.plan",
+                                    "build the engines on this machine: liteasr-export --engine trt, "
+                                    "or run the folder's build_engines.sh")
+        dims = self.manifest.model
+        self.n_mels = int(dims["n_mels"])
+        self.n_layers = int(dims["decoder_layers"])
+        self.encoder = TrtEngine(engine_path(root, "encoder"), device)
+        self.decoder = TrtEngine(engine_path(root, "decoder"), device)
+        use_engine = frontend == "engine" or (frontend == "auto" and engine_path(root, "frontend").is_file())
+        self.frontend = TrtEngine(engine_path(root, "frontend"), device) if use_engine else None
+        self._cross = cross_names(self.n_layers)
+        _check_io(self.encoder, "encoder", ["input_features"], self._cross, exact=False)
+        _check_io(self.decoder, "decoder", decoder_input_names(self.n_layers), decoder_output_names(self.n_layers))
+        self.tokenizer = WhisperTokenizer(self.manifest.tokenizer_path)
+        self.options = self.manifest.decoding
+        self.batch_size = min(batch_size, self.encoder.max_dim("input_features", 0),
+                              self.decoder.max_dim("input_ids", 0))
+        # step 0 feeds the prompt with an empty cache; step k one token after prompt + k - 1
+        prompt, past_needed = len(self.options.prompt), len(self.options.prompt) + self.options.max_new_tokens - 2
+        if prompt > self.decoder.max_dim("input_ids", 1) or past_needed > self.decoder.max_dim("past_key.0", 2):
+            raise ArtifactError(f"the decoder engine's profile ({self.decoder.max_dim('past_key.0', 2)} cached "
+                                f"tokens) is too small for a {prompt}-token prompt plus "
+                                f"{self.options.max_new_tokens} new tokens",
+                                "rebuild the engines with a larger --trt-max-decoder-tokens")
+
+    # ------------------------------------------------------------ stages
+
+    def features(self, window: np.ndarray) -> np.ndarray:
+        """Normalized log-mel ``(n_mels, 3000)`` of one window of <= 30 s."""
+        window = np.ascontiguousarray(window, dtype=np.float32)
+        if window.ndim != 1 or window.size == 0 or window.size > N_SAMPLES:
+            raise AudioError(f"a window holds 1 to {N_SAMPLES} mono samples, got shape {window.shape}",
+                             "pass 16 kHz mono audio; transcribe() splits long audio")
+        if self.frontend is None:
+            return log_mel(window, self.n_mels)
+        import torch
+
+        out = self.frontend.run({"audio": torch.from_numpy(window[None])})
+        return out["input_features"][0].float().cpu().numpy()
+
+    def encode(self, features: np.ndarray) -> list["torch.Tensor"]:  # noqa: F821
+        """Cross K/V of every decoder layer (GPU tensors) for ``features`` (B, n_mels, 3000)."""
+        import torch
+
+        out = self.encoder.run({"input_features": torch.from_numpy(np.ascontiguousarray(features, np.float32))})
+        return [out[name] for name in self._cross]
+
+    def decoder_step(self, cross: list["torch.Tensor"]) -> DecoderStep:  # noqa: F821
+        """A decoder step over one batch's cross K/V, holding the self-attention cache on the GPU."""
+        import torch
+
+        names = decoder_input_names(self.n_layers)
+        outputs = decoder_output_names(self.n_layers)
+        batch, heads, _, head_dim = cross[0].shape
+        device, kv_dtype = self.decoder.device, self.decoder.dtypes["past_key.0"]
+        past = [torch.zeros((batch, heads, 0, head_dim), dtype=kv_dtype, device=device)] * (2 * self.n_layers)
+
+        def step(tokens: np.ndarray) -> np.ndarray:
+            nonlocal past
+            ids = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
+            out = self.decoder.run(dict(zip(names, [ids, *past, *cross])))
+            past = [out[name] for name in outputs[1:]]
+            return out["logits"][:, -1].float().cpu().numpy()
+
+        return step

@@ -1,0 +1,41 @@
+// manifest.json of an artifacts folder, read and checked as the Python
+// runtime's exporters.artifacts.load_manifest does.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace liteasr::detail {
+
+/// liteasr_export.decoding.DecodingOptions
+struct DecodingOptions {
+  std::vector<int64_t> prompt;
+  int64_t eot = 0;
+  std::vector<int64_t> suppress;
+  std::vector<int64_t> suppress_begin;
+  int64_t max_new_tokens = 224;
+};
+
+struct Manifest {
+  std::filesystem::path root;
+  std::string name;
+  int64_t n_mels = 0;
+  int64_t decoder_layers = 0;
+  int64_t decoder_heads = 0;
+  int64_t head_dim = 0;
+  int64_t vocab_size = 0;
+  int64_t n_frames = 3000;  // mel frames per 30 s window
+  std::filesystem::path frontend_graph;
+  std::filesystem::path encoder_graph;
+  std::filesystem::path decoder_graph;
+  std::filesystem::path tokenizer;
+  DecodingOptions decoding;
+};
+
+/// Throws liteasr::Error when the folder, the manifest or a file it names is
+/// missing, or the manifest lacks what this runtime needs.
+Manifest load_manifest(const std::filesystem::path& artifacts_dir);
+
+}  // namespace liteasr::detail

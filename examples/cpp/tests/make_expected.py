@@ -1,0 +1,138 @@
+"""Test data for the C++ example's CTest: WAV clips and the texts the Python
+ONNX Runtime path (engines.ort_transcriber.OnnxTranscriber) gives for them.
+
+    python make_expected.py --artifacts DIR --out DATA [--model tiny.en] [--clips 5]
+
+``DIR`` is used as is when it holds a manifest.json, otherwise ``--model`` is
+exported into it with exporters.artifacts.export_artifacts. Writes into DATA:
+
+* ``clips/*.wav``: the first ``--clips`` built-in evaluation clips (Ogg in the
+  repository) as 16 kHz mono 16-bit WAV, one of them also as 32-bit float WAV,
+  and ``long.wav``, built-in clips joined to over 30 s (two windows: the
+  split and the batched decode are exercised too);
+* ``clips.txt`` (one WAV path a line) and ``expected.txt`` (one text a line,
+  same order), the Python texts of exactly those WAV files;
+* ``bad/``: inputs the C++ program must reject (8 kHz, stereo, 24-bit, not a
+  WAV; artifacts folders without manifest.json, with a broken one, one of
+  another format, one whose graphs are missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[3]
+if str(REPO) not in sys.path:  # a source checkout that is not pip-installed
+    sys.path.insert(0, str(REPO))
+
+from calibration.datasets import resolve_set  # noqa: E402
+from engines.ort_transcriber import OnnxTranscriber  # noqa: E402
+from liteasr_export.frontend import SAMPLE_RATE, load_audio  # noqa: E402
+
+LONG_SECONDS = 40.0
+GAP_SECONDS = 0.4
+
+
+def write_pcm16(path: Path, audio: np.ndarray, rate: int = SAMPLE_RATE) -> None:
+    pcm = np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
+    sf.write(str(path), pcm, rate, subtype="PCM_16", format="WAV")
+
+
+def ensure_artifacts(artifacts: Path, model: str) -> None:
+    if (artifacts / "manifest.json").is_file():
+        print(f"using the artifacts in {artifacts}")
+        return
+    from exporters.artifacts import export_artifacts
+    from liteasr_export.sources import load_model
+
+    start = time.perf_counter()
+    export_artifacts(load_model(model), artifacts)
+    print(f"exported {model} into {artifacts} in {time.perf_counter() - start:.1f} s")
+
+
+def write_clips(out: Path, n_clips: int) -> list[Path]:
+    clips = out / "clips"
+    clips.mkdir(parents=True, exist_ok=True)
+    utterances = resolve_set("builtin", "eval")
+    if len(utterances) < n_clips:
+        raise SystemExit(f"the built-in evaluation set has {len(utterances)} clips, fewer than {n_clips}")
+    paths = []
+    for utt in utterances[:n_clips]:
+        path = clips / f"{Path(utt.audio).stem}.wav"
+        write_pcm16(path, load_audio(utt.audio))
+        paths.append(path)
+    # the same audio as 32-bit float, read back without quantization
+    float_path = clips / f"{paths[0].stem}.f32.wav"
+    sf.write(str(float_path), load_audio(utterances[0].audio), SAMPLE_RATE, subtype="FLOAT", format="WAV")
+    paths.append(float_path)
+    # over 30 s: built-in clips with short silences between them
+    parts, total = [], 0
+    gap = np.zeros(int(GAP_SECONDS * SAMPLE_RATE), np.float32)
+    for utt in utterances:
+        if total >= LONG_SECONDS * SAMPLE_RATE:
+            break
+        parts += [load_audio(utt.audio), gap]
+        total += parts[-2].size + gap.size
+    long_path = clips / "long.wav"
+    write_pcm16(long_path, np.concatenate(parts))
+    paths.append(long_path)
+    return paths
+
+
+def write_bad_inputs(out: Path, clip: Path, artifacts: Path) -> None:
+    bad = out / "bad"
+    if bad.exists():
+        shutil.rmtree(bad)
+    bad.mkdir(parents=True)
+    audio = load_audio(clip)
+    write_pcm16(bad / "8khz.wav", audio[::2], rate=8000)
+    write_pcm16(bad / "stereo.wav", np.stack([audio, audio], axis=1))
+    sf.write(str(bad / "pcm24.wav"), audio, SAMPLE_RATE, subtype="PCM_24", format="WAV")
+    ogg = resolve_set("builtin", "eval")[0].audio
+    shutil.copyfile(ogg, bad / "not_a_wav.wav")  # Ogg bytes under a .wav name
+    (bad / "no_manifest").mkdir()
+    (bad / "broken_manifest").mkdir()
+    (bad / "broken_manifest" / "manifest.json").write_text('{"format": "liteasr-export/1", "model": ')
+    manifest = json.loads((artifacts / "manifest.json").read_text())
+    (bad / "other_format").mkdir()
+    (bad / "other_format" / "manifest.json").write_text(json.dumps({**manifest, "format": "other-tool/2"}))
+    (bad / "graphs_missing").mkdir()  # a manifest copied without the graphs it names
+    shutil.copyfile(artifacts / "manifest.json", bad / "graphs_missing" / "manifest.json")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--artifacts", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--model", default="tiny.en", help="exported when --artifacts has no manifest.json")
+    parser.add_argument("--clips", type=int, default=5, help="built-in evaluation clips to transcribe")
+    args = parser.parse_args()
+
+    ensure_artifacts(args.artifacts, args.model)
+    args.out.mkdir(parents=True, exist_ok=True)
+    paths = write_clips(args.out, args.clips)
+    write_bad_inputs(args.out, paths[0], args.artifacts)
+
+    transcriber = OnnxTranscriber(args.artifacts)
+    texts = []
+    for path in paths:
+        text = transcriber.transcribe(load_audio(path))
+        if "\n" in text:
+            raise SystemExit(f"{path.name}: the transcript holds a line break; expected.txt needs one line per clip")
+        texts.append(text)
+        print(f"{path.name}: {text}")
+    (args.out / "clips.txt").write_text("".join(f"{p}\n" for p in paths))
+    (args.out / "expected.txt").write_text("".join(f"{t}\n" for t in texts))
+    print(f"wrote {len(paths)} clips and their expected texts to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

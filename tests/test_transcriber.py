@@ -1,0 +1,46 @@
+"""The PyTorch reference transcriber on real tiny.en weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calibration.datasets import resolve_set
+from liteasr_export.evaluation import score
+from liteasr_export.frontend import N_SAMPLES, load_audio
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def transcriber():
+    from liteasr_export.sources import load_model
+    from liteasr_export.transcriber import TorchTranscriber
+
+    return TorchTranscriber(load_model("tiny.en"))
+
+
+def test_clear_speech_is_transcribed(transcriber):
+    utts = resolve_set("builtin", purpose="eval")[:6]
+    result = score([u.audio for u in utts], [u.text for u in utts],
+                   [transcriber.transcribe(load_audio(u.audio)) for u in utts])
+    assert result.wer < 25.0, [(i.reference, i.hypothesis) for i in result.items]
+
+
+def test_two_minute_file_comes_back_complete(transcriber):
+    utts = resolve_set("builtin", purpose="eval")
+    pieces, texts, total = [], [], 0
+    for utt in utts:
+        audio = load_audio(utt.audio)
+        pieces += [audio, np.zeros(8000, dtype=np.float32)]
+        texts.append(utt.text)
+        total += audio.size + 8000
+        if total >= 4 * N_SAMPLES:
+            break
+    long_audio = np.concatenate(pieces)
+    assert long_audio.size >= 120 * 16000
+    result = score(["long"], [" ".join(texts)], [transcriber.transcribe(long_audio)])
+    # every clip, including the last ones, must be there: a dropped window would cost > 20 %
+    assert result.wer < 20.0, result.items[0].hypothesis
+    last_words = texts[-1].split()[-4:]
+    assert any(w.strip(".,").lower() in result.items[0].hypothesis.lower() for w in last_words)
