@@ -57,7 +57,8 @@ def plot(result: dict, path: Path, eval_set: str) -> None:
         ax.plot([100 * p["size_ratio"] for p in pts], [p["wer"][eval_set]["wer"] for p in pts], style, label=label)
     ax.axhline(result["dense"]["wer"][eval_set]["wer"], color="gray", ls="--", label="dense")
     ax.set_xlabel("encoder parameters (% of dense)")
-    ax.set_ylabel(f"WER on {eval_set} (%)")
+    ax.set_yscale("log")  # collapsed points (WER > 100 %) would flatten the rest
+    ax.set_ylabel(f"WER on {eval_set} (%, log scale)")
     ax.set_title(f"whisper {result['model']}: rank policies")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -73,9 +74,11 @@ def main() -> None:
     parser.add_argument("--calib-samples", type=int, default=None)
     parser.add_argument("--eval", default="builtin")
     parser.add_argument("--thetas", nargs="+", default=DEFAULT_THETAS)
+    parser.add_argument("--targets", type=float, nargs="*", default=[],
+                        help="more budget targets (fractions of the dense encoder)")
     parser.add_argument("--extra-targets", type=float, nargs="*", default=[-0.05, -0.10],
                         help="budget targets relative to the smallest liteasr size")
-    parser.add_argument("--weights", nargs="+", default=["standardized"], choices=["standardized", "variance"])
+    parser.add_argument("--weights", nargs="+", default=["standardized"], choices=["standardized", "variance", "mixed"])
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--output", type=Path, default=RESULTS / "budget_vs_liteasr.json")
     args = parser.parse_args()
@@ -105,7 +108,8 @@ def main() -> None:
         result["liteasr"].append(point)
         show(f"liteasr {theta}", point)
     sizes = sorted({round(p["size_ratio"], 3) for p in result["liteasr"]})
-    targets = sorted(set(sizes) | {round(sizes[0] + d, 3) for d in args.extra_targets if sizes[0] + d > 0.3}, reverse=True)
+    extra = {round(sizes[0] + d, 3) for d in args.extra_targets if sizes[0] + d > 0.3}
+    targets = sorted(set(sizes) | extra | set(args.targets), reverse=True)
     result["budget"] = {}
     for weights in args.weights:
         result["budget"][weights] = []

@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     import faster_whisper
 
     report = {
+        "command": " ".join(["python", "bench/e2e_vs_faster_whisper.py", *sys.argv[1:]]),
         "model": args.model,
         "eval": args.eval,
         "utterances": len(audio),
@@ -186,10 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     args.output.write_text(json.dumps(report, indent=2) + "\n")
 
     print(f"{len(audio)} utterances, {audio_seconds:.0f} s of audio, {args.threads} threads")
-    print(f"{'backend':28} {'wall s':>8} {'RTF':>7} {'WER %':>7} {'x fw-int8':>9} {'= torch':>8}")
+    width = max(len(name) for name in rows)
+    print(f"{'backend':{width}} {'wall s':>8} {'RTF':>7} {'WER %':>7} {'x fw-int8':>9} {'= torch':>8}")
     for name, row in rows.items():
         same = row.get("same_transcript_as_torch")
-        print(f"{name:28} {row['wall_s']:8.2f} {row['rtf']:7.4f} {row['wer']:7.2f} "
+        print(f"{name:{width}} {row['wall_s']:8.2f} {row['rtf']:7.4f} {row['wer']:7.2f} "
               f"{row['speed_vs_faster_whisper_int8']:9.2f} {'' if same is None else f'{100 * same:7.1f}%':>8}")
     for name, error in errors.items():
         print(f"{name}: FAILED {error}")

@@ -100,8 +100,11 @@ def _check_options(opts: ExportOptions) -> None:
     out = Path(opts.output)
     if out.exists() and not opts.force:
         raise LiteASRError(f"output folder {out} exists", "pass --force to replace it, or choose another --output")
+    if opts.engine == "trt" and opts.attention == "fused":
+        raise LiteASRError("TensorRT cannot import the fused com.microsoft attention node",
+                           "use --attention unfused (the default for --engine trt)")
     if opts.engine == "trt" and not opts.build_script:
-        from engines.trt_builder import require_tensorrt
+        from engines.trt_availability import require_tensorrt
 
         require_tensorrt()  # fails now, with what is missing, not after the export
 
@@ -195,6 +198,10 @@ def validate(dense, compressed, out_dir: Path, opts: ExportOptions) -> dict:
     if compressed is not dense:
         backends["torch low-rank"] = reference.transcribe
     backends[f"onnxruntime {opts.precision}"] = onnx.transcribe
+    if opts.engine == "trt" and not opts.build_script:
+        from engines.trt_transcriber import TrtTranscriber
+
+        backends[f"tensorrt {opts.precision}"] = TrtTranscriber(out_dir).transcribe
     wer = wer_by_backend(backends, utterances, progress=opts.progress)
     return {"parity": [p.to_dict() for p in parity], "wer": {"eval_set": opts.eval_set, "backends": wer}}
 
@@ -224,6 +231,14 @@ def _report_markdown(name: str, opts: ExportOptions, compression_md: str | None,
     return "\n".join(lines)
 
 
+def _remove_stale_temporaries(out: Path) -> None:
+    """Temporary folders of killed runs (their process is gone)."""
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[1]
+        if pid.isdigit() and (int(pid) == os.getpid() or not Path(f"/proc/{pid}").exists()):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run_export(opts: ExportOptions) -> ExportResult:
     """Run the whole job; OUT appears only when every stage succeeded."""
     from exporters.artifacts import export_artifacts, update_manifest
@@ -234,8 +249,8 @@ def run_export(opts: ExportOptions) -> ExportResult:
     _check_options(opts)
     out = Path(opts.output).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     stage = _Stages(opts.progress)
     try:
         if opts.threads:
@@ -254,15 +269,20 @@ def run_export(opts: ExportOptions) -> ExportResult:
                 compressed, compression = compress_model(dense, stats, opts)
                 save_lite_whisper(compressed.model, tmp / "checkpoint", compressed.tokenizer_path)
                 compression.write(tmp)
-        with stage("export", f"ONNX graphs ({opts.precision}, attention {opts.attention})"):
-            export_artifacts(compressed, tmp, attention=opts.attention, fp16=opts.precision == "fp16",
+        attention = "unfused" if opts.engine == "trt" else opts.attention
+        with stage("export", f"ONNX graphs ({opts.precision}, attention {attention})"):
+            export_artifacts(compressed, tmp, attention=attention, fp16=opts.precision == "fp16",
                              int8=opts.precision == "int8", frontend=opts.frontend_graph)
         engines_info = None
         if opts.engine == "trt":
-            from engines.trt_pipeline import build_trt
+            from engines.trt_builder import TrtBuildOptions, export_tensorrt
+            from engines.trt_profiles import ProfileOptions
 
+            build = TrtBuildOptions(precision=opts.precision, profile=ProfileOptions(max_batch=opts.trt_max_batch))
             with stage("build", "TensorRT engines" if not opts.build_script else "trtexec build script"):
-                engines_info = build_trt(tmp, opts)
+                built = export_tensorrt(tmp, build, build_script=opts.build_script)
+            engines_info = {"built": not opts.build_script, "path": str(built.relative_to(tmp)),
+                            "note": "run build_engines.sh on the target GPU" if opts.build_script else ""}
         validation = None
         if opts.validate:
             with stage("validate", f"parity and WER on {opts.eval_set}"):

@@ -136,6 +136,17 @@ class LiteASRPolicy:
 
 
 # -- budget ---------------------------------------------------------------------
+WEIGHTINGS = ("standardized", "variance", "mixed")
+
+
+def _tail_share(values: np.ndarray) -> np.ndarray:
+    """``tail[k]``: share of ``values`` beyond the first ``k`` (k = 0..len)."""
+    total = float(values.sum())
+    if total <= 0:
+        return np.zeros(len(values) + 1)
+    return np.clip((total - np.concatenate([[0.0], np.cumsum(values)])) / total, 0.0, 1.0)
+
+
 @dataclass(frozen=True)
 class BudgetPolicy:
     """Ranks under one global budget: ``target_size`` x the dense encoder's
@@ -144,7 +155,7 @@ class BudgetPolicy:
     Each matrix's predicted error at rank k is the share of its output
     ``weights`` the discarded components hold ("standardized": per-channel
     normalised variance, robust to outlier channels; "variance": plain
-    variance, as the published rule). The summed error is minimised over all
+    variance, as the published rule; "mixed": the mean of both). The summed error is minimised over all
     matrices at once; a rank is only used where it is strictly cheaper than
     the dense matrix.
     """
@@ -160,14 +171,13 @@ class BudgetPolicy:
             raise RankError(f"target size {self.target_size} is outside (0, 1]", "pass a fraction such as 0.6")
         if self.metric not in ("params", "flops"):
             raise RankError(f"unknown budget metric {self.metric!r}", "use params or flops")
-        if self.weights not in ("standardized", "variance"):
-            raise RankError(f"unknown error weighting {self.weights!r}", "use standardized or variance")
+        if self.weights not in WEIGHTINGS:
+            raise RankError(f"unknown error weighting {self.weights!r}", f"use one of {', '.join(WEIGHTINGS)}")
 
     def _options(self, s: MatrixSpectrum, config) -> tuple[list[int | None], np.ndarray, np.ndarray]:
         """Candidate ranks (None = dense), their predicted errors and costs."""
-        values = s.standardized if self.weights == "standardized" else s.eigenvalues
-        total = float(values.sum())
-        tail = (total - np.concatenate([[0.0], np.cumsum(values)])) / total if total > 0 else np.zeros(len(values) + 1)
+        kinds = ("standardized", "variance") if self.weights == "mixed" else (self.weights,)
+        tail = np.mean([_tail_share(s.standardized if k == "standardized" else s.eigenvalues) for k in kinds], axis=0)
         ranks: list[int | None] = [
             k for k in range(self.multiple, min(s.d_in, s.d_out) + 1, self.multiple) if pays_off(s.d_in, s.d_out, k)
         ]

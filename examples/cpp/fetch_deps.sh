@@ -60,7 +60,7 @@ find_debian_source() {
       /^Suites:/ { $1 = ""; suites = $0 }
       /^Components:/ { $1 = ""; comps = $0 }
       /^Signed-By:/ { key = $2 }
-      END { flush() }' "$f" | grep '/debian|' && return 0
+      END { flush() }' "$f" | grep -E '/debian/?[|]' && return 0
   done
   for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
     [ -f "$f" ] || continue
@@ -70,7 +70,7 @@ find_debian_source() {
         if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) { if ($i ~ /signed-by=/) { k = $i; sub(/.*signed-by=/, "", k); key = k } i++ }
                           if ($i ~ /signed-by=/) { k = $i; sub(/.*signed-by=/, "", k); sub(/\]$/, "", k); key = k } i++ }
         if ($(i + 1) !~ /-/ && $0 ~ / main/) { print $i "|" key; exit }
-      }' "$f" | grep '/debian|' && return 0
+      }' "$f" | grep -E '/debian/?[|]' && return 0
   done
   return 1
 }

@@ -1,0 +1,128 @@
+"""The one-command pipeline on a tiny random model: output folder, manifest,
+checksums, refusals, parity failure and interrupted runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from liteasr_export.cli import export_main
+
+
+def _args(model_dir: Path, out: Path, *extra: str) -> list[str]:
+    return ["--model", str(model_dir), "--output", str(out), "--calib-samples", "4", "--eval-limit", "2",
+            "--parity-clips", "1", "--quiet", "--cache-dir", str(out.parent / "cache"), *extra]
+
+
+@pytest.fixture(scope="module")
+def exported(random_hf_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pipeline") / "out"
+    assert export_main(_args(random_hf_dir, out)) == 0
+    return out
+
+
+def test_manifest_describes_every_graph_and_checksums_match(exported):
+    manifest = json.loads((exported / "manifest.json").read_text())
+    for key in ("model", "graphs", "decoding", "frontend", "compression", "validation", "versions", "sha256"):
+        assert key in manifest, key
+    assert set(manifest["graphs"]) == {"frontend", "encoder", "decoder"}
+    decoder = manifest["graphs"]["decoder"]
+    assert [i["name"] for i in decoder["inputs"]][0] == "input_ids"
+    assert manifest["decoding"]["eot"] == 50256 and manifest["versions"]["onnxruntime"]
+    assert manifest["compression"]["low_rank_config"] is not None
+    for name, digest in manifest["sha256"].items():
+        assert hashlib.sha256((exported / name).read_bytes()).hexdigest() == digest, name
+    assert "encoder.onnx" in manifest["sha256"] and "checkpoint/model.safetensors" in manifest["sha256"]
+    parity = manifest["validation"]["parity"]
+    assert all(p["passed"] for p in parity) and {p["artifact"] for p in parity} == {"encoder.onnx", "decoder.onnx"}
+    assert (exported / "report.md").read_text().count("| pass |") >= 2
+
+
+def test_compressed_checkpoint_loads_back_as_a_model_source(exported):
+    from liteasr_export.sources import load_model
+
+    loaded = load_model(exported / "checkpoint")
+    assert loaded.source_kind == "lite-whisper" and loaded.is_low_rank
+
+
+def test_existing_output_is_refused_without_force(exported, random_hf_dir, capsys):
+    before = (exported / "manifest.json").read_bytes()
+    assert export_main(_args(random_hf_dir, exported)) != 0
+    assert "exists" in capsys.readouterr().err and (exported / "manifest.json").read_bytes() == before
+
+
+def test_perturbed_weights_fail_parity_and_leave_no_output(random_hf_dir, tmp_path, monkeypatch, capsys):
+    import exporters.artifacts as artifacts
+
+    original = artifacts.export_artifacts
+
+    def export_then_perturb(loaded, out_dir, **kwargs):
+        manifest = original(loaded, out_dir, **kwargs)
+        path = Path(out_dir) / "encoder.onnx"
+        graph = onnx.load(str(path))
+        init = next(t for t in graph.graph.initializer if "fc1" in t.name)
+        weights = onnx.numpy_helper.to_array(init)
+        values = weights + np.random.default_rng(0).normal(0.0, 0.05, weights.shape)
+        init.CopyFrom(onnx.numpy_helper.from_array(values.astype(np.float32), init.name))
+        onnx.save(graph, str(path))
+        return manifest
+
+    monkeypatch.setattr(artifacts, "export_artifacts", export_then_perturb)
+    out = tmp_path / "out"
+    assert export_main(_args(random_hf_dir, out)) == 3
+    err = capsys.readouterr().err
+    assert "fails parity" in err and "encoder.onnx" in err and "max abs" in err
+    assert not out.exists() and not list(tmp_path.glob(".out.tmp-*"))
+
+
+def test_killed_export_leaves_no_output(random_hf_dir, tmp_path):
+    out = tmp_path / "out"
+    code = "import sys; from liteasr_export.cli import export_main; sys.exit(export_main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, *[a for a in _args(random_hf_dir, out) if a != "--quiet"]],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    for line in proc.stdout:  # wait until the export stage has started writing
+        if line.startswith("[export]") or time.time() > deadline:
+            break
+    time.sleep(1.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    assert list(tmp_path.glob(".out.tmp-*"))  # the half-written folder stayed aside ...
+    assert export_main(_args(random_hf_dir, out, "--no-validate")) == 0  # ... and the next run clears it
+    assert not list(tmp_path.glob(".out.tmp-*"))
+    assert json.loads((out / "manifest.json").read_text())["validation"].startswith("skipped")
+
+
+def test_trt_without_tensorrt_says_what_is_missing(random_hf_dir, tmp_path, capsys):
+    pytest.importorskip("onnx")
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    assert export_main(_args(random_hf_dir, tmp_path / "trt", "--engine", "trt")) != 0
+    assert "tensorrt" in capsys.readouterr().err.lower()
+    assert not (tmp_path / "trt").exists()
+
+
+def test_trt_build_script_is_written(random_hf_dir, tmp_path):
+    out = tmp_path / "trt"
+    assert export_main(_args(random_hf_dir, out, "--engine", "trt", "--build-script", "--no-validate")) == 0
+    script = (out / "build_engines.sh").read_text()
+    assert "trtexec" in script and "--minShapes" in script and "decoder.onnx" in script
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["tensorrt"]["built"] is False
+    encoder = onnx.load(str(out / "encoder.onnx"), load_external_data=False)
+    assert not any(n.domain == "com.microsoft" for n in encoder.graph.node)  # unfused for TensorRT
