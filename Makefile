@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 OUT ?= out/tiny.en
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast system-deps clean
+.PHONY: demo test test-fast cpp system-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,6 +24,9 @@ test: $(VENV)/.installed system-deps
 
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+cpp: $(VENV)/.installed
+	PYTHON=$(abspath $(PY)) bash examples/cpp/run_ci.sh
 
 clean:
 	rm -rf out build *.egg-info

@@ -1,8 +1,10 @@
 """Word error rate of a transcriber on an evaluation set.
 
 Corpus-level WER (total errors / total reference words) after Whisper's
-English text normalizer (transformers' copy, which does not import torch),
-computed with jiwer.
+English text normalizer, computed with jiwer. The normalizer comes from the
+``whisper-normalizer`` package (OpenAI's code with its British-to-American
+spelling table) rather than transformers' copy, which ships without that
+table and would pull transformers onto the torch-free ONNX Runtime path.
 """
 
 from __future__ import annotations
@@ -19,11 +21,9 @@ from .frontend import load_audio
 
 @lru_cache(maxsize=1)
 def _normalizer():
-    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+    from whisper_normalizer.english import EnglishTextNormalizer
 
-    # The British->American spelling table (english.json) is not shipped with
-    # the offline models; references here are US English, so it is left empty.
-    return EnglishTextNormalizer({})
+    return EnglishTextNormalizer()
 
 
 def normalize(text: str) -> str:

@@ -147,6 +147,17 @@ def compress_model(loaded, stats, opts: ExportOptions):
     return replace(loaded, model=model), report
 
 
+def _calibration_features(loaded, opts: ExportOptions, clips: int = 8) -> list:
+    """Log-mel batches (one window each) of the first calibration clips."""
+    from calibration.datasets import resolve_set
+
+    from .frontend import load_audio, log_mel, split_windows
+
+    n_mels = loaded.model.config.num_mel_bins
+    return [log_mel(split_windows(load_audio(u.audio))[0], n_mels)[None]
+            for u in resolve_set(opts.calib, purpose="calib")[:clips]]
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -271,8 +282,12 @@ def run_export(opts: ExportOptions) -> ExportResult:
                 compression.write(tmp)
         attention = "unfused" if opts.engine == "trt" else opts.attention
         with stage("export", f"ONNX graphs ({opts.precision}, attention {attention})"):
+            encoder_options = None
+            if opts.precision == "fp16":  # activations checked for fp16 overflow on calibration speech
+                encoder_options = {"calibration_features": _calibration_features(compressed, opts)}
             export_artifacts(compressed, tmp, attention=attention, fp16=opts.precision == "fp16",
-                             int8=opts.precision == "int8", frontend=opts.frontend_graph)
+                             int8=opts.precision == "int8", frontend=opts.frontend_graph,
+                             encoder_options=encoder_options)
         engines_info = None
         if opts.engine == "trt":
             from engines.trt_builder import TrtBuildOptions, export_tensorrt

@@ -32,7 +32,8 @@ from .lowrank import (
 )
 
 #: published rank profiles (``low_rank_config_prefix`` of LiteASR checkpoints)
-RANKS_DIR = Path(os.environ.get("LITEASR_RANKS_DIR", "/work/shared/data/liteasr-ranks"))
+#: (copied from the project's shared data: partial, see profiles/README.md)
+RANKS_DIR = Path(os.environ.get("LITEASR_RANKS_DIR", Path(__file__).resolve().parent / "profiles"))
 #: LiteASR's published encoder size of lite-whisper-large-v3 (its README)
 LITE_WHISPER_LARGE_V3_ENCODER_PARAMS = 377_000_000
 RANK_STEP = 16
@@ -193,7 +194,7 @@ def apply_low_rank(model, low_rank_config: Sequence[Mapping[str, int]], method: 
                 d_in, d_out = weight.shape
                 w1 = torch.randn(d_in, rank, generator=generator, dtype=torch.float64) / math.sqrt(d_in)
                 w2 = torch.randn(rank, d_out, generator=generator, dtype=torch.float64) * (
-                    weight.std() * math.sqrt(d_in / rank)
+                    float(weight.std()) * math.sqrt(d_in / rank)
                 )
             else:
                 raise ValueError(f"unknown method {method!r}: use svd or random")

@@ -153,8 +153,9 @@ def test_not_an_artifacts_folder(tmp_path):
 
 _CHILD = """
 import json, sys
-from liteasr_export.cli import transcribe_main
+from liteasr_export.cli import eval_main, transcribe_main
 code = transcribe_main(["--engine", "onnx", "--artifacts", sys.argv[1], "--threads", "1", sys.argv[2]])
+code += eval_main(["--engine", "onnx", "--artifacts", sys.argv[1], "--threads", "1", "--eval", sys.argv[3]])
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
 print(json.dumps({"code": code, "heavy": heavy}))
 """
@@ -163,13 +164,16 @@ print(json.dumps({"code": code, "heavy": heavy}))
 def test_cli_onnx_path_imports_neither_torch_nor_transformers(dense, speech_clip, tmp_path):
     wav = tmp_path / "a.wav"
     sf.write(wav, speech_clip, SAMPLE_RATE)
+    manifest = tmp_path / "set.jsonl"
+    manifest.write_text(json.dumps({"audio": "a.wav", "text": "anything"}) + "\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-c", _CHILD, str(dense[1]), str(wav)], capture_output=True, text=True,
-                            env=env, cwd=ROOT, timeout=300)
+    result = subprocess.run([sys.executable, "-c", _CHILD, str(dense[1]), str(wav), str(manifest)],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr
-    *text_lines, status = result.stdout.strip().splitlines()
-    assert json.loads(status) == {"code": 0, "heavy": []}
-    assert "\n".join(text_lines) == OnnxTranscriber(dense[1], threads=1).transcribe(speech_clip)
+    text, wer_line, status = result.stdout.strip().splitlines()
+    assert json.loads(status) == {"code": 0, "heavy": []}  # transcription and scoring alike
+    assert text == OnnxTranscriber(dense[1], threads=1).transcribe(speech_clip)
+    assert wer_line.startswith("WER ") and "on 1 utterances" in wer_line
 
 
 def test_tiny_en_transcripts_equal_pytorch(tmp_path):
