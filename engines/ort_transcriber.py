@@ -14,12 +14,12 @@ from typing import Sequence
 import numpy as np
 
 from exporters.artifacts import Manifest, cross_names, decoder_input_names, decoder_output_names, load_manifest
-from liteasr_export.decoding import DecoderStep, greedy_decode
-from liteasr_export.errors import ArtifactError, AudioError
-from liteasr_export.frontend import N_SAMPLES, SAMPLE_RATE, log_mel, resample, split_windows
+from liteasr_export.decoding import DecoderStep
+from liteasr_export.errors import ArtifactError
 from liteasr_export.tokenizer import WhisperTokenizer
 
 from .ort_session import create_session
+from liteasr_export.windowed import WindowedTranscriber
 
 FRONTENDS = ("auto", "graph", "numpy")
 
@@ -37,7 +37,7 @@ def _check_names(session, graph: str, inputs: list[str], outputs: list[str], exa
                                 "the graph does not match the manifest's model: re-export the artifacts folder")
 
 
-class OnnxTranscriber:
+class OnnxTranscriber(WindowedTranscriber):
     """Transcribe 16 kHz audio with ``frontend.onnx`` (or the numpy frontend),
     ``encoder.onnx`` and ``decoder.onnx``.
 
@@ -84,14 +84,7 @@ class OnnxTranscriber:
 
     # ------------------------------------------------------------ stages
 
-    def features(self, window: np.ndarray) -> np.ndarray:
-        """Normalized log-mel ``(n_mels, 3000)`` of one window of <= 30 s."""
-        window = np.ascontiguousarray(window, dtype=np.float32)
-        if window.ndim != 1 or window.size == 0 or window.size > N_SAMPLES:
-            raise AudioError(f"a window holds 1 to {N_SAMPLES} mono samples, got shape {window.shape}",
-                             "pass 16 kHz mono audio; transcribe() splits long audio")
-        if self.frontend is None:
-            return log_mel(window, self.n_mels)
+    def _run_frontend(self, window: np.ndarray) -> np.ndarray:
         return self.frontend.run(None, {"audio": window[None]})[0][0]
 
     def encode(self, features: np.ndarray) -> list[np.ndarray]:
@@ -114,26 +107,3 @@ class OnnxTranscriber:
             return logits[:, -1]
 
         return step
-
-    # ------------------------------------------------------------ public
-
-    def transcribe_features(self, features: np.ndarray) -> list[list[int]]:
-        """Greedy token ids (without prompt and <|endoftext|>) per window of
-        ``features`` (B, n_mels, 3000)."""
-        features = np.asarray(features)
-        if features.ndim != 3 or features.shape[1] != self.n_mels:
-            raise AudioError(f"features must be (batch, {self.n_mels}, 3000), got {features.shape}",
-                             "compute them with liteasr_export.frontend.log_mel")
-        return greedy_decode(self.decoder_step(self.encode(features)), features.shape[0], self.options)
-
-    def transcribe(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> str:
-        """Text of mono audio of any length; other sample rates are resampled."""
-        audio = resample(np.asarray(audio, dtype=np.float32), sample_rate, SAMPLE_RATE)
-        if audio.size == 0:
-            raise AudioError("audio has no samples", "pass a non-empty recording")
-        windows = [self.features(w) for w in split_windows(audio)]
-        tokens: list[int] = []
-        for start in range(0, len(windows), self.batch_size):
-            for ids in self.transcribe_features(np.stack(windows[start : start + self.batch_size])):
-                tokens.extend(ids)
-        return self.tokenizer.decode(tokens)

@@ -4,8 +4,7 @@
 The folder is the ONNX Runtime one plus ``trt/<graph>.plan`` (built by
 :func:`engines.trt_builder.build_engines` or the folder's
 ``build_engines.sh``). Windowing, batching and the greedy loop are
-:class:`engines.ort_transcriber.OnnxTranscriber`'s own methods, reused as
-they are; this class supplies the stages that differ: features (the
+the shared :class:`liteasr_export.windowed.WindowedTranscriber`; this class supplies the stages that differ: features (the
 frontend engine or the numpy frontend), the encoder call and a decoder step
 whose KV cache stays on the GPU.
 """
@@ -18,11 +17,10 @@ import numpy as np
 
 from exporters.artifacts import Manifest, cross_names, decoder_input_names, decoder_output_names, load_manifest
 from liteasr_export.decoding import DecoderStep
-from liteasr_export.errors import ArtifactError, AudioError
-from liteasr_export.frontend import N_SAMPLES, log_mel
+from liteasr_export.errors import ArtifactError
 from liteasr_export.tokenizer import WhisperTokenizer
 
-from .ort_transcriber import OnnxTranscriber
+from liteasr_export.windowed import WindowedTranscriber
 from .trt_builder import ENGINE_DIR, engine_path
 
 FRONTENDS = ("auto", "engine", "numpy")
@@ -36,7 +34,7 @@ def _check_io(engine, graph: str, inputs: list[str], outputs: list[str], exact: 
                                 "the engine was built from other graphs: rebuild the folder's engines")
 
 
-class TrtTranscriber:
+class TrtTranscriber(WindowedTranscriber):
     """Transcribe 16 kHz audio with the folder's TensorRT engines on one GPU.
 
     ``frontend``: ``engine`` runs ``trt/frontend.plan``, ``numpy`` the shared
@@ -44,10 +42,6 @@ class TrtTranscriber:
     ``batch_size``: windows of long audio per batch (capped by the engines'
     profiles). Raises :class:`EngineUnavailableError` without TensorRT or CUDA.
     """
-
-    # the engine-independent parts, shared with the ONNX Runtime backend
-    transcribe = OnnxTranscriber.transcribe
-    transcribe_features = OnnxTranscriber.transcribe_features
 
     def __init__(self, artifacts_dir: str | Path, *, device: int = 0, frontend: str = "auto",
                  batch_size: int = 8) -> None:
@@ -88,14 +82,7 @@ class TrtTranscriber:
 
     # ------------------------------------------------------------ stages
 
-    def features(self, window: np.ndarray) -> np.ndarray:
-        """Normalized log-mel ``(n_mels, 3000)`` of one window of <= 30 s."""
-        window = np.ascontiguousarray(window, dtype=np.float32)
-        if window.ndim != 1 or window.size == 0 or window.size > N_SAMPLES:
-            raise AudioError(f"a window holds 1 to {N_SAMPLES} mono samples, got shape {window.shape}",
-                             "pass 16 kHz mono audio; transcribe() splits long audio")
-        if self.frontend is None:
-            return log_mel(window, self.n_mels)
+    def _run_frontend(self, window: np.ndarray) -> np.ndarray:
         import torch
 
         out = self.frontend.run({"audio": torch.from_numpy(window[None])})

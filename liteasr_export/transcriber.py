@@ -9,12 +9,11 @@ from typing import Callable
 
 import numpy as np
 
-from .decoding import greedy_decode
-from .frontend import log_mel, split_windows
 from .sources import LoadedModel
+from .windowed import WindowedTranscriber
 
 
-class TorchTranscriber:
+class TorchTranscriber(WindowedTranscriber):
     """Transcribe audio of any length with a (dense or low-rank) PyTorch model."""
 
     def __init__(self, loaded: LoadedModel, device: str = "cpu", batch_size: int = 8) -> None:
@@ -25,6 +24,8 @@ class TorchTranscriber:
         self.model = loaded.model.to(self.device).eval()
         self.batch_size = batch_size
         self.n_mels = self.model.config.num_mel_bins
+        self.tokenizer = loaded.tokenizer
+        self.options = loaded.decoding
 
     def encode(self, features: np.ndarray):
         """Encoder hidden states for log-mel ``features`` (B, n_mels, 3000)."""
@@ -50,17 +51,3 @@ class TorchTranscriber:
                 return proj(out.last_hidden_state[:, -1]).float().cpu().numpy()
 
         return step
-
-    def transcribe_features(self, features: np.ndarray) -> list[list[int]]:
-        """Greedy token ids (without prompt and <|endoftext|>) per window."""
-        states = self.encode(features)
-        return greedy_decode(self.decoder_step(states), features.shape[0], self.loaded.decoding)
-
-    def transcribe(self, audio: np.ndarray) -> str:
-        """Text of 16 kHz mono audio of any length, window by window."""
-        windows = [log_mel(w, self.n_mels) for w in split_windows(audio)]
-        tokens: list[int] = []
-        for start in range(0, len(windows), self.batch_size):
-            for ids in self.transcribe_features(np.stack(windows[start : start + self.batch_size])):
-                tokens.extend(ids)
-        return self.loaded.tokenizer.decode(tokens)

@@ -71,3 +71,33 @@ def speech_clip_path() -> str:
     from calibration.datasets import resolve_set
 
     return resolve_set("builtin", purpose="eval")[0].audio
+
+
+#: random weights never say <|endoftext|>: keep their decodes short
+RANDOM_MAX_NEW_TOKENS = 8
+#: ranks of a low-rank random variant: layer 0 runs attention in the reduced dimension
+RANDOM_LOW_RANK = [{"q_proj": 8, "k_proj": 8, "v_proj": 16, "out_proj": 16, "fc1": 24}, {"fc2": 16, "v_proj": 8}]
+
+
+def random_loaded(tokenizer_json: Path, low_rank: bool = False, seed: int = 0):
+    """A LoadedModel of a random tiny Whisper (optionally with random low-rank
+    factors) and tiny.en's tokenizer, decoding at most 8 tokens."""
+    import torch
+
+    from liteasr_export.decoding import build_options
+    from liteasr_export.lowrank import LowRankLinear, install_low_rank_modules
+    from liteasr_export.sources import LoadedModel
+    from liteasr_export.tokenizer import WhisperTokenizer
+
+    model = random_whisper(seed=seed)
+    if low_rank:
+        install_low_rank_modules(model, RANDOM_LOW_RANK)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, LowRankLinear):
+                    for p in (module.weight1, module.weight2, module.bias):
+                        p.copy_(0.2 * torch.randn(p.shape, generator=generator))
+    tokenizer = WhisperTokenizer(tokenizer_json)
+    options = build_options(tokenizer, model.config.vocab_size, [], [], max_new_tokens=RANDOM_MAX_NEW_TOKENS)
+    return LoadedModel("random", model, tokenizer, tokenizer_json, options, "test")

@@ -14,38 +14,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
-from conftest import random_whisper
+from conftest import RANDOM_MAX_NEW_TOKENS, random_loaded
 
 from engines.ort_transcriber import OnnxTranscriber
 from exporters.artifacts import GRAPH_FILES, export_artifacts, load_manifest, update_manifest, write_manifest
-from liteasr_export.decoding import build_options
 from liteasr_export.errors import ArtifactError
 from liteasr_export.frontend import SAMPLE_RATE, log_mel, resample, split_windows
-from liteasr_export.lowrank import LowRankLinear, install_low_rank_modules
 from liteasr_export.sources import LoadedModel
-from liteasr_export.tokenizer import WhisperTokenizer
 from liteasr_export.transcriber import TorchTranscriber
 
 ROOT = Path(__file__).resolve().parents[1]
-#: random weights never say <|endoftext|>: keep their decodes short
-MAX_NEW_TOKENS = 8
+MAX_NEW_TOKENS = RANDOM_MAX_NEW_TOKENS
 
 
 def _loaded(tokenizer_json: Path, low_rank: bool, seed: int) -> LoadedModel:
-    model = random_whisper(seed=seed)
-    if low_rank:
-        ranks = [{"q_proj": 8, "k_proj": 8, "v_proj": 16, "out_proj": 16, "fc1": 24}, {"fc2": 16, "v_proj": 8}]
-        install_low_rank_modules(model, ranks)
-        generator = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for module in model.modules():
-                if isinstance(module, LowRankLinear):
-                    for p in (module.weight1, module.weight2, module.bias):
-                        p.copy_(0.2 * torch.randn(p.shape, generator=generator))
-    tokenizer = WhisperTokenizer(tokenizer_json)
-    options = build_options(tokenizer, model.config.vocab_size, [], [], max_new_tokens=MAX_NEW_TOKENS)
-    return LoadedModel("random", model, tokenizer, tokenizer_json, options, "test")
+    return random_loaded(tokenizer_json, low_rank, seed)
 
 
 @pytest.fixture(scope="module", params=["dense", "low-rank"])
