@@ -51,11 +51,12 @@ class OnnxTranscriber(WindowedTranscriber):
         self,
         artifacts_dir: str | Path,
         threads: int | None = None,
-        providers: Sequence[str] | None = None,
+        providers: Sequence[str] | str | None = None,
         *,
         frontend: str = "auto",
         batch_size: int = 8,
         optimization: str = "all",
+        cache_dir: str | Path | None = None,
     ) -> None:
         if frontend not in FRONTENDS:
             raise ValueError(f"frontend must be one of {FRONTENDS}, got {frontend!r}")
@@ -67,7 +68,8 @@ class OnnxTranscriber(WindowedTranscriber):
         self.head_dim = int(dims["head_dim"])
         self.batch_size = batch_size
         session = lambda name: create_session(self.manifest.graph_path(name), threads=threads,  # noqa: E731
-                                              providers=providers, optimization=optimization)
+                                              providers=providers, optimization=optimization,
+                                              cache_dir=cache_dir)
         self.encoder = session("encoder")
         self.decoder = session("decoder")
         use_graph = frontend == "graph" or (frontend == "auto" and self.manifest.has_graph("frontend"))

@@ -24,6 +24,8 @@ def open_transcriber(
     threads: int | None = None,
     device: str = "cpu",
     language: str | None = "en",
+    providers: str | None = None,
+    ort_cache: str | Path | None = None,
 ) -> Transcriber:
     """A transcriber for ``engine``: ``torch`` needs ``model`` (a bundled name or
     folder), ``onnx`` and ``trt`` need an exported ``artifacts`` folder."""
@@ -43,7 +45,7 @@ def open_transcriber(
     if engine == "onnx":
         from engines.ort_transcriber import OnnxTranscriber
 
-        return OnnxTranscriber(artifacts, threads=threads)
+        return OnnxTranscriber(artifacts, threads=threads, providers=providers, cache_dir=ort_cache)
     if engine == "trt":
         from engines.trt_transcriber import TrtTranscriber
 

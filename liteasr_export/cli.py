@@ -41,6 +41,8 @@ def _backend_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="bundled name (tiny.en, base) or model folder, for --engine torch")
     parser.add_argument("--artifacts", default=None, help="folder written by liteasr-export, for --engine onnx/trt")
     parser.add_argument("--device", default="cpu", help="torch device for --engine torch (cpu, cuda)")
+    parser.add_argument("--provider", default=None, help="ONNX Runtime providers in order, e.g. tensorrt,cuda,cpu (default cpu)")
+    parser.add_argument("--ort-cache", default=None, help="folder for ONNX Runtime's optimized graphs (faster start)")
     _common(parser)
 
 
@@ -49,7 +51,8 @@ def _open(args: argparse.Namespace):
 
     model = args.model if args.model or args.engine != "torch" else "tiny.en"
     return open_transcriber(args.engine, model=model, artifacts=args.artifacts, threads=args.threads,
-                            device=args.device, language=args.language)
+                            device=args.device, language=args.language, providers=args.provider,
+                            ort_cache=args.ort_cache)
 
 
 def transcribe_parser() -> argparse.ArgumentParser:
