@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from .compression_report import encoder_cost, pays_off
 from .errors import RankError
 from .lowrank import (
     ATTENTION,
@@ -61,27 +62,15 @@ def random_whisper(config, seed: int = 0):
     return WhisperForConditionalGeneration(config).eval()
 
 
-def _matrix_params(config, name: str, rank: int | None) -> int:
-    d_in, d_out = matrix_shape(config, name)
-    return d_out + (d_in * d_out if rank is None else rank * (d_in + d_out))
-
-
 def encoder_parameters(config, low_rank_config: Sequence[Mapping[str, int]] | None = None) -> int:
-    """Encoder parameter count (conv stem, positions, layer norms, linears) for
-    a dense model or a ``low_rank_config``, without building the model."""
-    d, mels = config.d_model, config.num_mel_bins
-    stem = (mels * d * 3 + d) + (d * d * 3 + d) + config.max_source_positions * d + 2 * d
-    ranks = low_rank_config or [{} for _ in range(config.encoder_layers)]
-    layers = sum(
-        4 * d + sum(_matrix_params(config, name, entry.get(name)) for name in COMPRESSIBLE) for entry in ranks
-    )
-    return stem + layers
+    """Encoder parameter count for a dense model or a ``low_rank_config``,
+    without building the model (the compression report's own count)."""
+    return encoder_cost(config, low_rank_config, "params")
 
 
 def saves_parameters(config, name: str, rank: int) -> bool:
     """DESIGN.md section 2: a factorization is kept only when ``k (d_in + d_out) < d_in d_out``."""
-    d_in, d_out = matrix_shape(config, name)
-    return rank * (d_in + d_out) < d_in * d_out
+    return pays_off(*matrix_shape(config, name), rank)
 
 
 def load_published_profile(name: str = "lite-whisper-large-v3") -> dict:
