@@ -1,10 +1,15 @@
 """Numerical parity between a reference (PyTorch) and an artifact's outputs.
 
-Per-output tolerances are data (:data:`PARITY_TOLERANCES`, per precision); an
-element fails only when it exceeds both its absolute and its relative
-tolerance (Polygraphy's rule). numpy only, so the torch-free runtimes can use
-it; written here rather than taking Polygraphy's comparator because
-Polygraphy ships with TensorRT's extra, which most installs do not have.
+Per-output tolerances are data (:data:`PARITY_TOLERANCES`, per precision).
+fp32 is checked element by element: an element fails only when it exceeds
+both its absolute and its relative tolerance (Polygraphy's rule). fp16 and
+int8 are checked on error statistics, as Polygraphy's ``check_error_stat``
+does: their rounding puts a few elements far off by design (tiny.en int8:
+max abs 14.5 on hidden states averaging 0.66 while WER is unchanged), so the
+mean absolute error (against ``atol + rtol * mean |reference|``) and the
+cosine similarity decide. numpy only, so the torch-free runtimes can use it;
+written here rather than taking Polygraphy's comparator because Polygraphy
+ships with TensorRT's extra, which most installs do not have.
 """
 
 from __future__ import annotations
@@ -21,17 +26,23 @@ from liteasr_export.errors import ToleranceError
 class OutputTolerance:
     atol: float
     rtol: float
+    #: "elemwise": every element within atol or rtol; "mean": the mean abs
+    #: error within atol + rtol * mean |reference|
+    stat: str = "elemwise"
+    min_cosine: float = 0.0
 
 
-#: precision -> output-name pattern -> tolerance. fp32 is the issue's parity
-#: bar (1e-3); fp16 and int8 are looser, and WER is their real check.
+_FP32 = OutputTolerance(1e-3, 1e-3)  # the issues' parity bar
+#: measured on tiny.en (4 built-in clips): fp16 mean abs 7e-4, cosine > 0.99999;
+#: int8 mean abs 0.07 (hidden) and 0.43 (logits), cosine >= 0.992
+_FP16 = OutputTolerance(1e-2, 1e-2, "mean", 0.9995)
+_INT8 = OutputTolerance(5e-2, 0.1, "mean", 0.98)
+
+#: precision -> output-name pattern -> tolerance; WER is the real check of
+#: fp16 and int8.
 PARITY_TOLERANCES: dict[str, dict[str, OutputTolerance]] = {
-    "fp32": {"last_hidden_state": OutputTolerance(1e-3, 1e-3), "cross_*": OutputTolerance(1e-3, 1e-3),
-             "logits": OutputTolerance(1e-3, 1e-3)},
-    "fp16": {"last_hidden_state": OutputTolerance(5e-2, 5e-2), "cross_*": OutputTolerance(5e-2, 5e-2),
-             "logits": OutputTolerance(1.5e-1, 5e-2)},
-    "int8": {"last_hidden_state": OutputTolerance(1.0, 0.5), "cross_*": OutputTolerance(1.0, 0.5),
-             "logits": OutputTolerance(4.0, 0.5)},
+    precision: {"last_hidden_state": tol, "cross_*": tol, "logits": tol}
+    for precision, tol in (("fp32", _FP32), ("fp16", _FP16), ("int8", _INT8))
 }
 
 
@@ -52,11 +63,9 @@ class OutputParity:
     cosine: float
     atol: float
     rtol: float
+    stat: str
     failing: int  # elements over both tolerances
-
-    @property
-    def passed(self) -> bool:
-        return self.failing == 0
+    passed: bool
 
 
 @dataclass
@@ -79,8 +88,9 @@ class ParityReport:
     def raise_on_failure(self) -> None:
         bad = self.failures()
         if bad:
-            detail = "; ".join(f"{o.name}: max abs {o.max_abs:.3g} (atol {o.atol:g}), max rel {o.max_rel:.3g} "
-                               f"(rtol {o.rtol:g}), {o.failing} elements over both" for o in bad)
+            detail = "; ".join(f"{o.name}: max abs {o.max_abs:.3g}, mean abs {o.mean_abs:.3g}, cosine {o.cosine:.6f} "
+                               f"({o.stat} check, atol {o.atol:g}, rtol {o.rtol:g}), {o.failing} elements over both"
+                               for o in bad)
             raise ToleranceError(f"{self.artifact} ({self.precision}) fails parity: {detail}",
                                  "check the export settings; rerun with --debug, or --no-validate to skip")
 
@@ -98,8 +108,17 @@ def compare_output(name: str, reference: np.ndarray, actual: np.ndarray, tol: Ou
     failing = int(np.count_nonzero(((diff > tol.atol) & (rel > tol.rtol)) | ~finite))
     denom = np.linalg.norm(ref) * np.linalg.norm(act)
     cosine = float(np.dot(ref.ravel(), act.ravel()) / denom) if denom > 0 else 1.0
+    mean_abs = float(diff.mean()) if diff.size else 0.0
+    if tol.stat == "elemwise":
+        passed = failing == 0
+    elif tol.stat == "mean":
+        bound = tol.atol + tol.rtol * (float(np.abs(ref).mean()) if ref.size else 0.0)
+        passed = bool(finite.all()) and mean_abs <= bound
+    else:
+        raise ValueError(f"unknown error statistic {tol.stat!r}")
+    passed = passed and cosine >= tol.min_cosine
     return OutputParity(name, list(ref.shape), float(diff.max(initial=0.0)), float(rel.max(initial=0.0)),
-                        float(diff.mean()) if diff.size else 0.0, cosine, tol.atol, tol.rtol, failing)
+                        mean_abs, cosine, tol.atol, tol.rtol, tol.stat, failing, passed)
 
 
 def compare(artifact: str, precision: str, reference: dict[str, np.ndarray],

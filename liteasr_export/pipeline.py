@@ -226,12 +226,14 @@ def _report_markdown(name: str, opts: ExportOptions, compression_md: str | None,
     if validation is None:
         lines += ["## Validation", "", "Skipped (`--no-validate`).", ""]
     else:
-        lines += ["## Parity against PyTorch", "", "| artifact | output | max abs | max rel | cosine | atol | rtol | result |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["## Parity against PyTorch", "",
+                  "| artifact | output | max abs | mean abs | cosine | check | atol | rtol | result |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for rep in validation["parity"]:
             for o in rep["outputs"]:
-                lines.append(f"| {rep['artifact']} | {o['name']} | {o['max_abs']:.3g} | {o['max_rel']:.3g} | "
-                             f"{o['cosine']:.6f} | {o['atol']:g} | {o['rtol']:g} | {'pass' if o['failing'] == 0 else 'FAIL'} |")
+                lines.append(f"| {rep['artifact']} | {o['name']} | {o['max_abs']:.3g} | {o['mean_abs']:.3g} | "
+                             f"{o['cosine']:.6f} | {o['stat']} | {o['atol']:g} | {o['rtol']:g} | "
+                             f"{'pass' if o['passed'] else 'FAIL'} |")
         wer = validation["wer"]
         lines += ["", f"## WER on `{wer['eval_set']}`", "", "| backend | WER % | utterances | seconds |", "|---|---|---|---|"]
         for backend, row in wer["backends"].items():
