@@ -238,6 +238,8 @@ def export_artifacts(
 
 
 def _summary(info: Any) -> dict[str, Any]:
-    """The encoder exporter's report, without its per-layer detail."""
+    """The encoder exporter's report, without its per-layer detail; for fp16
+    and int8 it keeps which nodes stayed float32 and why."""
     data = info.to_dict() if hasattr(info, "to_dict") else {}
-    return {k: data[k] for k in ("precision", "opset", "attention", "fused_op", "reduced_layers") if k in data}
+    keys = ("precision", "opset", "attention", "fused_op", "reduced_layers", "notes", "fp16", "int8")
+    return {k: data[k] for k in keys if data.get(k) is not None}

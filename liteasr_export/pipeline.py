@@ -217,12 +217,34 @@ def validate(dense, compressed, out_dir: Path, opts: ExportOptions) -> dict:
     return {"parity": [p.to_dict() for p in parity], "wer": {"eval_set": opts.eval_set, "backends": wer}}
 
 
+def _precision_markdown(graphs: dict) -> list[str]:
+    """Which nodes stayed float32 under --fp16, and what --int8 left in float."""
+    lines = []
+    for graph, entry in graphs.items():
+        export = entry.get("export", {})
+        if export.get("fp16"):
+            fp16 = export["fp16"]
+            lines += [f"## fp16: nodes of {graph} kept in float32", "",
+                      f"By type ({', '.join(fp16['fp32_op_types'])}) and by measured overflow on "
+                      f"{fp16['checked_samples']} calibration windows (headroom {fp16['headroom']}x): "
+                      f"{len(fp16['fp32_nodes'])} nodes.", ""]
+            lines += [f"- `{n}`" + (f" (overflow: max {fp16['overflow_nodes'][n]:.3g})" if n in fp16["overflow_nodes"] else "")
+                      for n in fp16["fp32_nodes"]] + [""]
+        if export.get("int8"):
+            int8 = export["int8"]
+            lines += [f"## int8: {graph}", "", f"{int8['quantized_matmuls']} weight MatMuls quantized "
+                      f"({'per channel' if int8['per_channel'] else 'per tensor'}); "
+                      f"{len(int8['float_matmuls'])} activation products stay float.", ""]
+    return lines
+
+
 def _report_markdown(name: str, opts: ExportOptions, compression_md: str | None, validation: dict | None,
-                     timings: dict[str, float]) -> str:
+                     timings: dict[str, float], manifest_graphs: dict | None = None) -> str:
     lines = [f"# liteasr-export report: {name}", "",
              f"engine `{opts.engine}`, precision `{opts.precision}`, attention `{opts.attention}`", ""]
     if compression_md:
-        lines += [compression_md, ""]
+        lines += [compression_md.replace("# Compression report", "## Compression", 1), ""]
+    lines += _precision_markdown(manifest_graphs or {})
     if validation is None:
         lines += ["## Validation", "", "Skipped (`--no-validate`).", ""]
     else:
@@ -315,8 +337,10 @@ def run_export(opts: ExportOptions) -> ExportResult:
             "versions": versions(),
             "options": json.loads(json.dumps(asdict(opts), default=str)),
         }
+        from exporters.artifacts import load_manifest
+
         report = _report_markdown(dense.name, opts, None if compression is None else compression.to_markdown(),
-                                  validation, stage.timings)
+                                  validation, stage.timings, load_manifest(tmp).data["graphs"])
         (tmp / "report.md").write_text(report)
         update_manifest(tmp, **summary, sha256=checksums(tmp))
         if out.exists():
