@@ -1,6 +1,7 @@
 """Numerical parity between a reference (PyTorch) and an artifact's outputs.
 
-Per-output tolerances are data (:data:`PARITY_TOLERANCES`, per precision).
+Per-output tolerances are data, declared with the graphs
+(:data:`exporters.graph_spec.PARITY_TOLERANCES`, per precision).
 fp32 is checked element by element: an element fails only when it exceeds
 both its absolute and its relative tolerance (Polygraphy's rule). fp16 and
 int8 are checked on error statistics, as Polygraphy's ``check_error_stat``
@@ -14,43 +15,12 @@ ships with TensorRT's extra, which most installs do not have.
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from exporters.graph_spec import OutputTolerance, tolerance_for
 from liteasr_export.errors import ToleranceError
-
-
-@dataclass(frozen=True)
-class OutputTolerance:
-    atol: float
-    rtol: float
-    #: "elemwise": every element within atol or rtol; "mean": the mean abs
-    #: error within atol + rtol * mean |reference|
-    stat: str = "elemwise"
-    min_cosine: float = 0.0
-
-
-_FP32 = OutputTolerance(1e-3, 1e-3)  # the issues' parity bar
-#: measured on tiny.en (4 built-in clips): fp16 mean abs 7e-4, cosine > 0.99999;
-#: int8 mean abs 0.07 (hidden) and 0.43 (logits), cosine >= 0.992
-_FP16 = OutputTolerance(1e-2, 1e-2, "mean", 0.9995)
-_INT8 = OutputTolerance(5e-2, 0.1, "mean", 0.98)
-
-#: precision -> output-name pattern -> tolerance; WER is the real check of
-#: fp16 and int8.
-PARITY_TOLERANCES: dict[str, dict[str, OutputTolerance]] = {
-    precision: {"last_hidden_state": tol, "cross_*": tol, "logits": tol}
-    for precision, tol in (("fp32", _FP32), ("fp16", _FP16), ("int8", _INT8))
-}
-
-
-def tolerance_for(precision: str, output: str) -> OutputTolerance:
-    for pattern, tol in PARITY_TOLERANCES[precision].items():
-        if fnmatch.fnmatch(output, pattern):
-            return tol
-    raise KeyError(f"no {precision} tolerance declared for output {output!r}")
 
 
 @dataclass

@@ -9,6 +9,7 @@ No torch import: runners use this too.
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 from typing import Callable
 
@@ -37,12 +38,40 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
-class Tolerance:
-    """Max abs difference allowed against the PyTorch float32 model."""
+class OutputTolerance:
+    """How far an artifact's output may be from the PyTorch float32 model."""
 
-    fp32: float
-    fp16: float
-    int8: float
+    atol: float
+    rtol: float
+    #: "elemwise": every element within atol or rtol (Polygraphy's rule);
+    #: "mean": the mean abs error within atol + rtol * mean |reference|
+    stat: str = "elemwise"
+    min_cosine: float = 0.0
+
+
+_FP32 = OutputTolerance(1e-3, 1e-3)  # the issues' parity bar
+#: fp16 and int8 round a few elements far off by design (tiny.en int8: max abs
+#: 14.5 on hidden states averaging 0.66, WER unchanged), so error statistics
+#: judge them; measured on tiny.en (4 built-in clips): fp16 mean abs 7e-4,
+#: cosine > 0.99999; int8 mean abs 0.07 (hidden) and 0.43 (logits), cosine >= 0.992
+_FP16 = OutputTolerance(1e-2, 1e-2, "mean", 0.9995)
+_INT8 = OutputTolerance(5e-2, 0.1, "mean", 0.98)
+#: frontend.onnx against the Python frontend: always float32
+_FRONTEND = OutputTolerance(1e-4, 0.0)
+
+#: precision -> output-name pattern -> tolerance, for every graph's outputs
+#: (WER is the real check of fp16 and int8)
+PARITY_TOLERANCES: dict[str, dict[str, OutputTolerance]] = {
+    precision: {"last_hidden_state": tol, "cross_*": tol, "logits": tol, "input_features": _FRONTEND}
+    for precision, tol in (("fp32", _FP32), ("fp16", _FP16), ("int8", _INT8))
+}
+
+
+def tolerance_for(precision: str, output: str) -> OutputTolerance:
+    for pattern, tol in PARITY_TOLERANCES[precision].items():
+        if fnmatch.fnmatch(output, pattern):
+            return tol
+    raise KeyError(f"no {precision} tolerance declared for output {output!r}")
 
 
 @dataclass(frozen=True)
@@ -51,17 +80,13 @@ class GraphSpec:
     filename: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    tolerance: Tolerance
 
     def output(self, name: str) -> TensorSpec:
         return next(t for t in self.outputs if t.name == name)
 
 
 def encoder_spec(config) -> GraphSpec:
-    """``encoder.onnx``: log-mel -> hidden states + every decoder layer's cross K/V.
-
-    Tolerances apply to ``last_hidden_state`` (the issue's parity criterion:
-    fp32 <= 1e-3); fp16 and int8 are looser and WER is their real check."""
+    """``encoder.onnx``: log-mel -> hidden states + every decoder layer's cross K/V."""
     frames = config.max_source_positions
     heads = config.decoder_attention_heads
     head_dim = config.d_model // heads
@@ -74,7 +99,6 @@ def encoder_spec(config) -> GraphSpec:
         filename="encoder.onnx",
         inputs=(TensorSpec("input_features", "float32", ("batch", config.num_mel_bins, N_MEL_FRAMES)),),
         outputs=tuple(outputs),
-        tolerance=Tolerance(fp32=1e-3, fp16=5e-2, int8=5e-1),
     )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engines.compare import compare, tolerance_for
+from engines.compare import compare
+from exporters.graph_spec import tolerance_for
 from liteasr_export.errors import OutputMismatchError, ShapeError, ToleranceError
 
 

@@ -10,6 +10,7 @@ import torch
 from conftest import random_whisper
 
 from exporters.encoder import export_encoder, fused_op_problem
+from engines.compare import compare
 from exporters.graph_spec import encoder_spec
 from liteasr_export.errors import ExportError
 from liteasr_export.standin import apply_low_rank
@@ -174,7 +175,7 @@ def test_fp16_keeps_float32_interface(lowrank, features, tmp_path):
     assert {"layers.0.self_attn_layer_norm", "layer_norm"} <= set(info.fp16["fp32_nodes"])
     assert info.fp16["finite"] is True
     got = _run(info.path, features)
-    assert _max_diff(_reference(lowrank, features), got) <= encoder_spec(lowrank.config).tolerance.fp16
+    compare("encoder.onnx", "fp16", _reference(lowrank, features), got).raise_on_failure()
 
 
 def test_tiny_en_parity_dense_and_low_rank(tmp_path):
