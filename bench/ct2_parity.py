@@ -31,9 +31,11 @@ def measure(model: str = "tiny.en", eval_set: str = "builtin", threads: int = 2)
     n_mels = ours.n_mels
     features = np.stack([log_mel(load_audio(u.audio), n_mels) for u in resolve_set(eval_set, purpose="eval")])
     prompt = ours.loaded.decoding.prompt
+    import copy
+
     import torch
 
-    exact = load_model(model).model.double().model.encoder
+    exact = copy.deepcopy(ours.model).double().model.encoder  # float64 run, to tell whose rounding it is
     clip_diffs, ours_vs_exact, ct2_vs_exact, same, mismatched = [], 0.0, 0.0, 0, []
     for start in range(0, len(features), 8):
         batch = features[start : start + 8]

@@ -1,5 +1,9 @@
 """Validation of exported artifacts against the PyTorch model: encoder and
-decoder parity (through :mod:`engines.compare`) and WER per backend."""
+decoder parity (through :mod:`engines.compare`) and WER per backend.
+
+Each side's encoder runs once on the parity clips; its outputs feed both the
+encoder comparison and that side's decoder, so the decoder comparison covers
+the whole path end to end."""
 
 from __future__ import annotations
 
@@ -7,19 +11,22 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from exporters.artifacts import cross_names
+from liteasr_export.decoding import greedy_decode
+
 from .compare import ParityReport, compare
 
 #: decoder steps compared (the issue's bar: logits over a 20-step greedy decode)
 PARITY_STEPS = 20
 
 
-def torch_encoder_outputs(transcriber, features: np.ndarray) -> dict[str, np.ndarray]:
-    """What encoder.onnx returns, computed by the PyTorch model."""
+def torch_encoder_outputs(transcriber, features: np.ndarray):
+    """The PyTorch model's hidden states (a tensor, for its decoder) and what
+    encoder.onnx returns, as numpy."""
     import torch
 
     model = transcriber.model
-    config = model.config
-    heads = config.decoder_attention_heads
+    heads = model.config.decoder_attention_heads
     with torch.inference_mode():
         hidden = transcriber.encode(features)
         out = {"last_hidden_state": hidden.cpu().numpy()}
@@ -28,16 +35,15 @@ def torch_encoder_outputs(transcriber, features: np.ndarray) -> dict[str, np.nda
             for kind, proj in (("key", layer.encoder_attn.k_proj), ("value", layer.encoder_attn.v_proj)):
                 kv = proj(hidden).view(batch, frames, heads, -1).transpose(1, 2)
                 out[f"cross_{kind}.{i}"] = kv.cpu().numpy()
-    return out
+    return hidden, out
 
 
-def encoder_parity(torch_transcriber, onnx_transcriber, features: np.ndarray, precision: str) -> ParityReport:
-    reference = torch_encoder_outputs(torch_transcriber, features)
+def onnx_encoder_outputs(onnx_transcriber, features: np.ndarray) -> dict[str, np.ndarray]:
+    """Every output of encoder.onnx (fed in its own input dtype)."""
     session = onnx_transcriber.encoder
     names = [o.name for o in session.get_outputs()]
     dtype = np.float16 if "float16" in session.get_inputs()[0].type else np.float32
-    actual = dict(zip(names, session.run(names, {"input_features": features.astype(dtype)})))
-    return compare("encoder.onnx", precision, reference, actual)
+    return dict(zip(names, session.run(names, {"input_features": features.astype(dtype)})))
 
 
 def _step_logits(step: Callable[[np.ndarray], np.ndarray], prompt: list[int], tokens: np.ndarray) -> np.ndarray:
@@ -49,28 +55,39 @@ def _step_logits(step: Callable[[np.ndarray], np.ndarray], prompt: list[int], to
     return np.stack([np.asarray(x, dtype=np.float32) for x in logits])
 
 
-def decoder_parity(torch_transcriber, onnx_transcriber, features: np.ndarray, precision: str,
-                   steps: int = PARITY_STEPS) -> ParityReport:
-    """Logits of both decoders over the same forced tokens (PyTorch's greedy
-    choices), each fed by its own encoder: the whole path end to end."""
+def parity(torch_transcriber, onnx_transcriber, features: np.ndarray, precision: str,
+           steps: int = PARITY_STEPS) -> list[ParityReport]:
+    """encoder.onnx against the PyTorch encoder, then decoder.onnx logits
+    against PyTorch's over the same forced tokens (PyTorch's greedy choices),
+    each decoder fed by its own encoder."""
+    hidden, reference = torch_encoder_outputs(torch_transcriber, features)
+    actual = onnx_encoder_outputs(onnx_transcriber, features)
+    reports = [compare("encoder.onnx", precision, reference, actual)]
+
     options = torch_transcriber.loaded.decoding
-    ids = torch_transcriber.transcribe_features(features)
+    ids = greedy_decode(torch_transcriber.decoder_step(hidden), len(features), options)
     tokens = np.full((len(ids), steps), options.eot, dtype=np.int64)
     for b, row in enumerate(ids):
         tokens[b, : min(len(row), steps)] = row[:steps]
-    ref = _step_logits(torch_transcriber.decoder_step(torch_transcriber.encode(features)), options.prompt, tokens)
-    act = _step_logits(onnx_transcriber.decoder_step(onnx_transcriber.encode(features)), options.prompt, tokens)
-    return compare("decoder.onnx", precision, {"logits": ref}, {"logits": act})
+    ref = _step_logits(torch_transcriber.decoder_step(hidden), options.prompt, tokens)
+    cross = [actual[name] for name in cross_names(torch_transcriber.model.config.decoder_layers)]
+    act = _step_logits(onnx_transcriber.decoder_step(cross), options.prompt, tokens)
+    reports.append(compare("decoder.onnx", precision, {"logits": ref}, {"logits": act}))
+    return reports
 
 
 def wer_by_backend(backends: dict[str, Callable[[np.ndarray], str]], utterances: Sequence,
                    progress: bool = True) -> dict[str, dict]:
-    """WER (percent), counts and seconds of each backend on the same utterances."""
+    """WER (percent), counts and seconds of each backend on the same
+    utterances, decoded once for all of them."""
     from liteasr_export.evaluation import evaluate
+    from liteasr_export.frontend import load_audio
 
+    utterances = [u for u in utterances if u.text is not None]
+    audio = [load_audio(u.audio) for u in utterances]
     table = {}
     for name, transcribe in backends.items():
-        result = evaluate(transcribe, utterances, progress=progress)
+        result = evaluate(transcribe, utterances, progress=progress, audio=audio)
         table[name] = {"wer": round(result.wer, 3), "n": result.n, "errors": result.errors,
                        "words": result.words, "seconds": round(result.seconds, 2)}
     return table

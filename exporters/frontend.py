@@ -27,7 +27,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from liteasr_export.frontend import HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE, _hann, mel_filters
+from liteasr_export.frontend import HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE, hann_window, mel_filters
 
 OPSET = 17
 INPUT_NAME = "audio"
@@ -55,7 +55,7 @@ def dft_matrix(n_fft: int = N_FFT) -> np.ndarray:
     n = np.arange(n_fft)[:, None]
     k = np.arange(n_fft // 2 + 1)[None, :]
     angle = 2.0 * np.pi * n * k / n_fft
-    window = _hann(n_fft)[:, None]
+    window = hann_window(n_fft)[:, None]
     return np.concatenate([window * np.cos(angle), -window * np.sin(angle)], axis=1).astype(np.float32)
 
 

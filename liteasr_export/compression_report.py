@@ -157,10 +157,12 @@ class CompressionReport:
         data["low_rank_config"] = self.low_rank_config
         return data
 
-    def to_markdown(self) -> str:
+    def to_markdown(self, level: int = 1) -> str:
+        """The report as Markdown; ``level`` is its heading level (2 when it is
+        a section of the export's report.md)."""
         names = list(COMPRESSIBLE)
         lines = [
-            f"# Compression report{': ' + self.model if self.model else ''}",
+            f"{'#' * level} Compression report{': ' + self.model if self.model else ''}",
             "",
             f"Policy: `{json.dumps(self.policy, sort_keys=True)}`",
             "",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -77,14 +77,20 @@ def score(audio: list[str], references: list[str], hypotheses: list[str], second
     return EvalResult(100.0 * errors / max(words, 1), len(items), errors, words, seconds, items)
 
 
-def evaluate(transcribe: Callable[[np.ndarray], str], utterances: Iterable, progress: bool = True) -> EvalResult:
-    """Transcribe every utterance (``.audio`` path, ``.text`` reference) and score."""
+def evaluate(transcribe: Callable[[np.ndarray], str], utterances: Iterable, progress: bool = True,
+             audio: Sequence[np.ndarray] | None = None) -> EvalResult:
+    """Transcribe every utterance (``.audio`` path, ``.text`` reference) and score.
+
+    ``audio``: the utterances' samples, already decoded (to compare several
+    backends on one decode); the time then covers transcription only."""
     from tqdm import tqdm
 
     utterances = [u for u in utterances if u.text is not None]
+    if audio is not None and len(audio) != len(utterances):
+        raise ValueError(f"{len(audio)} decoded clips for {len(utterances)} utterances")
     hypotheses = []
     start = time.perf_counter()
-    for utt in tqdm(utterances, desc="transcribing", unit="utt", disable=not progress, leave=False):
-        hypotheses.append(transcribe(load_audio(utt.audio)))
+    for index, utt in enumerate(tqdm(utterances, desc="transcribing", unit="utt", disable=not progress, leave=False)):
+        hypotheses.append(transcribe(audio[index] if audio is not None else load_audio(utt.audio)))
     seconds = time.perf_counter() - start
     return score([u.audio for u in utterances], [u.text for u in utterances], hypotheses, seconds)

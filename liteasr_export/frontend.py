@@ -117,7 +117,8 @@ def mel_filters(n_mels: int, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT)
 
 
 @lru_cache(maxsize=1)
-def _hann(n_fft: int = N_FFT) -> np.ndarray:
+def hann_window(n_fft: int = N_FFT) -> np.ndarray:
+    """Periodic Hann window, as torch.hann_window (shared with frontend.onnx)."""
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
 
 
@@ -136,7 +137,7 @@ def log_mel(audio: np.ndarray, n_mels: int) -> np.ndarray:
     padded = np.pad(audio.astype(np.float64), N_FFT // 2, mode="reflect")
     n_frames = audio.size // HOP_LENGTH  # torch.stft frames minus the last, as whisper drops it
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH][:n_frames]
-    power = np.abs(np.fft.rfft(frames * _hann(), axis=-1)) ** 2
+    power = np.abs(np.fft.rfft(frames * hann_window(), axis=-1)) ** 2
     mel = mel_filters(n_mels) @ power.T
     log_spec = np.log10(np.maximum(mel, 1e-10))
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)

@@ -16,9 +16,11 @@ import platform
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
+
+import numpy as np
 
 from .errors import LiteASRError
 
@@ -142,20 +144,23 @@ def compress_model(loaded, stats, opts: ExportOptions):
     policy = make_policy(opts.policy, theta=opts.theta, target_size=opts.target_size, ranks=opts.ranks,
                          preset=opts.preset)
     model, report = compress(loaded.model, stats, policy, name=loaded.name)
-    from dataclasses import replace
-
     return replace(loaded, model=model), report
 
 
-def _calibration_features(loaded, opts: ExportOptions, clips: int = 8) -> list:
-    """Log-mel batches (one window each) of the first calibration clips."""
-    from calibration.datasets import resolve_set
-
+def _first_window_features(utterances, n_mels: int) -> np.ndarray:
+    """Log-mel of each utterance's first window, stacked: (N, n_mels, 3000)."""
     from .frontend import load_audio, log_mel, split_windows
 
-    n_mels = loaded.model.config.num_mel_bins
-    return [log_mel(split_windows(load_audio(u.audio))[0], n_mels)[None]
-            for u in resolve_set(opts.calib, purpose="calib")[:clips]]
+    return np.stack([log_mel(split_windows(load_audio(u.audio))[0], n_mels) for u in utterances])
+
+
+def _calibration_features(loaded, opts: ExportOptions, clips: int = 8) -> list:
+    """One-window batches of the first calibration clips (the fp16 overflow check)."""
+    from calibration.datasets import resolve_set
+
+    features = _first_window_features(resolve_set(opts.calib, purpose="calib")[:clips],
+                                      loaded.model.config.num_mel_bins)
+    return [f[None] for f in features]
 
 
 def _sha256(path: Path) -> str:
@@ -187,23 +192,18 @@ def versions() -> dict[str, str | None]:
 def validate(dense, compressed, out_dir: Path, opts: ExportOptions) -> dict:
     """Parity of the graphs against the compressed PyTorch model, then WER of
     every backend on the evaluation set. Raises ToleranceError on a parity failure."""
-    import numpy as np
-
     from calibration.datasets import resolve_set
     from engines.ort_transcriber import OnnxTranscriber
-    from engines.validation import decoder_parity, encoder_parity, wer_by_backend
+    from engines.validation import parity, wer_by_backend
 
-    from .frontend import load_audio, log_mel
     from .transcriber import TorchTranscriber
 
     utterances = resolve_set(opts.eval_set, purpose="eval")[: opts.eval_limit]
     reference = TorchTranscriber(compressed)
     onnx = OnnxTranscriber(out_dir, threads=opts.threads)
-    n_mels = compressed.model.config.num_mel_bins
-    features = np.stack([log_mel(load_audio(u.audio)[: 16000 * 30], n_mels) for u in utterances[: opts.parity_clips]])
-    parity = [encoder_parity(reference, onnx, features, opts.precision),
-              decoder_parity(reference, onnx, features, opts.precision)]
-    for report in parity:
+    features = _first_window_features(utterances[: opts.parity_clips], compressed.model.config.num_mel_bins)
+    reports = parity(reference, onnx, features, opts.precision)
+    for report in reports:
         report.raise_on_failure()
     backends = {"torch dense": TorchTranscriber(dense).transcribe}
     if compressed is not dense:
@@ -214,7 +214,7 @@ def validate(dense, compressed, out_dir: Path, opts: ExportOptions) -> dict:
 
         backends[f"tensorrt {opts.precision}"] = TrtTranscriber(out_dir).transcribe
     wer = wer_by_backend(backends, utterances, progress=opts.progress)
-    return {"parity": [p.to_dict() for p in parity], "wer": {"eval_set": opts.eval_set, "backends": wer}}
+    return {"parity": [p.to_dict() for p in reports], "wer": {"eval_set": opts.eval_set, "backends": wer}}
 
 
 def _precision_markdown(graphs: dict) -> list[str]:
@@ -243,7 +243,7 @@ def _report_markdown(name: str, opts: ExportOptions, compression_md: str | None,
     lines = [f"# liteasr-export report: {name}", "",
              f"engine `{opts.engine}`, precision `{opts.precision}`, attention `{opts.attention}`", ""]
     if compression_md:
-        lines += [compression_md.replace("# Compression report", "## Compression", 1), ""]
+        lines += [compression_md, ""]
     lines += _precision_markdown(manifest_graphs or {})
     if validation is None:
         lines += ["## Validation", "", "Skipped (`--no-validate`).", ""]
@@ -339,7 +339,7 @@ def run_export(opts: ExportOptions) -> ExportResult:
         }
         from exporters.artifacts import load_manifest
 
-        report = _report_markdown(dense.name, opts, None if compression is None else compression.to_markdown(),
+        report = _report_markdown(dense.name, opts, None if compression is None else compression.to_markdown(level=2),
                                   validation, stage.timings, load_manifest(tmp).data["graphs"])
         (tmp / "report.md").write_text(report)
         update_manifest(tmp, **summary, sha256=checksums(tmp))

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Debian packages the tests use: real speech (asterisk prompts, G.722, with
-# transcripts). Installs them when running as root; otherwise says what to run.
+# Installs the Debian packages named as arguments (default: the real-speech
+# packages the tests use: asterisk prompts in G.722 and their transcripts)
+# when running as root; otherwise says what to run. With --required a missing
+# package is an error when it cannot be installed; without it, the tests that
+# need it are skipped.
 set -euo pipefail
-packages=(asterisk-core-sounds-en-g722 asterisk-core-sounds-en)
+required=0
+if [ "${1:-}" = "--required" ]; then required=1; shift; fi
+packages=("$@")
+[ ${#packages[@]} -gt 0 ] || packages=(asterisk-core-sounds-en-g722 asterisk-core-sounds-en)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
-  echo "missing Debian packages: ${missing[*]}; run: sudo apt-get install ${missing[*]} (tests that need them are skipped)" >&2
-  exit 0
+  echo "missing Debian packages: ${missing[*]}; run: sudo apt-get install ${missing[*]}" >&2
+  exit "$required"
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq

@@ -19,19 +19,7 @@ fi
 export PYTHON
 
 # ---------------------------------------------------------------- system packages
-missing=()
-command -v cmake >/dev/null || missing+=(cmake)
-command -v g++ >/dev/null || missing+=(g++)
-[ -f /usr/include/nlohmann/json.hpp ] || missing+=(nlohmann-json3-dev)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "run_ci.sh: missing Debian packages: ${missing[*]}; run: sudo apt-get install ${missing[*]}" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+bash "$repo/scripts/install_system_deps.sh" --required cmake g++ nlohmann-json3-dev
 
 # ---------------------------------------------------------------- ONNX Runtime
 "$here/fetch_deps.sh"
