@@ -1,5 +1,11 @@
 """Speech sets: JSONL manifests, folders of audio files, the built-in
-generated-speech sets and the Asterisk prompts (real speech from Debian).
+generated-speech sets, the Asterisk prompts (real speech, one speaker) and the
+Flight of the Amazon Queen dialogue (real speech, about 30 voices, in
+:mod:`calibration.fotaq`), both read from Debian packages.
+
+Sets with a calibration and an evaluation part (``builtin``, ``asterisk``,
+``fotaq``) never share a recording between the parts; a bare name resolves
+to the part for the purpose at hand.
 
 Loaders only list files and reference texts; decoding audio is the job of
 ``liteasr_export.frontend.load_audio``. Imports stay light (no torch, no
@@ -9,6 +15,7 @@ transformers) so the ONNX Runtime path can use them.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import re
@@ -23,6 +30,8 @@ from liteasr_export.errors import DatasetError
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 BUILTIN_SETS = {"builtin-calib": "calib.jsonl", "builtin-eval": "eval.jsonl"}
+#: names of the sets made of a calibration and an evaluation part
+SPLIT_SETS = ("builtin", "asterisk", "fotaq")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 PURPOSES = ("calib", "eval")
 
@@ -40,18 +49,21 @@ ASTERISK_SKIP = frozenset({"demo-instruct", "spy-h323"})
 
 @dataclass(frozen=True)
 class Utterance:
-    """One recording: absolute audio path, reference text (None if unknown), stable id."""
+    """One recording: absolute audio path, reference text (None if unknown),
+    stable id, and the speaker where the set knows it."""
 
     audio: str
     text: str | None
     id: str
+    speaker: str | None = None
 
 
 def load_manifest(path: str | os.PathLike[str]) -> list[Utterance]:
     """Read a JSONL manifest: one ``{"audio": ..., "text": ...}`` object a line.
 
-    ``audio`` is relative to the manifest's folder (or absolute); other keys
-    (``voice``, ``id``) are allowed; blank lines are skipped.
+    ``audio`` is relative to the manifest's folder (or absolute); ``id`` and
+    ``speaker`` (or ``voice``) are optional, other keys are ignored; blank
+    lines are skipped.
     """
     path = Path(path)
     if not path.is_file():
@@ -79,8 +91,9 @@ def load_manifest(path: str | os.PathLike[str]) -> list[Utterance]:
                 f"{where}: audio file not found: {file}",
                 "fix the path (relative to the manifest's folder) or remove the line",
             )
-        uid = item.get("id")
-        out.append(Utterance(str(file), text.strip(), str(uid) if uid is not None else str(Path(audio).with_suffix(""))))
+        uid, speaker = item.get("id"), item.get("speaker", item.get("voice"))
+        out.append(Utterance(str(file), text.strip(), str(uid) if uid is not None else str(Path(audio).with_suffix("")),
+                             str(speaker) if speaker is not None else None))
     if not out:
         raise DatasetError(f"manifest is empty: {path}", fmt)
     return out
@@ -109,19 +122,26 @@ def builtin_set(name: str) -> list[Utterance]:
 
 
 def resolve_set(spec: str, purpose: str) -> list[Utterance]:
-    """Turn a user's ``--calib-data``/``--eval-data`` value into utterances.
+    """Turn a user's ``--calib``/``--eval`` value into utterances.
 
-    ``spec``: 'builtin' (the built-in set for ``purpose``), 'builtin-calib',
-    'builtin-eval', 'asterisk', a manifest ``*.jsonl`` or a folder of audio.
-    ``purpose``: 'calib' or 'eval'.
+    ``spec``: a split set's name (``builtin``, ``asterisk``, ``fotaq``: the part
+    for ``purpose``) or one part of it (``builtin-calib``, ``asterisk-eval``,
+    ``fotaq-eval``, ...), ``asterisk-all`` (every prompt), a manifest
+    ``*.jsonl`` or a folder of audio. ``purpose``: 'calib' or 'eval'.
     """
     if purpose not in PURPOSES:
         raise ValueError(f"purpose must be one of {PURPOSES}, not {purpose!r}")
-    if spec == "builtin":
-        return builtin_set(f"builtin-{purpose}")
-    if spec in BUILTIN_SETS:
-        return builtin_set(spec)
-    if spec == "asterisk":
+    name, _, part = spec.partition("-")
+    if name in SPLIT_SETS and part in ("", *PURPOSES):
+        part = part or purpose
+        if name == "builtin":
+            return builtin_set(f"builtin-{part}")
+        if name == "asterisk":
+            return [u for u in asterisk_set() if asterisk_part(u) == part]
+        from .fotaq import fotaq_set
+
+        return fotaq_set(part)
+    if spec == "asterisk-all":
         return asterisk_set()
     if spec.endswith(".jsonl"):
         return load_manifest(spec)
@@ -129,9 +149,23 @@ def resolve_set(spec: str, purpose: str) -> list[Utterance]:
         return audio_folder(spec)
     raise DatasetError(
         f"unknown speech set {spec!r} (not a set name, a .jsonl manifest or an existing folder)",
-        "use 'builtin', 'builtin-calib', 'builtin-eval', 'asterisk', a path to a .jsonl manifest "
-        "or a folder of wav/flac/ogg/mp3 files",
+        "use builtin, asterisk or fotaq (or their -calib / -eval parts), asterisk-all, a path to a .jsonl "
+        "manifest or a folder of wav/flac/ogg/mp3 files",
     )
+
+
+def write_flac_atomically(dst: Path, samples: np.ndarray, sample_rate: int) -> None:
+    """Write mono samples as 16-bit FLAC under a temporary name, then rename:
+    a killed run never leaves a truncated file under the real name."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        sf.write(tmp, samples, sample_rate, format="FLAC", subtype="PCM_16")
+        os.replace(tmp, dst)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 # --- Asterisk prompts -------------------------------------------------------
@@ -188,15 +222,17 @@ def _decode_g722(src: Path, dst: Path) -> None:
     from G722 import G722  # PyPI "g722"; imported here to keep module import light
 
     pcm = np.frombuffer(G722(16000, 64000).decode(src.read_bytes()), dtype=np.int16)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        sf.write(tmp, pcm, 16000, format="FLAC", subtype="PCM_16")
-        os.replace(tmp, dst)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_flac_atomically(dst, pcm, 16000)
+
+
+#: share of the Asterisk prompts kept for calibration (by a stable hash of the name)
+ASTERISK_CALIB_SHARE = 0.25
+
+
+def asterisk_part(utterance: Utterance) -> str:
+    """``calib`` for a fixed quarter of the prompts, ``eval`` for the rest."""
+    digest = hashlib.sha256(utterance.id.encode()).hexdigest()
+    return "calib" if int(digest, 16) % 1000 < 1000 * ASTERISK_CALIB_SHARE else "eval"
 
 
 def asterisk_set(
@@ -237,7 +273,7 @@ def asterisk_set(
         dst = cache / f"{name}.flac"
         if not dst.is_file() or dst.stat().st_mtime < src.stat().st_mtime:
             _decode_g722(src, dst)
-        out.append(Utterance(str(dst.resolve()), texts[name], f"asterisk/{name}"))
+        out.append(Utterance(str(dst.resolve()), texts[name], f"asterisk/{name}", speaker="asterisk"))
     if not out:
         raise DatasetError(f"no Asterisk prompt in {sounds} matches a transcript in {transcripts}", ASTERISK_INSTALL)
     return out

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +36,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from liteasr_export.errors import AudioError, CalibrationError, DatasetError
-from liteasr_export.frontend import load_audio, log_mel, split_windows
+from liteasr_export.errors import CalibrationError, DatasetError
+from liteasr_export.frontend import log_mel
 from liteasr_export.lowrank import encoder_layers, get_linear, is_compressed
 
-log = logging.getLogger(__name__)
+from .windows import utterance_windows
+
 
 #: site -> (matrix whose module is hooked, "input" or "output")
 SITES: dict[str, tuple[str, str]] = {
@@ -108,18 +108,19 @@ def model_info(model: nn.Module) -> dict[str, Any]:
     }
 
 
-def encoder_fingerprint(model: nn.Module) -> str:
-    """sha256 over the encoder's float32 parameters, in name order.
-
-    Tells apart two models of equal shapes (tiny and tiny.en), whose statistics
-    must not be mixed.
-    """
-    encoder = getattr(model, "model", model).encoder
+def parameter_fingerprint(module: nn.Module) -> str:
+    """sha256 over a module's float32 parameters, in name order."""
     digest = hashlib.sha256()
-    for name, param in sorted(encoder.named_parameters()):
+    for name, param in sorted(module.named_parameters()):
         digest.update(name.encode())
         digest.update(param.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def encoder_fingerprint(model: nn.Module) -> str:
+    """The encoder's :func:`parameter_fingerprint`: tells apart two models of
+    equal shapes (tiny and tiny.en), whose statistics must not be mixed."""
+    return parameter_fingerprint(getattr(model, "model", model).encoder)
 
 
 @dataclass
@@ -317,45 +318,14 @@ class StatisticsCollector:
         self._handles.clear()
 
 
-def iter_feature_batches(
-    utterances: Iterable[Any],
-    n_mels: int,
-    batch_size: int = 8,
-    max_samples: int | None = None,
-    all_windows: bool = False,
-    on_utterance: Callable[[], None] | None = None,
-    counts: dict[str, int] | None = None,
-) -> Iterator[np.ndarray]:
-    """Log-mel batches ``(B, n_mels, 3000)`` float32 from utterances (objects with
-    ``.audio`` or plain paths), one window each (the first) or every 30 s window.
-
-    Unreadable files are skipped with a warning; ``counts`` (if given) receives
-    ``used``, ``skipped`` and ``windows``. At most ``max_samples`` utterances.
-    """
-    counts = counts if counts is not None else {}
-    counts.update(used=0, skipped=0, windows=0)
+def feature_batches(windows: Iterable[np.ndarray], n_mels: int, batch_size: int = 8) -> Iterator[np.ndarray]:
+    """Log-mel batches ``(B, n_mels, 3000)`` float32 of audio windows (<= 30 s each)."""
     batch: list[np.ndarray] = []
-    for utterance in utterances:
-        if max_samples is not None and counts["used"] >= max_samples:
-            break
-        path = getattr(utterance, "audio", utterance)
-        try:
-            audio = load_audio(path)
-            windows = split_windows(audio)
-            features = [log_mel(w, n_mels) for w in (windows if all_windows else windows[:1]) if w.size]
-        except AudioError as exc:
-            log.warning("skipping calibration audio: %s", exc)
-            counts["skipped"] += 1
-            continue
-        counts["used"] += 1
-        counts["windows"] += len(features)
-        if on_utterance is not None:
-            on_utterance()
-        for feature in features:
-            batch.append(feature)
-            if len(batch) == batch_size:
-                yield np.stack(batch)
-                batch = []
+    for window in windows:
+        batch.append(log_mel(window, n_mels))
+        if len(batch) == batch_size:
+            yield np.stack(batch)
+            batch = []
     if batch:
         yield np.stack(batch)
 
@@ -389,46 +359,56 @@ def collect_statistics(
     all_windows: bool = False,
     source: str = "",
 ) -> ActivationStats:
-    """Calibrate: stream ``utterances`` (``Utterance`` objects or audio paths)
-    through the dense encoder and return its :class:`ActivationStats`.
+    """Calibrate on utterances (``Utterance`` objects or audio paths): the first
+    window of each (``all_windows``: every window), unreadable files skipped.
 
-    ``device`` (default: where the model is) may be ``"cuda"``; the model is
-    moved there for the run and back afterwards. Raises :class:`DatasetError`
-    when no utterance holds usable audio.
+    Raises :class:`DatasetError` when no utterance holds usable audio.
     """
-    if batch_size < 1:
-        raise CalibrationError(f"batch size must be positive, got {batch_size}", "pass --batch-size 1 or more")
     if max_samples is not None and max_samples < 1:
         raise DatasetError(f"--calib-samples must be at least 1, got {max_samples}", "pass a positive number")
     utterances = list(utterances)
     total = len(utterances) if max_samples is None else min(len(utterances), max_samples)
     if total == 0:
         raise DatasetError("the calibration set is empty", "pass a calibration set with audio files (--calib)")
-    home = next(model.parameters()).device
-    target = torch.device(device) if device is not None else home
-    was_training = model.training
-    model.eval().to(target)
     counts: dict[str, int] = {}
     from tqdm.auto import tqdm
 
-    try:
-        with tqdm(total=total, desc="calibrating", unit="utt", disable=not progress) as bar:
-            batches = iter_feature_batches(
-                utterances, model.config.num_mel_bins, batch_size, max_samples, all_windows, lambda: bar.update(1), counts
-            )
-            layers, windows = accumulate(model, batches, target)
-    finally:
-        model.to(home).train(was_training)
-    if windows == 0:
+    with tqdm(total=total, desc="calibrating", unit="utt", disable=not progress) as bar:
+        windows = utterance_windows(utterances, max_samples, all_windows, counts, lambda: bar.update(1))
+        stats = collect_window_statistics(model, windows, batch_size, device, source=source)
+    if stats.n_windows == 0:
         raise DatasetError(
             f"the calibration set has no usable audio ({counts.get('skipped', 0)} files could not be read)",
             "pass a set of readable wav/flac/ogg/mp3 files (--calib)",
         )
-    return ActivationStats(
-        layers,
-        model_info(model),
-        n_windows=windows,
-        n_utterances=counts["used"],
-        source=source,
-        extra={"skipped": counts["skipped"], "all_windows": all_windows},
-    )
+    stats.n_utterances = counts["used"]
+    stats.extra.update(skipped=counts["skipped"], all_windows=all_windows)
+    return stats
+
+
+def collect_window_statistics(
+    model: nn.Module,
+    windows: Iterable[np.ndarray],
+    batch_size: int = 8,
+    device: str | torch.device | None = None,
+    source: str = "",
+    extra: dict[str, Any] | None = None,
+) -> ActivationStats:
+    """Stream audio windows (16 kHz, <= 30 s each) through the dense encoder
+    and return its :class:`ActivationStats` (``n_windows`` may be 0: the caller
+    decides whether that is an error).
+
+    ``device`` (default: where the model is) may be ``"cuda"``; the model is
+    moved there for the run and back afterwards.
+    """
+    if batch_size < 1:
+        raise CalibrationError(f"batch size must be positive, got {batch_size}", "pass a batch size of 1 or more")
+    home = next(model.parameters()).device
+    target = torch.device(device) if device is not None else home
+    was_training = model.training
+    model.eval().to(target)
+    try:
+        layers, n_windows = accumulate(model, feature_batches(windows, model.config.num_mel_bins, batch_size), target)
+    finally:
+        model.to(home).train(was_training)
+    return ActivationStats(layers, model_info(model), n_windows=n_windows, source=source, extra=dict(extra or {}))

@@ -74,20 +74,3 @@ def parity(torch_transcriber, onnx_transcriber, features: np.ndarray, precision:
     act = _step_logits(onnx_transcriber.decoder_step(cross), options.prompt, tokens)
     reports.append(compare("decoder.onnx", precision, {"logits": ref}, {"logits": act}))
     return reports
-
-
-def wer_by_backend(backends: dict[str, Callable[[np.ndarray], str]], utterances: Sequence,
-                   progress: bool = True) -> dict[str, dict]:
-    """WER (percent), counts and seconds of each backend on the same
-    utterances, decoded once for all of them."""
-    from liteasr_export.evaluation import evaluate
-    from liteasr_export.frontend import load_audio
-
-    utterances = [u for u in utterances if u.text is not None]
-    audio = [load_audio(u.audio) for u in utterances]
-    table = {}
-    for name, transcribe in backends.items():
-        result = evaluate(transcribe, utterances, progress=progress, audio=audio)
-        table[name] = {"wer": round(result.wer, 3), "n": result.n, "errors": result.errors,
-                       "words": result.words, "seconds": round(result.seconds, 2)}
-    return table

@@ -123,8 +123,14 @@ def export_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     comp = parser.add_argument_group("compression")
     comp.add_argument("--no-compress", dest="compress", action="store_false", help="export the dense model")
-    comp.add_argument("--calib", default="builtin", help="calibration set: builtin, asterisk, a folder of audio, or a manifest")
-    comp.add_argument("--calib-samples", type=int, default=None, help="use at most N calibration utterances")
+    comp.add_argument("--calib", default="default",
+                      help="calibration sources, comma-separated, balanced per source: default (fotaq, asterisk and "
+                           "builtin, those installed), fotaq, asterisk, builtin, a folder of audio or a manifest")
+    comp.add_argument("--calib-samples", type=int, default=None, help="utterances drawn from each calibration source (default 48)")
+    comp.add_argument("--packing", choices=("single", "packed", "both"), default="both",
+                      help="calibrate on clips alone in their window, packed into full 30 s windows, or both (default)")
+    comp.add_argument("--augment", default=None,
+                      help="also calibrate on augmented copies: comma-separated speed, noise, band, gain, or all")
     comp.add_argument("--policy", choices=("liteasr", "budget", "profile"), default="liteasr", help="rank policy")
     comp.add_argument("--preset", choices=("acc", "plain", "fast"), default=None, help="named rank preset")
     comp.add_argument("--theta", default=None, help="liteasr policy thresholds ATTN:MLP (default 0.99:0.999)")
@@ -144,6 +150,17 @@ def export_parser() -> argparse.ArgumentParser:
     val.add_argument("--eval", dest="eval_set", default="builtin", help="evaluation set for WER (default builtin)")
     val.add_argument("--eval-limit", type=int, default=None, help="evaluate only the first N utterances")
     val.add_argument("--parity-clips", type=int, default=4, help="clips used for numerical parity")
+    val.add_argument("--gate-sets", default="default",
+                     help="check sets besides --eval: default (fotaq-eval, asterisk-eval and a long recording, those "
+                          "installed), a comma-separated list, or none")
+    val.add_argument("--gate-clips", type=int, default=150, help="clips drawn from each built-in check set (default 150)")
+    val.add_argument("--max-wer-increase", type=float, default=1.0,
+                     help="quality gate: refuse the export when WER rises more than this many points on a set (default 1.0)")
+    val.add_argument("--max-disagreement", type=float, default=10.0,
+                     help="quality gate on sets without references: the most %% of the dense transcript's words that may "
+                          "differ (default 10)")
+    val.add_argument("--allow-degradation", action="store_true",
+                     help="write an export that fails the quality gate, marked as degraded in the manifest and report")
     parser.add_argument("--device", default="cpu", help="torch device for calibration and reference (cpu, cuda)")
     parser.add_argument("--quiet", dest="progress", action="store_false", help="no progress output")
     parser.set_defaults(precision="fp32")
@@ -164,8 +181,15 @@ def _export(args: argparse.Namespace) -> int:
         print(f"encoder size: {100 * comp['size_ratio']:.1f}% of dense, FLOPs {100 * comp['flops_ratio']:.1f}%")
     validation = summary.get("validation")
     if isinstance(validation, dict):
-        for backend, row in validation["wer"]["backends"].items():
-            print(f"WER {backend}: {row['wer']:.2f}% ({row['n']} utterances)")
+        gate = validation["quality"]
+        for row in gate["sets"]:
+            for backend, agree in row["agreement"].items():
+                wer = (f"WER {row['dense_wer']:.2f}% dense -> {row['wer'][backend]:.2f}% ({row['increase'][backend]:+.2f})"
+                       if row["labeled"] else "no references")
+                print(f"{row['name']} ({row['utterances']} clips): {wer}, {agree:.2f}% of words differ from dense [{backend}]")
+        print("quality gate: " + ("passed" if gate["passed"] else "FAILED, written anyway (--allow-degradation)"))
+    else:
+        print("quality: not checked (--no-validate)")
     print("stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
     return 0
 

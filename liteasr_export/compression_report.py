@@ -101,6 +101,8 @@ class CompressionReport:
     encoder_flops_before: int
     encoder_flops_after: int
     calibration: dict[str, Any] = field(default_factory=dict)
+    #: what was done after the factorization (compensation, refinement) and how
+    recovery: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -186,8 +188,7 @@ class CompressionReport:
                 entry = by_layer[layer][name]
                 cells.append("dense" if entry.rank is None else f"{entry.rank} ({100 * entry.variance_kept:.2f}%)")
             lines.append(f"| {layer} | " + " | ".join(cells) + " |")
-        if self.calibration:
-            lines += ["", f"Calibration: `{json.dumps(self.calibration, sort_keys=True)}`"]
+        lines += _calibration_markdown(self.calibration) + _recovery_markdown(self.recovery)
         return "\n".join(lines) + "\n"
 
     def write(self, directory: str | Path, stem: str = "compression_report") -> tuple[Path, Path]:
@@ -198,3 +199,43 @@ class CompressionReport:
         json_path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         md_path.write_text(self.to_markdown())
         return json_path, md_path
+
+
+def _calibration_markdown(calibration: Mapping[str, Any]) -> list[str]:
+    """What the calibration contained: sources, speakers, minutes, windows, augmentations."""
+    if not calibration:
+        return []
+    lines = ["", f"Calibration: {calibration.get('utterances', '?')} utterances, {calibration.get('windows', '?')} "
+             f"windows of 30 s (source `{calibration.get('source', '')}`)."]
+    mix, windows = calibration.get("mix"), calibration.get("window_summary")
+    if mix:
+        minutes = (windows or {}).get("minutes", {})
+        lines += ["", "| source | utterances | minutes | speakers |", "|---|---:|---:|---|"]
+        for name, source in mix["sources"].items():
+            speakers = source["speakers"]
+            who = f"{len(speakers)}: {', '.join(speakers[:12])}{' ...' if len(speakers) > 12 else ''}" if speakers else "unknown"
+            lines.append(f"| {name} | {source['utterances']} | {minutes.get(name, 0):.1f} | {who} |")
+        lines += [f"- not available, skipped: {name} ({why})" for name, why in mix.get("missing", {}).items()]
+    if windows:
+        augmented = windows.get("augmented_windows") or {}
+        lines += ["", f"Windows: {windows['single_windows']} with one clip each, {windows['packed_windows']} packed "
+                      f"full of speech (packing `{calibration.get('packing', '')}`); augmented copies: "
+                  + (", ".join(f"{k} {v}" for k, v in augmented.items()) or "none") + "."]
+    return lines
+
+
+def _recovery_markdown(recovery: Mapping[str, Any]) -> list[str]:
+    if not recovery:
+        return []
+    lines = ["", f"After factorization: covariance shrinkage {recovery.get('shrinkage', 0):g}, sensitivity probes on "
+                 f"{recovery.get('probe_windows', 0)} windows."]
+    if "compensation" in recovery:
+        c = recovery["compensation"]
+        lines.append(f"Error compensation: {c['matrices']} matrices refitted layer by layer on {c['windows']} windows "
+                     f"({c['seconds']:.1f} s).")
+    if "refine" in recovery:
+        r = recovery["refine"]
+        lines.append(f"Refinement: {r['steps']} distillation steps ({r['seconds']:.1f} s), loss "
+                     f"{r['train_loss_before']:.4f} -> {r['train_loss_after']:.4f}; on held-back windows "
+                     f"{r['heldout_loss_before']:.4f} -> {r['heldout_loss_after']:.4f}.")
+    return lines

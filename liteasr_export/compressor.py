@@ -58,6 +58,7 @@ def decompose(
     name: str,
     linear: nn.Linear,
     input_root: tuple[torch.Tensor, torch.Tensor] | None = None,
+    shrinkage: float = 0.0,
 ) -> Decomposition:
     """Principal directions of the output of encoder matrix ``name`` in ``layer``.
 
@@ -66,21 +67,34 @@ def decompose(
     of ``B = diag(sqrt s) Q^T W`` are the eigenvectors of ``cov(y) = B^T B`` and
     its squared singular values the eigenvalues; this never forms ``W^T cov W``
     (better conditioned, and fc1's ``4d x 4d`` eigenproblem becomes a ``d x 4d`` SVD).
+
+    ``shrinkage`` (0..1) blends the calibration covariance with the output
+    covariance the matrix would have under white input, ``c W^T W``, scaled to
+    the same total variance: ``(1 - a) C + a c W^T W``. Directions the weights
+    can produce but the calibration speech never excited then keep some
+    variance, so a narrow calibration set cannot collapse a rank.
     """
     d_in, d_out = linear.in_features, linear.out_features
     m = min(d_in, d_out)
+    weight = linear.weight.detach().to("cpu", torch.float64).T  # (d_in, d_out)
     if stats.input_site(name):
         from calibration.statistics import SITE_OF
 
         moments = stats.layers[layer][SITE_OF[name]]
         root, basis = input_root if input_root is not None else _input_eigh(moments.covariance.cpu())
-        weight = linear.weight.detach().to("cpu", torch.float64).T  # (d_in, d_out)
         bias = linear.bias.detach().to("cpu", torch.float64) if linear.bias is not None else 0.0
         mean = moments.mean.cpu() @ weight + bias
-        _, singular, vh = torch.linalg.svd(root[:, None] * (basis.T @ weight), full_matrices=False)
+        rotated = basis.T @ weight
+        if shrinkage > 0:  # in the input's eigenbasis: s -> (1 - a) s + a c
+            white = float(((root[:, None] * rotated) ** 2).sum()) / max(float((weight**2).sum()), 1e-300)
+            root = ((1 - shrinkage) * root**2 + shrinkage * white).sqrt()
+        _, singular, vh = torch.linalg.svd(root[:, None] * rotated, full_matrices=False)
         values, vectors = singular[:m] ** 2, vh[:m].T
     else:
         mean, cov = stats.output_moments(layer, name, linear)
+        if shrinkage > 0:
+            gram = weight.T @ weight
+            cov = (1 - shrinkage) * cov + shrinkage * (torch.trace(cov) / torch.trace(gram).clamp_min(1e-300)) * gram
         values, vectors = torch.linalg.eigh(cov)
         values, vectors = values.flip(0)[:m].clamp_min(0), vectors.flip(1)[:, :m]
     return Decomposition(mean, values, _fix_signs(vectors))
@@ -109,7 +123,8 @@ def _standardized(values: torch.Tensor, vectors: torch.Tensor) -> np.ndarray:
 
 
 def _iter_decompositions(
-    model: nn.Module, stats: ActivationStats, wanted: Callable[[int, str], bool] = lambda layer, name: True
+    model: nn.Module, stats: ActivationStats, wanted: Callable[[int, str], bool] = lambda layer, name: True,
+    shrinkage: float = 0.0,
 ):
     """``(layer, name, linear, Decomposition)`` for the wanted matrices, sharing
     one ``eigh`` per input site and layer."""
@@ -127,25 +142,27 @@ def _iter_decompositions(
                 if site not in roots:
                     roots[site] = _input_eigh(stats.layers[index][site].covariance.cpu())
                 root = roots[site]
-            yield index, name, linear, decompose(stats, index, name, linear, root)
+            yield index, name, linear, decompose(stats, index, name, linear, root, shrinkage)
 
 
-def compute_spectra(model: nn.Module, stats: ActivationStats) -> list[MatrixSpectrum]:
+def compute_spectra(model: nn.Module, stats: ActivationStats, shrinkage: float = 0.0) -> list[MatrixSpectrum]:
     """The output spectrum of every compressible encoder matrix, for the policies."""
     return [
         MatrixSpectrum(
             index, name, linear.in_features, linear.out_features,
             dec.eigenvalues.numpy().copy(), _standardized(dec.eigenvalues, dec.eigenvectors),
         )
-        for index, name, linear, dec in _iter_decompositions(model, stats)
+        for index, name, linear, dec in _iter_decompositions(model, stats, shrinkage=shrinkage)
     ]
 
 
-def apply_ranks(model: nn.Module, stats: ActivationStats, ranks: Sequence[dict[str, int]]) -> nn.Module:
+def apply_ranks(
+    model: nn.Module, stats: ActivationStats, ranks: Sequence[dict[str, int]], shrinkage: float = 0.0
+) -> nn.Module:
     """Factorize ``model``'s encoder in place at the given ranks (a validated
     ``low_rank_config``) and record them in ``config.low_rank_config``."""
     ranks = validate_low_rank_config(ranks, model.config)
-    for index, name, linear, dec in _iter_decompositions(model, stats, lambda i, n: n in ranks[i]):
+    for index, name, linear, dec in _iter_decompositions(model, stats, lambda i, n: n in ranks[i], shrinkage):
         rank = ranks[index][name]
         weight = linear.weight.detach().to("cpu", torch.float64).T
         bias = linear.bias.detach().to("cpu") if linear.bias is not None else None
@@ -169,6 +186,7 @@ def compress(
     inplace: bool = False,
     name: str = "",
     spectra: Sequence[MatrixSpectrum] | None = None,
+    shrinkage: float = 0.0,
 ) -> tuple[nn.Module, CompressionReport]:
     """Compress a dense Whisper encoder: spectra from ``stats``, ranks from
     ``policy``, LiteASR factors in place of the chosen matrices.
@@ -177,15 +195,16 @@ def compress(
     Raises :class:`CalibrationError` when ``stats`` belong to another model and
     :class:`RankError` for invalid ranks; the input model is untouched on error.
     ``spectra`` (from :func:`compute_spectra` on the same model and statistics)
-    saves recomputing them when several policies are tried.
+    saves recomputing them when several policies are tried (they must have
+    been computed with the same ``shrinkage``, see :func:`decompose`).
     """
     stats.check_matches(model)
     if spectra is None:
-        spectra = compute_spectra(model, stats)
+        spectra = compute_spectra(model, stats, shrinkage)
     ranks = validate_low_rank_config(policy.choose(spectra, model.config), model.config)
     kept = {(s.layer, s.name): s.kept(ranks[s.layer].get(s.name)) for s in spectra}
     target = model if inplace else copy.deepcopy(model)
-    apply_ranks(target, stats, ranks)
+    apply_ranks(target, stats, ranks, shrinkage)
     calibration: dict[str, Any] = {
         "source": stats.source, "utterances": stats.n_utterances, "windows": stats.n_windows,
     }

@@ -43,6 +43,9 @@ class MatrixSpectrum:
     #: number of active channels): component i contributes
     #: ``lambda_i * sum_j V_ji^2 / C_jj``. Outlier channels weigh one channel each.
     standardized: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: measured output error per unit of predicted error share (1: not measured;
+    #: see :mod:`liteasr_export.sensitivity`)
+    sensitivity: float = 1.0
 
     def kept(self, rank: int | None, weights: str = "variance") -> float:
         """Share of the total kept by the top ``rank`` components (1.0 for dense)."""
@@ -51,6 +54,12 @@ class MatrixSpectrum:
         if rank is None or total <= 0:
             return 1.0
         return float(values[:rank].sum()) / total
+
+    def tail(self, rank: int, weights: str = "standardized") -> float:
+        """Predicted error share of truncating to ``rank`` under a weighting of
+        :data:`WEIGHTINGS` ("mixed": the mean of the other two)."""
+        kinds = ("standardized", "variance") if weights == "mixed" else (weights,)
+        return float(np.mean([1.0 - self.kept(rank, kind) for kind in kinds]))
 
 
 class RankPolicy(Protocol):
@@ -181,7 +190,7 @@ class BudgetPolicy:
         ranks: list[int | None] = [
             k for k in range(self.multiple, min(s.d_in, s.d_out) + 1, self.multiple) if pays_off(s.d_in, s.d_out, k)
         ]
-        errors = [max(float(tail[k]), 0.0) for k in ranks] + [0.0]
+        errors = [s.sensitivity * max(float(tail[k]), 0.0) for k in ranks] + [0.0]
         ranks.append(None)
         costs = [matrix_cost(config, s.name, k, self.metric) for k in ranks]
         return ranks, np.array(errors), np.array(costs, dtype=np.float64)

@@ -50,12 +50,25 @@ class WindowedTranscriber:
 
     def transcribe(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> str:
         """Text of mono audio of any length; other sample rates are resampled."""
-        audio = resample(np.asarray(audio, dtype=np.float32), sample_rate, SAMPLE_RATE)
-        if audio.size == 0:
-            raise AudioError("audio has no samples", "pass a non-empty recording")
-        windows = [self.features(w) for w in split_windows(audio)]
-        tokens: list[int] = []
+        return self.transcribe_many([audio], sample_rate)[0]
+
+    def transcribe_many(self, audios: list[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[str]:
+        """Texts of several recordings, their windows encoded and decoded
+        ``batch_size`` at a time across recordings (short clips then share a
+        batch instead of each paying a batch-1 encoder and decoder)."""
+        windows: list[np.ndarray] = []
+        owners: list[int] = []
+        for index, audio in enumerate(audios):
+            audio = resample(np.asarray(audio, dtype=np.float32), sample_rate, SAMPLE_RATE)
+            if audio.size == 0:
+                raise AudioError("audio has no samples", "pass a non-empty recording")
+            for window in split_windows(audio):
+                windows.append(window)
+                owners.append(index)
+        tokens: list[list[int]] = [[] for _ in audios]
         for start in range(0, len(windows), self.batch_size):
-            for ids in self.transcribe_features(np.stack(windows[start : start + self.batch_size])):
-                tokens.extend(ids)
-        return self.tokenizer.decode(tokens)
+            features = np.stack([self.features(w) for w in windows[start : start + self.batch_size]])
+            batch = self.transcribe_features(features)
+            for owner, ids in zip(owners[start : start + self.batch_size], batch):
+                tokens[owner].extend(ids)
+        return [self.tokenizer.decode(ids) for ids in tokens]

@@ -51,7 +51,7 @@ def test_manifest_paths_are_relative_to_the_manifest(tmp_path: Path) -> None:
     )
     got = ds.load_manifest(path)
     assert got == [
-        ds.Utterance(str(a.resolve()), "hello there", "audio/a"),
+        ds.Utterance(str(a.resolve()), "hello there", "audio/a", speaker="x"),
         ds.Utterance(str(a.resolve()), "again", "custom"),
     ]
 
@@ -214,7 +214,7 @@ def test_asterisk_decodes_g722_into_cache(tmp_path: Path) -> None:
 @pytest.mark.skipif(not HAVE_ASTERISK, reason="apt-get install asterisk-core-sounds-en-g722 asterisk-core-sounds-en")
 def test_asterisk_real_prompts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    got = ds.resolve_set("asterisk", "eval")
+    got = ds.resolve_set("asterisk-all", "eval")
     assert all(Path(u.audio).is_relative_to(tmp_path / "liteasr-export" / "asterisk") for u in got)
     assert 500 <= len(got) <= 570
     assert all(u.text and u.text.strip() == u.text for u in got)
@@ -224,3 +224,9 @@ def test_asterisk_real_prompts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     by_id = {u.id: u.text for u in got}
     assert by_id["asterisk/digits/7"] == "seven"
     assert "asterisk/silence/1" not in by_id and "asterisk/beep" not in by_id
+    # the calibration and evaluation parts split the prompts without overlap
+    calib, evaluation = ds.resolve_set("asterisk", "calib"), ds.resolve_set("asterisk", "eval")
+    assert ds.resolve_set("asterisk-eval", "calib") == evaluation
+    assert {u.id for u in calib}.isdisjoint(u.id for u in evaluation)
+    assert sorted(u.id for u in calib + evaluation) == sorted(by_id)
+    assert 0.15 < len(calib) / len(got) < 0.35

@@ -1,0 +1,263 @@
+"""The quality gate: does the exported model transcribe as well as the dense
+one, on speech it was not calibrated on?
+
+Every check set is transcribed by the dense PyTorch model (the reference,
+cached per model and set) and by the exported artifacts. Per set:
+
+* with references: both WERs and the increase (compressed minus dense, in
+  points); the gate fails when an increase passes ``max_wer_increase``;
+* always: the label-free *agreement*, the WER of the compressed transcripts
+  measured against the dense model's own transcripts. It needs no
+  references, so it works on any folder of the user's audio; on a set
+  without references the gate fails when it passes ``max_disagreement``.
+
+The default sets are real speech the default calibration never contains
+(``fotaq-eval``: other characters and conversations than ``fotaq-calib``;
+``asterisk-eval``: other prompts than ``asterisk-calib``), the user's
+``--eval`` set, and one long recording made of evaluation clips back to back,
+whose full 30 s windows break a compressed model sooner than short clips do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from liteasr_export.errors import DatasetError, LiteASRError
+from liteasr_export.evaluation import score
+from liteasr_export.frontend import SAMPLE_RATE, load_audio
+
+#: built-in check sets added to ``--eval`` when installed
+DEFAULT_GATE_SETS = ("fotaq-eval", "asterisk-eval", "long")
+#: clips drawn (balanced per speaker) from each built-in check set
+DEFAULT_GATE_CLIPS = 150
+#: minutes of the long recording
+LONG_MINUTES = 4.0
+#: silence between clips of the long recording
+LONG_GAP_SECONDS = 0.3
+DEFAULT_MAX_WER_INCREASE = 1.0
+DEFAULT_MAX_DISAGREEMENT = 10.0
+
+TranscribeMany = Callable[[list[np.ndarray]], list[str]]
+
+
+class QualityGateError(LiteASRError):
+    """The compressed model transcribes worse than the dense one by more than allowed."""
+
+    exit_code = 4
+
+
+@dataclass
+class CheckSet:
+    """Recordings to compare the models on; ``references`` None when unlabeled."""
+
+    name: str
+    ids: list[str]
+    audio: list[np.ndarray]
+    references: list[str] | None
+    fingerprint: str  # of the recordings' contents, for the transcript cache
+
+    @property
+    def seconds(self) -> float:
+        return sum(a.size for a in self.audio) / SAMPLE_RATE
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_set(name: str, utterances: Sequence) -> CheckSet:
+    """A set of utterances (``.audio``, ``.text``, ``.id``); labeled when every
+    utterance has a reference."""
+    labeled = all(u.text is not None for u in utterances)
+    digest = hashlib.sha256(name.encode())
+    for u in utterances:
+        digest.update(f"|{u.id}|{_file_digest(u.audio)}|{u.text}".encode())
+    return CheckSet(name, [u.id for u in utterances], [load_audio(u.audio) for u in utterances],
+                    [u.text for u in utterances] if labeled else None, digest.hexdigest())
+
+
+def long_recording(utterances: Sequence, minutes: float = LONG_MINUTES, name: str = "long") -> CheckSet:
+    """One recording of ``minutes``: the utterances back to back with short
+    silences (repeated from the start if they run out), and their texts joined
+    as its reference."""
+    if not utterances:
+        raise DatasetError("no clips to build the long check recording from", "pass an evaluation set with clips")
+    gap = np.zeros(int(LONG_GAP_SECONDS * SAMPLE_RATE), np.float32)
+    pieces, texts, used = [], [], []
+    total, i = 0, 0
+    while total < minutes * 60 * SAMPLE_RATE:
+        u = utterances[i % len(utterances)]
+        audio = load_audio(u.audio)
+        pieces += [audio, gap]
+        texts.append(u.text)
+        used.append(u)
+        total += audio.size + gap.size
+        i += 1
+    labeled = all(t is not None for t in texts)
+    inner = check_set(name, used[: len(utterances)])
+    return CheckSet(name, [f"{name}/{len(used)}-clips"], [np.concatenate(pieces)],
+                    [" ".join(texts)] if labeled else None, f"{inner.fingerprint}|{minutes}")
+
+
+@dataclass
+class SetResult:
+    """One check set: per backend, WER (labeled sets), increase over dense and agreement."""
+
+    name: str
+    labeled: bool
+    utterances: int
+    words: int  # reference words (labeled) or dense-transcript words
+    seconds_of_audio: float
+    dense_wer: float | None
+    wer: dict[str, float] = field(default_factory=dict)
+    increase: dict[str, float] = field(default_factory=dict)
+    agreement: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class GateResult:
+    """The gate's verdict over every set and backend."""
+
+    sets: list[SetResult]
+    max_wer_increase: float
+    max_disagreement: float
+    failures: list[str]
+    allowed_degradation: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["passed"] = self.passed
+        return data
+
+    def to_markdown(self, level: int = 2) -> list[str]:
+        head = "#" * level
+        lines = [f"{head} Quality gate: compressed against dense", "",
+                 f"Limits: WER increase <= {self.max_wer_increase:g} points on sets with references, "
+                 f"disagreement with the dense transcripts <= {self.max_disagreement:g} % on sets without. "
+                 f"Verdict: **{'pass' if self.passed else 'FAIL'}**"
+                 + (" (written anyway: `--allow-degradation`)" if self.allowed_degradation and not self.passed else ""),
+                 "", "| set | clips | minutes | backend | dense WER % | WER % | increase | disagreement % |",
+                 "|---|---:|---:|---|---:|---:|---:|---:|"]
+        for s in self.sets:
+            for backend in s.agreement:
+                dense = f"{s.dense_wer:.2f}" if s.dense_wer is not None else "-"
+                wer = f"{s.wer[backend]:.2f}" if backend in s.wer else "-"
+                inc = f"{s.increase[backend]:+.2f}" if backend in s.increase else "-"
+                lines.append(f"| {s.name} | {s.utterances} | {s.seconds_of_audio / 60:.1f} | {backend} | {dense} | "
+                             f"{wer} | {inc} | {s.agreement[backend]:.2f} |")
+        if self.failures:
+            lines += ["", "Failures:", ""] + [f"- {f}" for f in self.failures]
+        return lines + [""]
+
+
+class TranscriptCache:
+    """The dense model's transcripts of each check set, on disk: they depend
+    only on the model, the decoding options and the recordings, so every
+    export of one model after the first skips half the gate's work."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+
+    def _path(self, model_key: str, check: CheckSet) -> Path | None:
+        if self.directory is None:
+            return None
+        key = hashlib.sha256(f"{model_key}|{check.fingerprint}".encode()).hexdigest()[:24]
+        return self.directory / f"{check.name.replace('/', '_')}-{key}.json"
+
+    def get(self, model_key: str, check: CheckSet) -> list[str] | None:
+        path = self._path(model_key, check)
+        if path is None or not path.is_file():
+            return None
+        try:
+            texts = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return texts if isinstance(texts, list) and len(texts) == len(check.audio) else None
+
+    def put(self, model_key: str, check: CheckSet, texts: list[str]) -> None:
+        path = self._path(model_key, check)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(texts, f)
+        os.replace(tmp, path)
+
+
+def compare(check: CheckSet, dense: list[str], hypotheses: dict[str, list[str]],
+            seconds: dict[str, float]) -> SetResult:
+    """WER, increase and agreement of each backend's transcripts on one set."""
+    agreement = {name: score(check.ids, dense, texts).wer for name, texts in hypotheses.items()}
+    dense_words = sum(len(t.split()) for t in dense)
+    result = SetResult(check.name, check.references is not None, len(check.ids), dense_words, check.seconds,
+                       None, agreement={k: round(v, 3) for k, v in agreement.items()},
+                       seconds={k: round(v, 2) for k, v in seconds.items()})
+    if check.references is not None:
+        base = score(check.ids, check.references, dense)
+        result.dense_wer, result.words = round(base.wer, 3), base.words
+        for name, texts in hypotheses.items():
+            wer = score(check.ids, check.references, texts).wer
+            result.wer[name] = round(wer, 3)
+            result.increase[name] = round(wer - base.wer, 3)
+    return result
+
+
+def run_gate(
+    checks: Sequence[CheckSet],
+    dense: TranscribeMany,
+    backends: dict[str, TranscribeMany],
+    model_key: str,
+    cache: TranscriptCache | None = None,
+    max_wer_increase: float = DEFAULT_MAX_WER_INCREASE,
+    max_disagreement: float = DEFAULT_MAX_DISAGREEMENT,
+    progress: Callable[[str], None] | None = None,
+) -> GateResult:
+    """Transcribe every set with the dense reference (or take its cached
+    transcripts) and with each backend, compare, and judge."""
+    cache = cache or TranscriptCache(None)
+    results: list[SetResult] = []
+    for check in checks:
+        reference = cache.get(model_key, check)
+        if reference is None:
+            reference = dense(check.audio)
+            cache.put(model_key, check, reference)
+        hypotheses, seconds = {}, {}
+        for name, transcribe in backends.items():
+            start = time.perf_counter()
+            hypotheses[name] = transcribe(check.audio)
+            seconds[name] = time.perf_counter() - start
+        result = compare(check, reference, hypotheses, seconds)
+        results.append(result)
+        if progress is not None:
+            worst = max(result.agreement, key=result.agreement.get)
+            wer = (f"WER {result.dense_wer:.2f} -> {result.wer[worst]:.2f}" if result.labeled else "no references")
+            progress(f"  {check.name}: {wer}, disagreement {result.agreement[worst]:.2f} % ({worst})")
+    failures = []
+    for r in results:
+        for name in r.agreement:
+            if r.labeled and r.increase[name] > max_wer_increase:
+                failures.append(f"{r.name}: WER {r.dense_wer:.2f} % dense -> {r.wer[name]:.2f} % {name} "
+                                f"(+{r.increase[name]:.2f} points, limit {max_wer_increase:g})")
+            elif not r.labeled and r.agreement[name] > max_disagreement:
+                failures.append(f"{r.name}: {r.agreement[name]:.2f} % of the dense transcript's words differ "
+                                f"in {name} (limit {max_disagreement:g} %)")
+    return GateResult(results, max_wer_increase, max_disagreement, failures)

@@ -1,0 +1,137 @@
+"""The quality gate: WER increase and label-free agreement per check set, the
+verdict, the dense transcript cache and the long recording; then, on the real
+tiny.en weights, a broken compression (every rank forced to 16) must fail the
+gate and a sound one must pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from calibration.datasets import Utterance
+from engines.quality_gate import (
+    CheckSet,
+    TranscriptCache,
+    check_set,
+    compare,
+    long_recording,
+    run_gate,
+)
+from liteasr_export.frontend import SAMPLE_RATE
+
+
+def _check(references: list[str] | None, name: str = "set") -> CheckSet:
+    n = len(references) if references is not None else 3
+    return CheckSet(name, [f"{name}/{i}" for i in range(n)], [np.zeros(SAMPLE_RATE, np.float32)] * n,
+                    references, fingerprint=f"fp-{name}-{n}")
+
+
+def test_compare_scores_wer_increase_and_agreement() -> None:
+    refs = ["the cat sat on the mat", "hello there"]
+    dense = ["the cat sat on the mat", "hello their"]  # 1 error in 8 words
+    broken = ["the the the the", "hello"]  # many errors
+    result = compare(_check(refs), dense, {"good": dense, "bad": broken}, {"good": 0.1, "bad": 0.2})
+    assert result.dense_wer == pytest.approx(12.5)
+    assert result.wer["good"] == pytest.approx(12.5) and result.increase["good"] == 0
+    assert result.agreement["good"] == 0
+    assert result.wer["bad"] > 50 and result.increase["bad"] == pytest.approx(result.wer["bad"] - 12.5)
+    assert result.agreement["bad"] > 50  # measured against the dense transcripts, no references needed
+    unlabeled = compare(_check(None), ["a b c", "d e", "f"], {"x": ["a b c", "d", "f"]}, {"x": 0.0})
+    assert not unlabeled.labeled and unlabeled.dense_wer is None and unlabeled.wer == {}
+    assert unlabeled.agreement["x"] == pytest.approx(100 / 6, abs=1e-3)
+
+
+def test_gate_fails_past_either_limit_and_passes_within_them(tmp_path: Path) -> None:
+    labeled, unlabeled = _check(["alpha beta gamma delta"] * 2, "refs"), _check(None, "mine")
+    dense_texts = {"refs": ["alpha beta gamma delta"] * 2, "mine": ["a b c d"] * 3}
+    calls = []
+
+    def dense(audio):
+        calls.append(len(audio))
+        return dense_texts["refs" if len(audio) == 2 else "mine"]
+
+    def backend(texts):
+        return lambda audio: texts["refs" if len(audio) == 2 else "mine"]
+
+    same = backend(dense_texts)
+    worse = backend({"refs": ["alpha beta gamma"] * 2, "mine": ["a b c d"] * 3})  # +25 points on refs
+    drifting = backend({"refs": dense_texts["refs"], "mine": ["a b x y"] * 3})  # 50 % disagreement
+    cache = TranscriptCache(tmp_path / "transcripts")
+    ok = run_gate([labeled, unlabeled], dense, {"same": same}, "model", cache, 1.0, 10.0)
+    assert ok.passed and calls == [2, 3]
+    bad = run_gate([labeled, unlabeled], dense, {"worse": worse, "drift": drifting}, "model", cache, 1.0, 10.0)
+    assert calls == [2, 3]  # the dense transcripts came from the cache
+    assert not bad.passed and len(bad.failures) == 2
+    assert "refs: WER 0.00 % dense -> 25.00 % worse (+25.00 points, limit 1)" in bad.failures[0]
+    assert "mine: 50.00 % of the dense transcript's words differ in drift (limit 10 %)" in bad.failures[1]
+    assert bad.to_dict()["passed"] is False and "FAIL" in "\n".join(bad.to_markdown())
+    loose = run_gate([labeled, unlabeled], dense, {"worse": worse}, "model", cache, 30.0, 10.0)
+    assert loose.passed
+    run_gate([labeled], dense, {"same": same}, "another model", cache)
+    assert calls == [2, 3, 2]  # another model key is another cache entry
+
+
+def test_cache_ignores_a_damaged_entry(tmp_path: Path) -> None:
+    cache = TranscriptCache(tmp_path)
+    check = _check(["a b"])
+    cache.put("m", check, ["a b"])
+    assert cache.get("m", check) == ["a b"]
+    next(tmp_path.glob("*.json")).write_text("{not json")
+    assert cache.get("m", check) is None
+    assert TranscriptCache(None).get("m", check) is None
+
+
+def _clip(path: Path, seconds: float, value: float) -> Path:
+    sf.write(str(path), np.full(int(seconds * SAMPLE_RATE), value, np.float32), SAMPLE_RATE)
+    return path
+
+
+def test_long_recording_joins_clips_and_references(tmp_path: Path) -> None:
+    utterances = [Utterance(str(_clip(tmp_path / f"{i}.wav", 10.0, 0.01 * (i + 1))), f"clip {i}", f"u{i}")
+                  for i in range(3)]
+    long = long_recording(utterances, minutes=1.0)
+    assert len(long.audio) == 1 and long.audio[0].size >= 60 * SAMPLE_RATE
+    assert long.references == [" ".join(f"clip {i % 3}" for i in range(6))]
+    assert long.fingerprint != long_recording(utterances, minutes=2.0).fingerprint
+    plain = check_set("plain", utterances)
+    assert plain.references == ["clip 0", "clip 1", "clip 2"] and len(plain.audio) == 3
+    _clip(tmp_path / "0.wav", 10.0, 0.5)  # new content: a new fingerprint
+    assert check_set("plain", utterances).fingerprint != plain.fingerprint
+    unlabeled = check_set("folder", [Utterance(u.audio, None, u.id) for u in utterances])
+    assert unlabeled.references is None
+
+
+@pytest.mark.slow
+def test_gate_refuses_a_broken_compression_and_passes_a_sound_one(tmp_path: Path) -> None:
+    """tiny.en with every encoder matrix at rank 16 must fail; rank 16 on one
+    matrix only must pass. Both are judged against dense tiny.en on the
+    built-in evaluation clips, through the export's own gate."""
+    from liteasr_export.cli import export_main
+    from liteasr_export.pipeline import ExportOptions
+
+    def run(ranks: str, out: Path, *extra: str) -> int:
+        return export_main(["--model", "tiny.en", "--output", str(out), "--policy", "profile", "--ranks", ranks,
+                            "--calib", "builtin", "--calib-samples", "8", "--eval-limit", "16", "--gate-sets", "none",
+                            "--parity-clips", "1", "--quiet", "--cache-dir", str(tmp_path / "cache"), *extra])
+
+    layers = 4
+    broken = tmp_path / "broken.json"
+    broken.write_text(str([{n: 16 for n in ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")}] * layers)
+                      .replace("'", '"'))
+    assert run(str(broken), tmp_path / "out-broken") == 4
+    assert not (tmp_path / "out-broken").exists()
+    assert run(str(broken), tmp_path / "out-forced", "--allow-degradation") == 0
+    import json
+
+    manifest = json.loads((tmp_path / "out-forced" / "manifest.json").read_text())
+    assert manifest["degraded"] is True and manifest["validation"]["quality"]["passed"] is False
+    assert "DEGRADED" in (tmp_path / "out-forced" / "report.md").read_text()
+    mild = tmp_path / "mild.json"
+    mild.write_text('[{"q_proj": 128}, {}, {}, {}]')
+    assert run(str(mild), tmp_path / "out-mild") == 0
+    manifest = json.loads((tmp_path / "out-mild" / "manifest.json").read_text())
+    assert manifest["degraded"] is False and manifest["validation"]["quality"]["passed"] is True
+    assert ExportOptions.__dataclass_fields__["max_wer_increase"].default == 1.0
