@@ -73,6 +73,7 @@ class OnnxTranscriber(WindowedTranscriber):
         use_graph = frontend == "graph" or (frontend == "auto" and self.manifest.has_graph("frontend"))
         graphs = ["encoder", "decoder", *(["frontend"] if use_graph else [])]
         digests = self.manifest.verify(graphs) if verify else {}
+        self.tokenizer = WhisperTokenizer(self.manifest.tokenizer_path)  # before the slower sessions
         session = lambda name: create_session(self.manifest.graph_path(name), threads=threads,  # noqa: E731
                                               providers=providers, optimization=optimization,
                                               cache_dir=cache_dir, sha256=digests.get(self.manifest.graph_files(name)[0]))
@@ -86,7 +87,6 @@ class OnnxTranscriber(WindowedTranscriber):
         self._encoder_input = self.encoder.get_inputs()[0]
         types = {i.name: _ORT_DTYPES.get(i.type, np.float32) for i in self.decoder.get_inputs()}
         self._kv_dtype = types["past_key.0"]
-        self.tokenizer = WhisperTokenizer(self.manifest.tokenizer_path)
         self.options = self.manifest.decoding
 
     # ------------------------------------------------------------ stages

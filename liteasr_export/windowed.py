@@ -9,7 +9,7 @@ import numpy as np
 
 from .decoding import DecoderStep, greedy_decode
 from .errors import AudioError
-from .frontend import N_SAMPLES, SAMPLE_RATE, log_mel, resample, split_windows
+from .frontend import N_SAMPLES, SAMPLE_RATE, check_samples, log_mel, resample, split_windows
 
 
 class WindowedTranscriber:
@@ -50,9 +50,10 @@ class WindowedTranscriber:
 
     def transcribe(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> str:
         """Text of mono audio of any length; other sample rates are resampled."""
-        audio = resample(np.asarray(audio, dtype=np.float32), sample_rate, SAMPLE_RATE)
+        audio = np.asarray(audio, dtype=np.float32)
         if audio.size == 0:
             raise AudioError("audio has no samples", "pass a non-empty recording")
+        audio = resample(check_samples(audio), sample_rate, SAMPLE_RATE)
         windows = [self.features(w) for w in split_windows(audio)]
         tokens: list[int] = []
         for start in range(0, len(windows), self.batch_size):

@@ -49,6 +49,11 @@ def test_manifest_describes_every_graph_and_checksums_match(exported):
     assert (exported / "report.md").read_text().count("| pass |") >= 2
 
 
+def test_every_output_file_is_readable_by_all(exported):
+    modes = {str(p.relative_to(exported)): oct(p.stat().st_mode & 0o777) for p in exported.rglob("*") if p.is_file()}
+    assert set(modes.values()) == {oct(0o644)}, modes  # checkpoint/model.safetensors was written 0600
+
+
 def test_compressed_checkpoint_loads_back_as_a_model_source(exported):
     from liteasr_export.sources import load_model
 
