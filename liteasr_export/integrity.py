@@ -51,9 +51,10 @@ def checksums(folder: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def _cache_stamp(root: Path) -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    from .pipeline import default_cache_dir
+
     key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:24]
-    return Path(base) / "liteasr-export" / "verified" / f"{key}.json"
+    return default_cache_dir() / "verified" / f"{key}.json"
 
 
 def _read_stamp(root: Path) -> dict[str, dict]:

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 from conftest import copy_artifacts
 
-from liteasr_export.errors import EXIT_BAD_INPUT
+from liteasr_export.errors import EXIT_BAD_INPUT, EXIT_INTERNAL
 
 ENTRY = {"transcribe": "transcribe_main", "eval": "eval_main", "export": "export_main"}
 
@@ -220,3 +220,21 @@ def test_bad_input(cli, argv, setup, expect, tmp_path, random_hf_dir, random_art
     assert lines[0].startswith(f"liteasr-{cli}: error: ") and expect in lines[0], lines[0]
     assert _tree(tmp_path) == before  # nothing written, nothing half-written
     assert not result.stdout.strip()
+
+
+@pytest.mark.parametrize("cli", sorted(ENTRY))
+def test_unexpected_error_is_one_line_with_its_own_exit_code(cli, tmp_path):
+    """A bug (here: a ZeroDivisionError planted in the command) is not a bad
+    input: one line that says so, exit 70; --debug shows the traceback."""
+    command = {"transcribe": "_transcribe", "eval": "_eval", "export": "_export"}[cli]
+    code = (f"import sys, liteasr_export.cli as c; c.{command} = lambda args: 1 / 0; "
+            f"sys.exit(c.{ENTRY[cli]}(sys.argv[1:]))")
+    args = ["a.wav"] if cli == "transcribe" else []
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
+    assert result.returncode == EXIT_INTERNAL
+    assert result.stderr.strip().splitlines() == [
+        f"liteasr-{cli}: internal error: ZeroDivisionError: division by zero (run with --debug for details)"]
+    debug = subprocess.run([sys.executable, "-c", code, *args, "--debug"], capture_output=True, text=True,
+                           timeout=120, cwd=tmp_path)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "ZeroDivisionError" in debug.stderr
