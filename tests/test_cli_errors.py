@@ -238,3 +238,16 @@ def test_unexpected_error_is_one_line_with_its_own_exit_code(cli, tmp_path):
     debug = subprocess.run([sys.executable, "-c", code, *args, "--debug"], capture_output=True, text=True,
                            timeout=120, cwd=tmp_path)
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "ZeroDivisionError" in debug.stderr
+
+
+def test_options_are_checked_before_the_model_is_loaded(random_hf_dir, tmp_path, monkeypatch, capsys):
+    """Bad values fail before load, calibration and export (they used to fail minutes in)."""
+    import liteasr_export.sources as sources
+    from liteasr_export.cli import export_main
+
+    monkeypatch.setattr(sources, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    for bad in (["--theta", "2"], ["--policy", "budget", "--target-size", "0"], ["--eval", str(tmp_path / "x.jsonl")],
+                ["--eval-limit", "0"], ["--calib", str(tmp_path / "none")]):
+        assert export_main(["--model", str(random_hf_dir), "--output", str(tmp_path / "out"), "--quiet", *bad]) == 2
+        assert capsys.readouterr().err.count("error:") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
