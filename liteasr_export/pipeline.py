@@ -258,9 +258,8 @@ def run_export(opts: ExportOptions) -> ExportResult:
     from exporters.artifacts import export_artifacts, update_manifest
 
     from .lite_whisper import save_lite_whisper
-    from .sources import load_model
-
     from .preflight import check_export_options
+    from .sources import load_model
 
     _check_options(opts)
     check_export_options(opts)
