@@ -45,6 +45,8 @@ class OnnxTranscriber(WindowedTranscriber):
     ``frontend``: ``graph`` runs frontend.onnx, ``numpy`` the shared Python
     frontend, ``auto`` the graph when the folder has one.
     ``batch_size``: windows of long audio encoded and decoded together.
+    ``verify``: check the sha256 of every file loaded against the manifest
+    (fast after the first check: see :mod:`liteasr_export.integrity`).
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class OnnxTranscriber(WindowedTranscriber):
         batch_size: int = 8,
         optimization: str = "all",
         cache_dir: str | Path | None = None,
+        verify: bool = True,
     ) -> None:
         if frontend not in FRONTENDS:
             raise ValueError(f"frontend must be one of {FRONTENDS}, got {frontend!r}")
@@ -67,12 +70,15 @@ class OnnxTranscriber(WindowedTranscriber):
         self.heads = int(dims["decoder_heads"])
         self.head_dim = int(dims["head_dim"])
         self.batch_size = batch_size
+        use_graph = frontend == "graph" or (frontend == "auto" and self.manifest.has_graph("frontend"))
+        graphs = ["encoder", "decoder", *(["frontend"] if use_graph else [])]
+        digests = self.manifest.verify(graphs) if verify else {}
+        self.tokenizer = WhisperTokenizer(self.manifest.tokenizer_path)  # before the slower sessions
         session = lambda name: create_session(self.manifest.graph_path(name), threads=threads,  # noqa: E731
                                               providers=providers, optimization=optimization,
-                                              cache_dir=cache_dir)
+                                              cache_dir=cache_dir, sha256=digests.get(self.manifest.graph_files(name)[0]))
         self.encoder = session("encoder")
         self.decoder = session("decoder")
-        use_graph = frontend == "graph" or (frontend == "auto" and self.manifest.has_graph("frontend"))
         self.frontend = session("frontend") if use_graph else None
         self._cross = cross_names(self.n_layers)  # the only encoder outputs decoding needs
         _check_names(self.encoder, "encoder.onnx", ["input_features"], self._cross, exact=False)
@@ -81,7 +87,6 @@ class OnnxTranscriber(WindowedTranscriber):
         self._encoder_input = self.encoder.get_inputs()[0]
         types = {i.name: _ORT_DTYPES.get(i.type, np.float32) for i in self.decoder.get_inputs()}
         self._kv_dtype = types["past_key.0"]
-        self.tokenizer = WhisperTokenizer(self.manifest.tokenizer_path)
         self.options = self.manifest.decoding
 
     # ------------------------------------------------------------ stages

@@ -44,7 +44,7 @@ class TrtTranscriber(WindowedTranscriber):
     """
 
     def __init__(self, artifacts_dir: str | Path, *, device: int = 0, frontend: str = "auto",
-                 batch_size: int = 8) -> None:
+                 batch_size: int = 8, verify: bool = True) -> None:
         from .trt_availability import require_tensorrt
         from .trt_runner import TrtEngine
 
@@ -58,6 +58,10 @@ class TrtTranscriber(WindowedTranscriber):
                 raise ArtifactError(f"{root} has no TensorRT engine {ENGINE_DIR}/{graph}.plan",
                                     "build the engines on this machine: liteasr-export --engine trt, "
                                     "or run the folder's build_engines.sh")
+        if verify:  # the tokenizer, and the plans the manifest lists (build_engines.sh's are not)
+            listed = self.manifest.data.get("sha256") or {}
+            plans = [f"{ENGINE_DIR}/{g}.plan" for g in ("frontend", "encoder", "decoder")]
+            self.manifest.verify([], extra=[p for p in plans if p in listed])
         dims = self.manifest.model
         self.n_mels = int(dims["n_mels"])
         self.n_layers = int(dims["decoder_layers"])

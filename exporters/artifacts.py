@@ -14,11 +14,12 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from liteasr_export.decoding import DecodingOptions
 from liteasr_export.errors import ArtifactError
 from liteasr_export.frontend import FrontendParams
+from liteasr_export.integrity import sha256_file
 
 MANIFEST_NAME = "manifest.json"
 TOKENIZER_NAME = "tokenizer.json"
@@ -71,6 +72,22 @@ class Manifest:
 
     def has_graph(self, name: str) -> bool:
         return name in self.data["graphs"]
+
+    def graph_files(self, name: str) -> list[str]:
+        """The files of one graph, relative to the folder: the graph, and its
+        external weights when it has them."""
+        info = self.data["graphs"][name]
+        return [info[key] for key in ("file", "data") if key in info]
+
+    def verify(self, graphs: Iterable[str], extra: Iterable[str] = ()) -> dict[str, str]:
+        """Check the sha256 of these graphs' files, the tokenizer and ``extra``
+        files against the manifest (:func:`liteasr_export.integrity.verify_files`);
+        returns ``{file: sha256}``. Raises IntegrityError on a difference."""
+        from liteasr_export.integrity import verify_files
+
+        files = [f for g in graphs for f in self.graph_files(g)] + [self.data["tokenizer"], *extra]
+        expected = self.data.get("sha256")
+        return verify_files(self.root, expected if isinstance(expected, dict) else {}, files)
 
     def graph_path(self, name: str) -> Path:
         if not self.has_graph(name):
@@ -206,7 +223,9 @@ def export_artifacts(
     frontend: bool = True,
     encoder_options: dict[str, Any] | None = None,
 ) -> Manifest:
-    """Export every graph of ``loaded`` into ``out_dir`` and write the manifest.
+    """Export every graph of ``loaded`` into ``out_dir`` and write the manifest
+    (with the sha256 of every file written here; ``liteasr-export`` later
+    replaces that section with one covering the whole folder).
 
     ``attention``, ``fp16`` and ``int8`` go to the encoder exporter; ``int8``
     also quantizes the decoder's MatMuls (dynamic int8). ``frontend=False``
@@ -233,7 +252,10 @@ def export_artifacts(
     graphs["decoder"] = GRAPH_FILES["decoder"]
     export_info["decoder"] = {"precision": "int8" if int8 else "fp32"}
     shutil.copyfile(loaded.tokenizer_path, out_dir / TOKENIZER_NAME)
-    write_manifest(out_dir, build_manifest(loaded.name, model.config, loaded.decoding, out_dir, graphs, export_info))
+    manifest = build_manifest(loaded.name, model.config, loaded.decoding, out_dir, graphs, export_info)
+    written = [f for entry in manifest["graphs"].values() for f in (entry["file"], entry.get("data")) if f]
+    manifest["sha256"] = {f: sha256_file(out_dir / f) for f in sorted([*written, TOKENIZER_NAME])}
+    write_manifest(out_dir, manifest)
     return load_manifest(out_dir)
 
 

@@ -18,8 +18,11 @@ and compressed models.
 
 from __future__ import annotations
 
+import logging
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -130,7 +133,7 @@ def export_decoder(model: "WhisperForConditionalGeneration", path: str | Path, *
     kv_past = [{0: batch, 2: past}] * (2 * n)
     kv_cross = [{0: batch, 2: frames}] * (2 * n)
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), _quiet_registry():
             # every past/cross tensor shares the same Dim objects: that is intended
             warnings.filterwarnings("ignore", message=".*will not be used, since it shares the same shape")
             program = torch.onnx.export(
@@ -153,6 +156,20 @@ def export_decoder(model: "WhisperForConditionalGeneration", path: str | Path, *
         save_onnx(program.model_proto, path)
     _check_graph(path, n)
     return path
+
+
+@contextmanager
+def _quiet_registry() -> Iterator[None]:
+    """The exporter's operator registry logs one warning per torchvision
+    operator when torchvision is absent (and others when it does not match
+    torch); Whisper uses none of them."""
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _quantize(program: "torch.onnx.ONNXProgram", path: Path) -> None:

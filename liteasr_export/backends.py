@@ -26,9 +26,11 @@ def open_transcriber(
     language: str | None = "en",
     providers: str | None = None,
     ort_cache: str | Path | None = None,
+    verify: bool = True,
 ) -> Transcriber:
     """A transcriber for ``engine``: ``torch`` needs ``model`` (a bundled name or
-    folder), ``onnx`` and ``trt`` need an exported ``artifacts`` folder."""
+    folder), ``onnx`` and ``trt`` need an exported ``artifacts`` folder, whose
+    checksums are verified unless ``verify`` is False."""
     if engine == "torch":
         if model is None:
             raise LiteASRError("--engine torch needs a model", "pass --model tiny.en (or a model folder)")
@@ -45,9 +47,9 @@ def open_transcriber(
     if engine == "onnx":
         from engines.ort_transcriber import OnnxTranscriber
 
-        return OnnxTranscriber(artifacts, threads=threads, providers=providers, cache_dir=ort_cache)
+        return OnnxTranscriber(artifacts, threads=threads, providers=providers, cache_dir=ort_cache, verify=verify)
     if engine == "trt":
         from engines.trt_transcriber import TrtTranscriber
 
-        return TrtTranscriber(artifacts)
+        return TrtTranscriber(artifacts, verify=verify)
     raise LiteASRError(f"unknown engine {engine!r}", f"use one of {', '.join(ENGINES)}")

@@ -1,7 +1,10 @@
 """Command-line entry points: thin wrappers over library functions.
 
 Errors derived from :class:`LiteASRError` print as one line and exit
-non-zero; ``--debug`` shows the traceback instead.
+non-zero; ``--debug`` shows the traceback instead. Any other exception is a
+bug: one line, "run with --debug for details", exit code 70. SIGTERM and
+SIGHUP unwind like Ctrl-C, so temporary files are removed. The exit codes
+are in :mod:`liteasr_export.errors` and the README.
 """
 
 from __future__ import annotations
@@ -9,30 +12,78 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from .backends import ENGINES
-from .errors import LiteASRError
+from .errors import (EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_TERMINATED,
+                     LiteASRError)
+from .interrupts import Terminated, signals_as_interrupts
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line (``--help`` shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}. See {self.prog} --help\n")
+
+
+def _count(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _warn(prog: str, message, category: type, debug: bool) -> None:
+    """Warnings meant for the user (audio normalized...) as one line; the
+    libraries' deprecation notices only with --debug."""
+    from .frontend import AudioWarning
+
+    if debug or issubclass(category, AudioWarning):
+        print(f"{prog}: warning: {_one_line(message)}", file=sys.stderr)
 
 
 def _run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
+    show_warning = warnings.showwarning
+    warnings.showwarning = lambda message, category, *rest, **kw: _warn(parser.prog, message, category, args.debug)
     try:
-        return main(args)
+        with signals_as_interrupts():
+            return main(args)
     except LiteASRError as exc:
         if args.debug:
             raise
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
+    except Terminated as exc:
+        print(f"{parser.prog}: terminated ({exc})", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: say what, briefly; the traceback is one flag away
+        if args.debug:
+            raise
+        print(f"{parser.prog}: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} "
+              "(run with --debug for details)", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        warnings.showwarning = show_warning
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the backend")
+    parser.add_argument("--threads", type=_count, default=None, help="CPU threads for the backend")
     parser.add_argument("--language", default="en", help="language token for multilingual models (default en)")
 
 
@@ -43,7 +94,19 @@ def _backend_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device for --engine torch (cpu, cuda)")
     parser.add_argument("--provider", default=None, help="ONNX Runtime providers in order, e.g. tensorrt,cuda,cpu (default cpu)")
     parser.add_argument("--ort-cache", default=None, help="folder for ONNX Runtime's optimized graphs (faster start)")
+    parser.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="skip the sha256 check of the artifacts (see the README)")
     _common(parser)
+
+
+def _check_backend_args(args: argparse.Namespace) -> None:
+    """The options of transcribe and eval that can be checked before any work."""
+    from .preflight import check_device, check_writable_folder
+
+    if args.engine == "torch":
+        check_device(args.device)
+    if args.ort_cache is not None:
+        check_writable_folder(args.ort_cache, "--ort-cache")
 
 
 def _open(args: argparse.Namespace):
@@ -52,11 +115,11 @@ def _open(args: argparse.Namespace):
     model = args.model if args.model or args.engine != "torch" else "tiny.en"
     return open_transcriber(args.engine, model=model, artifacts=args.artifacts, threads=args.threads,
                             device=args.device, language=args.language, providers=args.provider,
-                            ort_cache=args.ort_cache)
+                            ort_cache=args.ort_cache, verify=args.verify)
 
 
 def transcribe_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="liteasr-transcribe", description="Transcribe audio files with a model or exported artifacts.")
+    parser = _Parser(prog="liteasr-transcribe", description="Transcribe audio files with a model or exported artifacts.")
     parser.add_argument("audio", nargs="+", help="wav / flac / ogg / mp3 files")
     parser.add_argument("--json", action="store_true", help='print [{"audio": path, "text": ...}]')
     _backend_args(parser)
@@ -66,6 +129,7 @@ def transcribe_parser() -> argparse.ArgumentParser:
 def _transcribe(args: argparse.Namespace) -> int:
     from .frontend import load_audio
 
+    _check_backend_args(args)
     audio = [load_audio(path) for path in args.audio]  # fail on bad files before loading a model
     transcriber = _open(args)
     results = [{"audio": path, "text": transcriber.transcribe(pcm)} for path, pcm in zip(args.audio, audio)]
@@ -78,9 +142,9 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 
 def eval_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="liteasr-eval", description="Word error rate of a backend on an evaluation set.")
+    parser = _Parser(prog="liteasr-eval", description="Word error rate of a backend on an evaluation set.")
     parser.add_argument("--eval", default="builtin", help="builtin (generated speech), asterisk (real speech), or a manifest .jsonl")
-    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N utterances")
+    parser.add_argument("--limit", type=_count, default=None, help="evaluate only the first N utterances")
     parser.add_argument("--json", action="store_true", help='print {"wer": percent, "n": count, "items": [...]}')
     _backend_args(parser)
     return parser
@@ -91,13 +155,19 @@ def _eval(args: argparse.Namespace) -> int:
 
     from .evaluation import evaluate
 
+    _check_backend_args(args)
     utterances = resolve_set(args.eval, purpose="eval")[: args.limit]
-    result = evaluate(_open(args).transcribe, utterances, progress=sys.stderr.isatty())
+    result = evaluate(_open(args).transcribe, utterances, progress=sys.stderr.isatty(), keep_going=True)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
     else:
         print(f"WER {result.wer:.2f}% on {result.n} utterances ({result.errors} errors / {result.words} words), "
               f"{result.seconds:.1f} s")
+    if result.failed:
+        first = next(item for item in result.items if item.error)
+        print(f"liteasr-eval: error: {result.failed} utterance(s) could not be transcribed and are not in "
+              f"the WER (first: {_one_line(first.error)})", file=sys.stderr)
+        return EXIT_ITEMS_FAILED
     return 0
 
 
@@ -110,7 +180,7 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
 
 
 def export_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="liteasr-export",
         description="Compress Whisper's encoder (LiteASR low-rank), export ONNX graphs, build engines, validate.",
     )

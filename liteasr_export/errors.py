@@ -1,13 +1,24 @@
-"""Typed errors. Every error names the problem and the fix; the CLI prints
-them as one line and exits non-zero (tracebacks only with ``--debug``)."""
+"""Typed errors and exit codes. Every error names the problem and the fix;
+the CLI prints them as one line and exits non-zero (tracebacks only with
+``--debug``)."""
 
 from __future__ import annotations
+
+#: exit codes of the three command-line programs (the README has the table)
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2  # a bad option, input file, model or artifacts folder (also argparse's usage errors)
+EXIT_VALIDATION = 3  # numerical parity failed: the export was not written
+EXIT_ITEMS_FAILED = 4  # liteasr-eval finished, but some utterances could not be transcribed
+EXIT_BUSY = 5  # another liteasr-export is writing the same --output
+EXIT_INTERNAL = 70  # an unexpected error (a bug): run with --debug for the traceback
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
+EXIT_TERMINATED = 143  # SIGTERM or SIGHUP
 
 
 class LiteASRError(Exception):
     """Base class: ``problem`` says what is wrong, ``fix`` what to do about it."""
 
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
 
     def __init__(self, problem: str, fix: str = "") -> None:
         self.problem = problem
@@ -43,6 +54,10 @@ class ArtifactError(LiteASRError):
     """An exported artifacts folder is incomplete or inconsistent."""
 
 
+class IntegrityError(ArtifactError):
+    """A file differs from the sha256 its manifest records (corrupt or modified)."""
+
+
 class ShapeError(ArtifactError):
     """An output has the wrong shape."""
 
@@ -54,8 +69,18 @@ class OutputMismatchError(ArtifactError):
 class ToleranceError(LiteASRError):
     """Numerical parity failed: an output exceeded its tolerance."""
 
-    exit_code = 3
+    exit_code = EXIT_VALIDATION
 
 
 class EngineUnavailableError(LiteASRError):
     """A backend (TensorRT, CUDA, a provider) is not available on this machine."""
+
+
+class OutputError(LiteASRError):
+    """The output folder cannot be written, or must not be replaced."""
+
+
+class OutputBusyError(OutputError):
+    """Another export holds the lock on the same output folder."""
+
+    exit_code = EXIT_BUSY

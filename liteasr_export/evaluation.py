@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .errors import AudioError
 from .frontend import load_audio
 
 
@@ -38,6 +39,7 @@ class EvalItem:
     hypothesis: str
     errors: int
     words: int
+    error: str | None = None  # why the utterance could not be transcribed (then not scored)
 
 
 @dataclass
@@ -48,6 +50,7 @@ class EvalResult:
     words: int
     seconds: float
     items: list[EvalItem] = field(default_factory=list)
+    failed: int = 0  # utterances that could not be transcribed (not in the WER)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,19 +81,37 @@ def score(audio: list[str], references: list[str], hypotheses: list[str], second
 
 
 def evaluate(transcribe: Callable[[np.ndarray], str], utterances: Iterable, progress: bool = True,
-             audio: Sequence[np.ndarray] | None = None) -> EvalResult:
+             audio: Sequence[np.ndarray] | None = None, keep_going: bool = False) -> EvalResult:
     """Transcribe every utterance (``.audio`` path, ``.text`` reference) and score.
 
     ``audio``: the utterances' samples, already decoded (to compare several
-    backends on one decode); the time then covers transcription only."""
+    backends on one decode); the time then covers transcription only.
+    ``keep_going``: an utterance whose audio cannot be used (AudioError) is
+    recorded as an item with ``error`` and left out of the WER, instead of
+    ending the evaluation; ``failed`` counts them."""
     from tqdm import tqdm
 
     utterances = [u for u in utterances if u.text is not None]
     if audio is not None and len(audio) != len(utterances):
         raise ValueError(f"{len(audio)} decoded clips for {len(utterances)} utterances")
-    hypotheses = []
+    hypotheses: list[str | None] = []
+    failures: dict[int, str] = {}
     start = time.perf_counter()
     for index, utt in enumerate(tqdm(utterances, desc="transcribing", unit="utt", disable=not progress, leave=False)):
-        hypotheses.append(transcribe(audio[index] if audio is not None else load_audio(utt.audio)))
+        try:
+            hypotheses.append(transcribe(audio[index] if audio is not None else load_audio(utt.audio)))
+        except AudioError as exc:
+            if not keep_going:
+                raise
+            failures[index] = str(exc)
+            hypotheses.append(None)
     seconds = time.perf_counter() - start
-    return score([u.audio for u in utterances], [u.text for u in utterances], hypotheses, seconds)
+    done = [i for i in range(len(utterances)) if i not in failures]
+    result = score([utterances[i].audio for i in done], [utterances[i].text for i in done],
+                   [hypotheses[i] for i in done], seconds)
+    if failures:
+        scored = iter(result.items)
+        result.items = [EvalItem(u.audio, u.text, "", 0, 0, failures[i]) if i in failures else next(scored)
+                        for i, u in enumerate(utterances)]
+        result.failed = len(failures)
+    return result

@@ -10,6 +10,7 @@ Hugging Face's waveform padding.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +27,14 @@ N_SAMPLES = SAMPLE_RATE * CHUNK_SECONDS  # 480000 samples in one window
 N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames in one window
 #: when audio continues past a window, cut at the quietest point in this tail
 CUT_SEARCH_SECONDS = 5.0
+#: float audio whose peak exceeds this is taken as mis-scaled (e.g. int16
+#: values stored as float) and normalized; up to it, resampling overshoot and
+#: mild clipping are left alone
+MAX_PEAK = 2.0
+
+
+class AudioWarning(UserWarning):
+    """Audio was usable only after a change (normalized); the CLI prints one line."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,8 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     import soundfile as sf
 
     path = Path(path)
+    if path.is_dir():
+        raise AudioError(f"{path} is a folder, not an audio file", "pass the audio files inside it")
     if not path.is_file():
         raise AudioError(f"audio file not found: {path}", "check the path")
     if path.stat().st_size == 0:
@@ -62,7 +73,23 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         ) from None
     if data.shape[0] == 0:
         raise AudioError(f"audio file has no samples: {path}", "use a non-empty recording")
-    return resample(data.mean(axis=1), sr, sample_rate)
+    return resample(check_samples(data.mean(axis=1), str(path)), sr, sample_rate)
+
+
+def check_samples(audio: np.ndarray, source: str = "audio") -> np.ndarray:
+    """Reject NaN and infinite samples (they decode to garbage); normalize
+    audio whose peak is far outside [-1, 1] to a peak of 1, with an
+    :class:`AudioWarning`. Returns the (possibly scaled) samples."""
+    finite = np.isfinite(audio)
+    if not finite.all():
+        raise AudioError(f"{source} holds {audio.size - int(np.count_nonzero(finite))} NaN or infinite samples",
+                         "repair the recording or the code that produced it: every sample must be a finite number")
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if peak > MAX_PEAK:
+        warnings.warn(f"{source}: samples reach {peak:.4g}, far outside [-1, 1]; normalized to a peak of 1",
+                      AudioWarning, stacklevel=2)
+        audio = (audio / peak).astype(np.float32)
+    return audio
 
 
 def resample(audio: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -55,6 +55,7 @@ def is_lite_whisper_dir(path: str | Path) -> bool:
 def _atomic_write(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     write(tmp)
+    os.chmod(tmp, 0o644)  # safetensors writes 0600; the folder is meant to be shared like its other files
     os.replace(tmp, path)
 
 

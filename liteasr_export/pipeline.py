@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -25,6 +24,9 @@ import numpy as np
 from calibration.mix import DEFAULT_PER_SOURCE
 
 from .errors import DatasetError, LiteASRError
+from .integrity import checksums, sha256_file
+from .interrupts import pause_point
+from .output_folder import OutputFolder
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -101,6 +103,7 @@ class _Stages:
     def __call__(self, name: str, what: str) -> Iterator[None]:
         if self.progress:
             print(f"[{name}] {what}", flush=True)
+        pause_point(name)
         start = time.perf_counter()
         yield
         self.timings[name] = round(time.perf_counter() - start, 2)
@@ -114,9 +117,6 @@ def _check_options(opts: ExportOptions) -> None:
         raise LiteASRError(f"unknown engine {opts.engine!r}", "use --engine onnx or --engine trt")
     if opts.engine == "trt" and opts.precision == "int8":
         raise LiteASRError("--int8 is the ONNX Runtime CPU quantization", "use --engine trt --fp16, or --engine onnx --int8")
-    out = Path(opts.output)
-    if out.exists() and not opts.force:
-        raise LiteASRError(f"output folder {out} exists", "pass --force to replace it, or choose another --output")
     if opts.engine == "trt" and opts.attention == "fused":
         raise LiteASRError("TensorRT cannot import the fused com.microsoft attention node",
                            "use --attention unfused (the default for --engine trt)")
@@ -134,7 +134,7 @@ def _stats_cache_key(fingerprint: str, mix, opts: ExportOptions) -> str:
     for source in mix.sources:
         digest.update(f"|{source.name}".encode())
         for utterance in source.utterances:
-            digest.update(f"|{utterance.id}|{_sha256(Path(utterance.audio))}".encode())
+            digest.update(f"|{utterance.id}|{sha256_file(utterance.audio)}".encode())
     return digest.hexdigest()[:24]
 
 
@@ -249,20 +249,6 @@ def _calibration_features(loaded, opts: ExportOptions, clips: int = 8) -> list:
 
     utterances = resolve_mix(opts.calib, "calib", per_source=clips).utterances[:clips]
     return [f[None] for f in _first_window_features(utterances, loaded.model.config.num_mel_bins)]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def checksums(folder: Path) -> dict[str, str]:
-    """sha256 of every file in the folder (manifest.json and report.md excluded)."""
-    return {str(p.relative_to(folder)): _sha256(p) for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name not in ("manifest.json", "report.md")}
 
 
 def versions() -> dict[str, str | None]:
@@ -385,26 +371,20 @@ def _report_markdown(name: str, opts: ExportOptions, compression_md: str | None,
     return "\n".join(lines)
 
 
-def _remove_stale_temporaries(out: Path) -> None:
-    """Temporary folders of killed runs (their process is gone)."""
-    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[1]
-        if pid.isdigit() and (int(pid) == os.getpid() or not Path(f"/proc/{pid}").exists()):
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def run_export(opts: ExportOptions) -> ExportResult:
-    """Run the whole job; OUT appears only when every stage succeeded."""
+    """Run the whole job; OUT appears (or is replaced) only when every stage
+    succeeded (see :mod:`liteasr_export.output_folder`)."""
     from exporters.artifacts import export_artifacts, update_manifest
 
     from .lite_whisper import save_lite_whisper
+    from .preflight import check_export_options
     from .sources import load_model
 
     _check_options(opts)
+    check_export_options(opts)
     out = Path(opts.output).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    folder = OutputFolder(out, force=opts.force).open()
+    tmp = folder.tmp
     stage = _Stages(opts.progress)
     try:
         if opts.threads:
@@ -474,10 +454,7 @@ def run_export(opts: ExportOptions) -> ExportResult:
                                   validation, gate, stage.timings, load_manifest(tmp).data["graphs"])
         (tmp / "report.md").write_text(report)
         update_manifest(tmp, **summary, sha256=checksums(tmp))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        folder.commit()
+    finally:
+        folder.close()
     return ExportResult(out, out / "manifest.json", out / "report.md", stage.timings, summary)

@@ -20,7 +20,12 @@ class WhisperTokenizer:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelSourceError(f"tokenizer.json not found: {self.path}", "export or copy the model's tokenizer.json")
-        self._tok = Tokenizer.from_file(str(self.path))
+        try:
+            self._tok = Tokenizer.from_file(str(self.path))
+        except Exception as exc:  # tokenizers raises a bare Exception for JSON and schema errors
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelSourceError(f"cannot read tokenizer {self.path} ({reason})",
+                                   "restore the model's original tokenizer.json, or re-export the folder") from None
         self.eot = self._require("<|endoftext|>")
         self.sot = self._require("<|startoftranscript|>")
         self.no_timestamps = self._require("<|notimestamps|>")

@@ -9,7 +9,7 @@ import numpy as np
 
 from .decoding import DecoderStep, greedy_decode
 from .errors import AudioError
-from .frontend import N_SAMPLES, SAMPLE_RATE, log_mel, resample, split_windows
+from .frontend import N_SAMPLES, SAMPLE_RATE, check_samples, log_mel, resample, split_windows
 
 
 class WindowedTranscriber:
@@ -59,10 +59,10 @@ class WindowedTranscriber:
         windows: list[np.ndarray] = []
         owners: list[int] = []
         for index, audio in enumerate(audios):
-            audio = resample(np.asarray(audio, dtype=np.float32), sample_rate, SAMPLE_RATE)
+            audio = np.asarray(audio, dtype=np.float32)
             if audio.size == 0:
                 raise AudioError("audio has no samples", "pass a non-empty recording")
-            for window in split_windows(audio):
+            for window in split_windows(resample(check_samples(audio), sample_rate, SAMPLE_RATE)):
                 windows.append(window)
                 owners.append(index)
         tokens: list[list[int]] = [[] for _ in audios]

@@ -101,3 +101,47 @@ def random_loaded(tokenizer_json: Path, low_rank: bool = False, seed: int = 0):
     tokenizer = WhisperTokenizer(tokenizer_json)
     options = build_options(tokenizer, model.config.vocab_size, [], [], max_new_tokens=RANDOM_MAX_NEW_TOKENS)
     return LoadedModel("random", model, tokenizer, tokenizer_json, options, "test")
+
+
+@pytest.fixture(scope="session")
+def random_artifacts(tmp_path_factory, tiny_en_tokenizer_json) -> Path:
+    """An artifacts folder (export_artifacts) of a random tiny dense model.
+    Tests that change files copy it first (:func:`copy_artifacts`)."""
+    from exporters.artifacts import export_artifacts
+
+    out = tmp_path_factory.mktemp("random-artifacts") / "out"
+    export_artifacts(random_loaded(tiny_en_tokenizer_json, seed=7), out)
+    return out
+
+
+def copy_artifacts(src: Path, dst: Path, age_s: float = 0.0) -> Path:
+    """A copy of an artifacts folder, without the verification stamp that
+    earlier loads of ``src`` left; ``age_s`` > 0 sets every file's mtime that
+    far in the past (older than the integrity check's racy window)."""
+    import os
+    import time
+
+    from liteasr_export.integrity import STAMP_NAME
+
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(STAMP_NAME))
+    if age_s:
+        stamp = time.time() - age_s
+        for path in dst.rglob("*"):
+            os.utime(path, (stamp, stamp))
+    return dst
+
+
+def corrupt_weights(graph: Path, size: int = 1 << 20) -> None:
+    """Overwrite up to ``size`` bytes inside the largest initializer of an ONNX
+    file: the graph still parses and runs, its outputs are garbage."""
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    raw = max((t.raw_data for t in model.graph.initializer), key=len)
+    data = graph.read_bytes()
+    start = data.find(raw)
+    assert start >= 0 and len(raw) >= 64
+    size = min(size, len(raw) // 2)
+    with open(graph, "r+b") as f:
+        f.seek(start + (len(raw) - size) // 2)
+        f.write(np.full(size // 4, 1e4, np.float32).tobytes())

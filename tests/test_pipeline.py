@@ -17,6 +17,7 @@ import onnx
 import pytest
 
 from liteasr_export.cli import export_main
+from liteasr_export.integrity import sha256_file
 
 
 def _args(model_dir: Path, out: Path, *extra: str) -> list[str]:
@@ -48,6 +49,11 @@ def test_manifest_describes_every_graph_and_checksums_match(exported):
     assert (exported / "report.md").read_text().count("| pass |") >= 2
 
 
+def test_every_output_file_is_readable_by_all(exported):
+    modes = {str(p.relative_to(exported)): oct(p.stat().st_mode & 0o777) for p in exported.rglob("*") if p.is_file()}
+    assert set(modes.values()) == {oct(0o644)}, modes  # checkpoint/model.safetensors was written 0600
+
+
 def test_compressed_checkpoint_loads_back_as_a_model_source(exported):
     from liteasr_export.sources import load_model
 
@@ -75,6 +81,8 @@ def test_perturbed_weights_fail_parity_and_leave_no_output(random_hf_dir, tmp_pa
         values = weights + np.random.default_rng(0).normal(0.0, 0.05, weights.shape)
         init.CopyFrom(onnx.numpy_helper.from_array(values.astype(np.float32), init.name))
         onnx.save(graph, str(path))
+        # a defective exporter, not a corrupt copy: the manifest records the bad graph's checksum
+        artifacts.update_manifest(out_dir, sha256={**manifest.data["sha256"], "encoder.onnx": sha256_file(path)})
         return manifest
 
     monkeypatch.setattr(artifacts, "export_artifacts", export_then_perturb)

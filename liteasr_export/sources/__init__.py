@@ -35,9 +35,13 @@ class LoadedModel:
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelSourceError(f"cannot read {path}: {exc}", "check the model folder is complete") from None
+    if not isinstance(data, dict):
+        raise ModelSourceError(f"{path} holds a JSON {type(data).__name__}, not an object",
+                               "restore the model's original file")
+    return data
 
 
 def _whisper_config(dims: dict[str, int], tokenizer: WhisperTokenizer, suppress: list[int], begin: list[int]):
@@ -156,12 +160,14 @@ def detect_kind(directory: Path) -> str:
     )
 
 
-def load_model(spec: str | Path, language: str | None = "en") -> LoadedModel:
-    """Load ``spec``: a bundled name or a model folder."""
+def model_kind(spec: str | Path) -> str:
+    """Which loader ``spec`` needs ("bundled", "lite-whisper", "ctranslate2",
+    "huggingface"), from names and files only; raises ModelSourceError for a
+    spec that cannot be a model. Cheap: used to check options up front."""
     spec_str = str(spec)
     if spec_str in BUNDLED:
-        folder, bins = BUNDLED[spec_str].files()
-        return load_ctranslate2(folder, bins, name=spec_str, language=language, kind="bundled")
+        BUNDLED[spec_str].files()  # the package is installed and complete
+        return "bundled"
     directory = Path(spec_str).expanduser()
     if not directory.exists():
         raise ModelSourceError(
@@ -170,6 +176,15 @@ def load_model(spec: str | Path, language: str | None = "en") -> LoadedModel:
         )
     if not directory.is_dir():
         raise ModelSourceError(f"{directory} is a file; a model is a folder", "pass the folder that holds it")
-    kind = detect_kind(directory)
+    return detect_kind(directory)
+
+
+def load_model(spec: str | Path, language: str | None = "en") -> LoadedModel:
+    """Load ``spec``: a bundled name or a model folder."""
+    kind = model_kind(spec)
+    if kind == "bundled":
+        folder, bins = BUNDLED[str(spec)].files()
+        return load_ctranslate2(folder, bins, name=str(spec), language=language, kind="bundled")
+    directory = Path(str(spec)).expanduser()
     loaders = {"lite-whisper": load_lite_whisper_source, "ctranslate2": load_ctranslate2, "huggingface": load_huggingface}
     return loaders[kind](directory, language=language)

@@ -1,6 +1,6 @@
 // liteasr_cpp: transcribe 16 kHz mono WAV files with an artifacts folder.
 //
-//   liteasr_cpp [--threads N] [--batch-size N] OUT audio.wav [more.wav ...]
+//   liteasr_cpp [--threads N] [--batch-size N] [--no-verify] OUT audio.wav [more.wav ...]
 //
 // Prints one line of text per file, in order. Exit status: 0 on success, 2 on
 // bad input (usage, artifacts folder, WAV format), 1 on a runtime failure.
@@ -20,7 +20,7 @@ constexpr int kFailure = 1;
 
 int usage(const std::string& problem) {
   if (!problem.empty()) std::cerr << "liteasr_cpp: error: " << problem << "\n";
-  std::cerr << "usage: liteasr_cpp [--threads N] [--batch-size N] OUT audio.wav [more.wav ...]\n"
+  std::cerr << "usage: liteasr_cpp [--threads N] [--batch-size N] [--no-verify] OUT audio.wav [more.wav ...]\n"
                "  OUT        an artifacts folder written by liteasr-export (manifest.json, *.onnx, tokenizer.json)\n"
                "  audio.wav  16 kHz mono WAV, 16-bit PCM or 32-bit float\n";
   return kBadInput;
@@ -51,6 +51,8 @@ int main(int argc, char** argv) {
         return usage(arg + " needs a number (" + (arg == "--threads" ? "0 = default" : ">= 1") + ")");
       }
       ++i;
+    } else if (arg == "--no-verify") {
+      options.verify = false;
     } else if (arg.rfind("--", 0) == 0) {
       return usage("unknown option " + arg);
     } else {

@@ -21,11 +21,15 @@ const json& section(const json& data, const char* key, const fs::path& path) {
   return *it;
 }
 
-fs::path graph_file(const json& graphs, const char* name, const fs::path& root, bool required) {
+fs::path graph_file(const json& graphs, const char* name, const fs::path& root, bool required,
+                    std::vector<std::string>& loaded) {
   auto it = graphs.find(name);
   if (it == graphs.end()) {
     if (!required) return {};
     throw Error((root / "manifest.json").string() + " lists no " + name + " graph", kReexport);
+  }
+  for (const char* key : {"file", "data"}) {
+    if (it->contains(key)) loaded.push_back(it->at(key).get<std::string>());
   }
   fs::path file = root / it->at("file").get<std::string>();
   if (!fs::is_regular_file(file)) {
@@ -77,15 +81,17 @@ Manifest load_manifest(const fs::path& artifacts_dir) {
     m.n_frames = frontend.value("n_frames", int64_t{3000});
 
     const json& graphs = section(data, "graphs", path);
-    m.frontend_graph = graph_file(graphs, "frontend", root, false);
-    m.encoder_graph = graph_file(graphs, "encoder", root, true);
-    m.decoder_graph = graph_file(graphs, "decoder", root, true);
+    m.frontend_graph = graph_file(graphs, "frontend", root, false, m.loaded_files);
+    m.encoder_graph = graph_file(graphs, "encoder", root, true, m.loaded_files);
+    m.decoder_graph = graph_file(graphs, "decoder", root, true, m.loaded_files);
     if (m.frontend_graph.empty()) {
       throw Error(root.string() + " has no frontend graph (frontend.onnx): the C++ runtime computes log-mel with it",
                   "re-export with the frontend graph (export_artifacts(..., frontend=True), the default)");
     }
 
-    m.tokenizer = root / section(data, "tokenizer", path).get<std::string>();
+    m.loaded_files.push_back(section(data, "tokenizer", path).get<std::string>());
+    m.tokenizer = root / m.loaded_files.back();
+    if (data.contains("sha256")) m.sha256 = data.at("sha256").get<std::map<std::string, std::string>>();
     if (!fs::is_regular_file(m.tokenizer)) {
       throw Error(root.string() + " is missing " + m.tokenizer.filename().string(), "copy the whole folder or re-export it");
     }

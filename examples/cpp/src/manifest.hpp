@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,10 @@ struct Manifest {
   std::filesystem::path decoder_graph;
   std::filesystem::path tokenizer;
   DecodingOptions decoding;
+  /// what the runtime loads, relative to root (graphs, their weights, tokenizer.json)
+  std::vector<std::string> loaded_files;
+  /// the manifest's sha256 section (empty when it has none)
+  std::map<std::string, std::string> sha256;
 };
 
 /// Throws liteasr::Error when the folder, the manifest or a file it names is

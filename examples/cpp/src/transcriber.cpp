@@ -13,6 +13,7 @@
 
 #include "detokenizer.hpp"
 #include "greedy.hpp"
+#include "integrity.hpp"
 #include "manifest.hpp"
 #include "windows.hpp"
 
@@ -97,6 +98,7 @@ struct Transcriber::Impl {
       : manifest(detail::load_manifest(dir)), options(opts), detokenizer(manifest.tokenizer) {
     if (options.batch_size < 1) throw Error("batch_size must be >= 1", "pass a positive batch size");
     if (options.threads < 0) throw Error("threads must be >= 0", "pass 0 for ONNX Runtime's default");
+    if (options.verify) detail::verify_files(manifest.root, manifest.sha256, manifest.loaded_files);
     if (options.threads > 0) session_options.SetIntraOpNumThreads(options.threads);
     session_options.SetInterOpNumThreads(1);
     session_options.SetExecutionMode(ExecutionMode::ORT_SEQUENTIAL);

@@ -14,7 +14,8 @@ exported into it with exporters.artifacts.export_artifacts. Writes into DATA:
   same order), the Python texts of exactly those WAV files;
 * ``bad/``: inputs the C++ program must reject (8 kHz, stereo, 24-bit, not a
   WAV; artifacts folders without manifest.json, with a broken one, one of
-  another format, one whose graphs are missing).
+  another format, one whose graphs are missing, one whose encoder.onnx is
+  corrupt, one whose manifest records no checksums).
 """
 
 from __future__ import annotations
@@ -106,6 +107,17 @@ def write_bad_inputs(out: Path, clip: Path, artifacts: Path) -> None:
     (bad / "other_format" / "manifest.json").write_text(json.dumps({**manifest, "format": "other-tool/2"}))
     (bad / "graphs_missing").mkdir()  # a manifest copied without the graphs it names
     shutil.copyfile(artifacts / "manifest.json", bad / "graphs_missing" / "manifest.json")
+    # the folder's files linked, but encoder.onnx copied with 1 MB overwritten in the middle
+    for name, changed in (("corrupt_graph", "encoder.onnx"), ("no_checksums", "manifest.json")):
+        (bad / name).mkdir()
+        for file in artifacts.iterdir():
+            if file.is_file() and not file.name.startswith(".") and file.name != changed:
+                (bad / name / file.name).symlink_to(file.resolve())
+    shutil.copyfile(artifacts / "encoder.onnx", bad / "corrupt_graph" / "encoder.onnx")
+    with open(bad / "corrupt_graph" / "encoder.onnx", "r+b") as f:
+        f.seek((artifacts / "encoder.onnx").stat().st_size // 2)
+        f.write(b"\0" * (1 << 20))
+    (bad / "no_checksums" / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "sha256"}))
 
 
 def main() -> None:

@@ -1,17 +1,26 @@
 // Unit tests of the pieces that need no model: WAV reading, byte-level BPE
-// decoding, the greedy loop and window splitting. A failed CHECK prints the
+// decoding, the greedy loop, window splitting and sha256 checks. A failed CHECK prints the
 // expression and the test exits non-zero (no test framework: six checks do
 // not need one, and the example stays dependency-light).
+#include <sys/stat.h>
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <chrono>
 #include <functional>
 #include <iostream>
+#include <iterator>
+#include <map>
+#include <unistd.h>
 #include <string>
 #include <vector>
 
 #include "detokenizer.hpp"
 #include "greedy.hpp"
+#include "integrity.hpp"
 #include "liteasr/error.hpp"
 #include "liteasr/wav.hpp"
 #include "windows.hpp"
@@ -182,6 +191,35 @@ void test_windows() {
   CHECK(split_windows(audio.data(), 100) == (std::vector<std::pair<size_t, size_t>>{{0, 100}}));
 }
 
+void write_file(const std::filesystem::path& path, const std::string& text, bool old) {
+  std::ofstream(path, std::ios::binary) << text;
+  if (old) {  // an mtime a minute ago: outside the racy window, so the check records it
+    const auto t = std::filesystem::last_write_time(path) - std::chrono::seconds(60);
+    std::filesystem::last_write_time(path, t);
+  }
+}
+
+void test_integrity() {
+  namespace fs = std::filesystem;
+  using liteasr::detail::sha256_hex;
+  using liteasr::detail::verify_files;
+  CHECK(sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  const fs::path root = fs::temp_directory_path() / ("liteasr_unit_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root);
+  write_file(root / "a.onnx", "weights", true);
+  const std::map<std::string, std::string> expected{{"a.onnx", sha256_hex("weights")}};
+  verify_files(root, expected, {"a.onnx"});  // full check, recorded in the stamp
+  std::ifstream stamp(root / ".liteasr-verified.json");
+  const std::string text((std::istreambuf_iterator<char>(stamp)), std::istreambuf_iterator<char>());
+  CHECK(text.find("liteasr-verified/1") != std::string::npos && text.find(sha256_hex("weights")) != std::string::npos);
+  verify_files(root, expected, {"a.onnx"});  // fast path
+  write_file(root / "a.onnx", "wEights", false);  // same size, new mtime
+  CHECK(throws_with([&] { verify_files(root, expected, {"a.onnx"}); }, "a.onnx is corrupt or was modified"));
+  CHECK(throws_with([&] { verify_files(root, expected, {"b.onnx"}); }, "records no sha256 for b.onnx"));
+  fs::remove_all(root);
+}
+
 }  // namespace
 
 int main() {
@@ -189,6 +227,7 @@ int main() {
   test_detokenizer();
   test_greedy();
   test_windows();
+  test_integrity();
   if (failures) {
     std::cerr << failures << " check(s) failed\n";
     return 1;

@@ -28,11 +28,14 @@ struct TranscriberOptions {
   int threads = 0;
   /// windows of long audio encoded and decoded together (as the Python runtime)
   int batch_size = 8;
+  /// check every loaded file's sha256 against manifest.json (fast after the first check)
+  bool verify = true;
 };
 
 class Transcriber {
  public:
-  /// Loads and checks manifest.json and the graphs it names; throws liteasr::Error.
+  /// Loads and checks manifest.json and the graphs it names (their sha256 too,
+  /// unless options.verify is false); throws liteasr::Error.
   explicit Transcriber(const std::string& artifacts_dir, TranscriberOptions options = {});
   ~Transcriber();
   Transcriber(Transcriber&&) noexcept;

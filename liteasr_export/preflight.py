@@ -1,0 +1,124 @@
+"""Checks of every option and input before any work starts, so that a bad
+value fails in a second with one line, not minutes into an export.
+
+Each check raises a :class:`~liteasr_export.errors.LiteASRError` naming the
+problem and the fix; none writes anything.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import EngineUnavailableError, LiteASRError, OutputError
+
+
+def check_count(value: int | None, option: str) -> None:
+    """``None`` (the default) or a whole number >= 1."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise LiteASRError(f"{option} must be a whole number >= 1, got {value!r}", f"pass {option} 1 or more")
+
+
+def check_device(device: str) -> None:
+    """A torch device this machine has: ``cpu``, or ``cuda[:N]`` with a GPU."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise LiteASRError(f"unknown --device {device!r}", "use cpu, cuda or cuda:N") from None
+    if dev.type == "cpu":
+        return
+    if dev.type != "cuda":
+        raise LiteASRError(f"--device {device} is not supported", "use cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise EngineUnavailableError(f"--device {device}: this PyTorch has no usable CUDA GPU",
+                                     "use --device cpu, or a CUDA build of PyTorch on a machine with a GPU")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise EngineUnavailableError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)",
+                                     "use --device cuda:0")
+
+
+def check_writable_folder(folder: str | os.PathLike[str], option: str) -> None:
+    """``folder`` exists as a folder or can be created, and files can be
+    written in it (probed with a temporary file, as root ignores mode bits)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{option}: {folder} is a file, not a folder", f"choose another {option}")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{option}: cannot create {folder}, {existing} is a file", f"choose another {option}")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".liteasr-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{option}: cannot write in {existing} ({exc.strerror})",
+                          f"choose a {option} on a writable file system, in a folder you may write") from None
+
+
+def check_export_options(opts) -> None:
+    """Everything ``run_export`` will need, checked before it loads anything:
+    counts, device, model, rank settings, speech sets, files and folders."""
+    from calibration.datasets import resolve_set
+
+    from .output_folder import check_output
+    from .sources import model_kind
+
+    for value, option in ((opts.threads, "--threads"), (opts.calib_samples, "--calib-samples"),
+                          (opts.eval_limit, "--eval-limit"), (opts.parity_clips, "--parity-clips"),
+                          (opts.trt_max_batch, "--max-batch")):
+        check_count(value, option)
+    check_device(opts.device)
+    check_output(Path(opts.output), opts.force)
+    kind = model_kind(opts.model)
+    if opts.compress and kind != "lite-whisper":  # a low-rank source is exported as it is
+        from .rank_policies import make_policy
+
+        make_policy(opts.policy, theta=opts.theta, target_size=opts.target_size, ranks=opts.ranks, preset=opts.preset)
+        if opts.stats is not None:
+            if not Path(opts.stats).is_file():
+                raise LiteASRError(f"--stats {opts.stats} not found", "pass a file written by --save-stats")
+        else:
+            from calibration.augment import Augmenter
+            from calibration.mix import resolve_mix
+
+            resolve_mix(opts.calib, "calib", per_source=1)
+            Augmenter.parse(opts.augment)
+            if opts.cache_dir is not None:
+                check_writable_folder(opts.cache_dir, "--cache-dir")
+        if opts.save_stats is not None:
+            check_writable_folder(Path(opts.save_stats).parent, "--save-stats")
+        check_compression_options(opts)
+    if opts.validate:
+        resolve_set(opts.eval_set, purpose="eval")
+        check_count(opts.gate_clips, "--gate-clips")
+        for value, option in ((opts.max_wer_increase, "--max-wer-increase"),
+                              (opts.max_disagreement, "--max-disagreement")):
+            check_fraction_or_points(value, option, upper=None)
+    if opts.target_wer_increase is not None and not opts.validate:
+        raise LiteASRError("--target-wer-increase needs the quality checks", "drop --no-validate")
+
+
+def check_fraction_or_points(value: float, option: str, upper: float | None = 1.0) -> None:
+    """A finite number >= 0 (and <= ``upper`` when given)."""
+    import math
+
+    if not isinstance(value, (int, float)) or math.isnan(value) or value < 0 or (upper is not None and value > upper):
+        limit = f"between 0 and {upper:g}" if upper is not None else "0 or more"
+        raise LiteASRError(f"{option} must be {limit}, got {value!r}", f"pass {option} {limit}")
+
+
+def check_compression_options(opts) -> None:
+    """The settings of the steps after the factorization."""
+    check_fraction_or_points(opts.shrinkage, "--shrinkage")
+    for value, option in ((opts.probe_windows, "--probe-windows"), (opts.compensate, "--compensate"),
+                          (opts.refine, "--refine")):
+        if value:
+            check_count(value, option)
+    check_count(opts.refine_windows, "--refine-windows")
+    if opts.target_wer_increase is not None:
+        check_fraction_or_points(opts.target_wer_increase, "--target-wer-increase", upper=None)

@@ -1,0 +1,253 @@
+"""Every bad input, through the console programs that take it: exactly one
+line on stderr naming the problem, no traceback, the documented exit code
+(README, "Exit codes"), and nothing left behind (the test folder's tree is
+the same before and after the run)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import copy_artifacts
+
+from liteasr_export.errors import EXIT_BAD_INPUT, EXIT_INTERNAL
+
+ENTRY = {"transcribe": "transcribe_main", "eval": "eval_main", "export": "export_main"}
+
+
+def _wav(path: Path, samples: np.ndarray) -> None:
+    sf.write(str(path), samples.astype(np.float32), 16000, subtype="FLOAT", format="WAV")
+
+
+def _tone() -> np.ndarray:
+    return (0.1 * np.sin(np.arange(16000) * 0.05)).astype(np.float32)
+
+
+def _with_bad_value(bad: float):
+    def setup(ctx) -> None:
+        audio = _tone()
+        audio[100:110] = bad
+        _wav(ctx.tmp / "bad.wav", audio)
+    return setup
+
+
+def _model_copy(config: str | None = None, tokenizer: str | None = None):
+    def setup(ctx) -> None:
+        shutil.copytree(ctx.model, ctx.tmp / "model")
+        if config is not None:
+            (ctx.tmp / "model" / "config.json").write_text(config)
+        if tokenizer is not None:
+            (ctx.tmp / "model" / "tokenizer.json").write_text(tokenizer)
+    return setup
+
+
+def _artifacts_copy(tokenizer: str | None = None, corrupt: str | None = None):
+    def setup(ctx) -> None:
+        art = copy_artifacts(ctx.artifacts, ctx.tmp / "art")
+        if tokenizer is not None:
+            (art / "tokenizer.json").write_text(tokenizer)
+        if corrupt is not None:
+            size = (art / corrupt).stat().st_size
+            with open(art / corrupt, "r+b") as f:
+                f.seek(size // 2)
+                f.write(b"\x00" * min(1 << 20, size // 4))
+    return setup
+
+
+def _file(name: str):
+    def setup(ctx) -> None:
+        (ctx.tmp / name).write_text("not a folder")
+    return setup
+
+
+def _folder_with_notes(ctx) -> None:
+    (ctx.tmp / "X" / "src").mkdir(parents=True)
+    (ctx.tmp / "X" / "src" / "notes").write_text("x")
+
+
+def _manifest(ctx) -> None:
+    _wav(ctx.tmp / "a.wav", _tone())
+    (ctx.tmp / "set.jsonl").write_text('{"audio": "a.wav", "text": "a tone"}\n')
+
+
+def _truncated_tokenizer(ctx) -> str:
+    return ctx.tokenizer_text[: len(ctx.tokenizer_text) // 2]
+
+
+# Options every program shares (--threads, --device, --model): each case runs
+# through each program. {tmp}: the test folder; {clip}: a good audio file.
+COMMON = [
+    ("threads-0", ["--threads", "0"], None, "--threads: must be a whole number >= 1"),
+    ("threads-negative", ["--threads", "-2"], None, "--threads: must be a whole number >= 1"),
+    ("threads-text", ["--threads", "many"], None, "--threads: must be a whole number >= 1"),
+    ("device-bogus", ["--device", "bogus"], None, "unknown --device 'bogus'"),
+    ("device-cuda-without-gpu", ["--device", "cuda"], None, "no usable CUDA GPU"),
+    ("device-other", ["--device", "meta"], None, "--device meta is not supported"),
+    ("model-unknown", ["--model", "tiny.xx"], None, "unknown model 'tiny.xx'"),
+    ("model-is-a-file", ["--model", "{tmp}/m.bin"], _file("m.bin"), "is a file; a model is a folder"),
+    ("model-config-list", ["--model", "{tmp}/model"], _model_copy(config="[1, 2]"), "holds a JSON list, not an object"),
+    ("model-config-number", ["--model", "{tmp}/model"], _model_copy(config="3"), "holds a JSON int, not an object"),
+    ("model-config-truncated", ["--model", "{tmp}/model"], _model_copy(config='{"model_type": "whi'), "cannot read"),
+]
+# where the runtime CLIs need the torch engine for a case, and an audio argument
+RUNTIME_TORCH = {"device-bogus", "device-cuda-without-gpu", "device-other", "model-unknown", "model-is-a-file",
+                 "model-config-list", "model-config-number", "model-config-truncated"}
+
+RUNTIME = [  # transcribe and eval, ONNX Runtime and the torch reference
+    ("artifacts-missing", ["--engine", "onnx", "--artifacts", "{tmp}/none"], None, "artifacts folder not found"),
+    ("artifacts-needed", ["--engine", "onnx"], None, "needs exported artifacts"),
+    ("artifacts-corrupt-graph", ["--engine", "onnx", "--artifacts", "{tmp}/art"], _artifacts_copy(corrupt="encoder.onnx"),
+     "encoder.onnx is corrupt or was modified"),
+    ("artifacts-tokenizer-empty-object", ["--engine", "onnx", "--artifacts", "{tmp}/art", "--no-verify"],
+     _artifacts_copy(tokenizer="{}"), "cannot read tokenizer"),
+    ("artifacts-tokenizer-changed", ["--engine", "onnx", "--artifacts", "{tmp}/art"],
+     _artifacts_copy(tokenizer="{}"), "tokenizer.json is corrupt or was modified"),
+    ("model-tokenizer-empty-object", ["--engine", "torch", "--model", "{tmp}/model"], _model_copy(tokenizer="{}"),
+     "cannot read tokenizer"),
+    ("model-tokenizer-truncated", ["--engine", "torch", "--model", "{tmp}/model"], "truncated-tokenizer",
+     "cannot read tokenizer"),
+    ("ort-cache-is-a-file", ["--engine", "onnx", "--artifacts", "{artifacts}", "--ort-cache", "{tmp}/cachefile"],
+     _file("cachefile"), "--ort-cache: "),
+    ("ort-cache-under-a-file", ["--engine", "onnx", "--artifacts", "{artifacts}", "--ort-cache", "{tmp}/cachefile/c"],
+     _file("cachefile"), "cannot create"),
+    ("engine-unknown", ["--engine", "tflite"], None, "argument --engine: invalid choice"),
+]
+
+TRANSCRIBE = [
+    ("audio-missing", ["{tmp}/nope.wav"], None, "audio file not found"),
+    ("audio-is-a-folder", ["{tmp}"], None, "is a folder, not an audio file"),
+    ("audio-nan", ["{tmp}/bad.wav"], _with_bad_value(np.nan), "NaN or infinite samples"),
+    ("audio-inf", ["{tmp}/bad.wav"], _with_bad_value(np.inf), "NaN or infinite samples"),
+    ("audio-corrupt", ["{tmp}/m.bin"], _file("m.bin"), "cannot decode audio file"),
+]
+
+EVAL = [
+    ("limit-0", ["--limit", "0"], None, "--limit: must be a whole number >= 1"),
+    ("eval-set-missing", ["--eval", "{tmp}/none.jsonl"], None, "manifest not found"),
+    ("eval-set-unknown", ["--eval", "librispeech"], None, "unknown speech set"),
+]
+
+EXPORT = [  # --output {tmp}/out unless the case names one
+    ("eval-limit-0", ["--eval-limit", "0"], None, "--eval-limit must be a whole number >= 1"),
+    ("calib-samples-0", ["--calib-samples", "0"], None, "--calib-samples must be a whole number >= 1"),
+    ("parity-clips-0", ["--parity-clips", "0"], None, "--parity-clips must be a whole number >= 1"),
+    ("max-batch-0", ["--max-batch", "0"], None, "--max-batch must be a whole number >= 1"),
+    ("theta-text", ["--theta", "high"], None, "cannot read theta 'high'"),
+    ("theta-range", ["--theta", "1.5"], None, "outside (0, 1]"),
+    ("theta-parts", ["--theta", "0.9:0.9:0.9"], None, "has 3 parts"),
+    ("budget-without-size", ["--policy", "budget"], None, "needs a target size"),
+    ("target-size-range", ["--policy", "budget", "--target-size", "2"], None, "outside (0, 1]"),
+    ("ranks-missing", ["--policy", "profile", "--ranks", "{tmp}/none.json"], None, "rank profile not found"),
+    ("ranks-not-json", ["--policy", "profile", "--ranks", "{tmp}/m.bin"], _file("m.bin"), "is not valid JSON"),
+    ("calib-missing", ["--calib", "{tmp}/none.jsonl"], None, "manifest not found"),
+    ("eval-missing", ["--eval", "{tmp}/none.jsonl"], None, "manifest not found"),
+    ("stats-missing", ["--stats", "{tmp}/none.safetensors"], None, "--stats"),
+    ("cache-dir-is-a-file", ["--cache-dir", "{tmp}/cachefile"], _file("cachefile"), "--cache-dir: "),
+    ("save-stats-under-a-file", ["--save-stats", "{tmp}/cachefile/s.npz"], _file("cachefile"), "--save-stats: "),
+    ("trt-int8", ["--engine", "trt", "--int8"], None, "--int8 is the ONNX Runtime CPU quantization"),
+    ("output-is-a-file", ["--output", "{tmp}/cachefile"], _file("cachefile"), "is a file, not a folder"),
+    ("force-onto-a-file", ["--output", "{tmp}/cachefile", "--force"], _file("cachefile"), "is a file, not a folder"),
+    ("output-parent-is-a-file", ["--output", "{tmp}/cachefile/out"], _file("cachefile"), "is a file"),
+    ("output-exists", ["--output", "{tmp}/X"], _folder_with_notes, "exists. pass --force"),
+    ("force-onto-a-folder-not-an-export", ["--output", "{tmp}/X", "--force"], _folder_with_notes,
+     "not a liteasr-export output"),
+    ("unknown-option", ["--thetta", "0.9"], None, "unrecognized arguments: --thetta"),
+]
+
+
+def _cases():
+    for name, argv, setup, expect in COMMON:
+        yield pytest.param("export", argv, setup, expect, id=f"export-{name}")
+        for cli in ("transcribe", "eval"):
+            extra = ["--engine", "torch"] if name in RUNTIME_TORCH or name.startswith("threads") else []
+            audio = ["{clip}"] if cli == "transcribe" else ["--eval", "{tmp}/set.jsonl"]
+            yield pytest.param(cli, [*argv, *extra, *audio], setup, expect, id=f"{cli}-{name}")
+    for name, argv, setup, expect in RUNTIME:
+        yield pytest.param("transcribe", [*argv, "{clip}"], setup, expect, id=f"transcribe-{name}")
+        yield pytest.param("eval", [*argv, "--eval", "{tmp}/set.jsonl"], setup, expect, id=f"eval-{name}")
+    for name, argv, setup, expect in TRANSCRIBE:
+        yield pytest.param("transcribe", [*argv, "--engine", "onnx", "--artifacts", "{artifacts}"], setup, expect,
+                           id=f"transcribe-{name}")
+    for name, argv, setup, expect in EVAL:
+        yield pytest.param("eval", [*argv, "--engine", "onnx", "--artifacts", "{artifacts}"], setup, expect,
+                           id=f"eval-{name}")
+    for name, argv, setup, expect in EXPORT:
+        yield pytest.param("export", argv, setup, expect, id=f"export-{name}")
+
+
+def _tree(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): (p.stat().st_size if p.is_file() else -1) for p in sorted(root.rglob("*"))}
+
+
+class _Context:
+    def __init__(self, tmp: Path, model: Path, artifacts: Path, tokenizer: Path) -> None:
+        self.tmp, self.model, self.artifacts = tmp, model, artifacts
+        self.tokenizer_text = tokenizer.read_text()
+
+
+@pytest.mark.parametrize("cli, argv, setup, expect", list(_cases()))
+def test_bad_input(cli, argv, setup, expect, tmp_path, random_hf_dir, random_artifacts, tiny_en_tokenizer_json,
+                   speech_clip_path):
+    ctx = _Context(tmp_path / "work", random_hf_dir, random_artifacts, tiny_en_tokenizer_json)
+    ctx.tmp.mkdir()
+    _manifest(ctx)
+    if setup == "truncated-tokenizer":
+        _model_copy(tokenizer=_truncated_tokenizer(ctx))(ctx)
+    elif setup is not None:
+        setup(ctx)
+    values = {"tmp": str(ctx.tmp), "clip": speech_clip_path, "artifacts": str(random_artifacts)}
+    args = [a.format(**values) for a in argv]
+    if cli == "export":
+        if "--output" not in args:
+            args += ["--output", str(ctx.tmp / "out")]
+        if "--model" not in args:
+            args += ["--model", str(random_hf_dir)]
+        args += ["--quiet"]
+    before = _tree(tmp_path)
+    code = f"import sys; from liteasr_export.cli import {ENTRY[cli]} as m; sys.exit(m(sys.argv[1:]))"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300, env=env)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == EXIT_BAD_INPUT, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"liteasr-{cli}: error: ") and expect in lines[0], lines[0]
+    assert _tree(tmp_path) == before  # nothing written, nothing half-written
+    assert not result.stdout.strip()
+
+
+@pytest.mark.parametrize("cli", sorted(ENTRY))
+def test_unexpected_error_is_one_line_with_its_own_exit_code(cli, tmp_path):
+    """A bug (here: a ZeroDivisionError planted in the command) is not a bad
+    input: one line that says so, exit 70; --debug shows the traceback."""
+    command = {"transcribe": "_transcribe", "eval": "_eval", "export": "_export"}[cli]
+    code = (f"import sys, liteasr_export.cli as c; c.{command} = lambda args: 1 / 0; "
+            f"sys.exit(c.{ENTRY[cli]}(sys.argv[1:]))")
+    args = ["a.wav"] if cli == "transcribe" else []
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
+    assert result.returncode == EXIT_INTERNAL
+    assert result.stderr.strip().splitlines() == [
+        f"liteasr-{cli}: internal error: ZeroDivisionError: division by zero (run with --debug for details)"]
+    debug = subprocess.run([sys.executable, "-c", code, *args, "--debug"], capture_output=True, text=True,
+                           timeout=120, cwd=tmp_path)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "ZeroDivisionError" in debug.stderr
+
+
+def test_options_are_checked_before_the_model_is_loaded(random_hf_dir, tmp_path, monkeypatch, capsys):
+    """Bad values fail before load, calibration and export (they used to fail minutes in)."""
+    import liteasr_export.sources as sources
+    from liteasr_export.cli import export_main
+
+    monkeypatch.setattr(sources, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    for bad in (["--theta", "2"], ["--policy", "budget", "--target-size", "0"], ["--eval", str(tmp_path / "x.jsonl")],
+                ["--eval-limit", "0"], ["--calib", str(tmp_path / "none")]):
+        assert export_main(["--model", str(random_hf_dir), "--output", str(tmp_path / "out"), "--quiet", *bad]) == 2
+        assert capsys.readouterr().err.count("error:") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
