@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from liteasr_export.cache import cache_root
 from liteasr_export.errors import DatasetError
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
@@ -212,11 +213,6 @@ def parse_asterisk_transcripts(lines: list[str]) -> dict[str, str]:
     return out
 
 
-def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "liteasr-export"
-
-
 def _decode_g722(src: Path, dst: Path) -> None:
     """Decode one 16 kHz, 64 kbit/s G.722 file to 16-bit FLAC, atomically."""
     from G722 import G722  # PyPI "g722"; imported here to keep module import light
@@ -233,6 +229,14 @@ def asterisk_part(utterance: Utterance) -> str:
     """``calib`` for a fixed quarter of the prompts, ``eval`` for the rest."""
     digest = hashlib.sha256(utterance.id.encode()).hexdigest()
     return "calib" if int(digest, 16) % 1000 < 1000 * ASTERISK_CALIB_SHARE else "eval"
+
+
+def asterisk_available() -> bool:
+    """The G.722 prompts, their transcripts and the decoder are installed."""
+    import importlib.util
+
+    return (importlib.util.find_spec("G722") is not None and ASTERISK_TRANSCRIPTS.is_file()
+            and any(any(d.glob("*.g722")) for d in ASTERISK_SOUND_DIRS))
 
 
 def asterisk_set(
@@ -261,7 +265,7 @@ def asterisk_set(
         raise DatasetError("the G.722 decoder (PyPI package 'g722') is not installed", ASTERISK_INSTALL) from None
 
     sounds = Path(sounds_dir)
-    cache = Path(cache_dir) if cache_dir is not None else _cache_root() / "asterisk"
+    cache = Path(cache_dir) if cache_dir is not None else cache_root() / "asterisk"
     opener = gzip.open if transcripts.suffix == ".gz" else open
     with opener(transcripts, "rt", encoding="utf-8", errors="replace") as f:
         texts = parse_asterisk_transcripts(f.read().splitlines())

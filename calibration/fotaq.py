@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from liteasr_export.cache import cache_root
 from liteasr_export.errors import DatasetError
 
 PACKAGE = "flight-of-the-amazon-queen"
@@ -68,8 +69,7 @@ class Clip:
 
 
 def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "liteasr-export" / "fotaq"
+    return cache_root() / "fotaq"
 
 
 def find_archive() -> Path | None:

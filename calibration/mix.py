@@ -12,15 +12,12 @@ real multi-speaker dialogue (``fotaq``), real telephone prompts
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from liteasr_export.errors import DatasetError
 
 from .datasets import Utterance, resolve_set
-
-log = logging.getLogger(__name__)
 
 #: what ``--calib default`` mixes, in order; sources that are not installed are
 #: left out with a note (``builtin`` ships with the package, so one always remains)
@@ -95,6 +92,27 @@ def split_spec(spec: str) -> list[str]:
     return [name for p in parts for name in (DEFAULT_SOURCES if p == DEFAULT_SPEC else (p,))]
 
 
+def check_spec(spec: str, purpose: str = "calib") -> None:
+    """Fail now, without decoding anything, when a source the user named
+    explicitly cannot be read (the default's sources are optional)."""
+    from .datasets import ASTERISK_INSTALL, SPLIT_SETS, asterisk_available
+    from .fotaq import FETCH_HINT, find_archive
+
+    explicit = [p.strip() for p in spec.split(",") if p.strip() and p.strip() != DEFAULT_SPEC]
+    split_spec(spec)  # an empty spec fails here
+    for name in explicit:
+        base = name.partition("-")[0]
+        if base == "fotaq" and name.partition("-")[2] in ("", "calib", "eval"):
+            if find_archive() is None:
+                raise DatasetError(f"speech set {name}: the flight-of-the-amazon-queen speech is not available",
+                                   FETCH_HINT)
+        elif base == "asterisk" and name.partition("-")[2] in ("", "calib", "eval", "all"):
+            if not asterisk_available():
+                raise DatasetError(f"speech set {name}: the Asterisk prompts are not installed", ASTERISK_INSTALL)
+        elif base not in SPLIT_SETS:
+            resolve_set(name, purpose)
+
+
 def resolve_mix(spec: str, purpose: str, per_source: int | None = DEFAULT_PER_SOURCE, seed: int = 0) -> Mix:
     """The sources named by ``spec`` (comma-separated; ``default`` expands to
     :data:`DEFAULT_SOURCES`), ``per_source`` utterances from each, balanced
@@ -109,8 +127,7 @@ def resolve_mix(spec: str, purpose: str, per_source: int | None = DEFAULT_PER_SO
         except DatasetError as exc:
             if name in explicit:
                 raise
-            missing[name] = str(exc)
-            log.warning("calibration source %s is unavailable: %s", name, exc)
+            missing[name] = str(exc)  # the caller says so: the export prints it and the report lists it
             continue
         sources.append(Source(name, balanced_sample(utterances, per_source, seed)))
     if not sources:

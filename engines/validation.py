@@ -7,7 +7,7 @@ the whole path end to end."""
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 

@@ -206,6 +206,20 @@ def export_parser() -> argparse.ArgumentParser:
     comp.add_argument("--theta", default=None, help="liteasr policy thresholds ATTN:MLP (default 0.99:0.999)")
     comp.add_argument("--target-size", type=float, default=None, help="budget policy: encoder size as a fraction of dense")
     comp.add_argument("--ranks", type=Path, default=None, help="profile policy: low_rank_config JSON file")
+    comp.add_argument("--shrinkage", type=float, default=0.0,
+                      help="blend each output covariance with the weights' own spectrum (0..1) so a narrow "
+                           "calibration set cannot collapse a rank")
+    comp.add_argument("--probe-windows", type=int, default=0,
+                      help="budget policy: measure each matrix's effect on the encoder output on N calibration "
+                           "windows and weigh the budget by it (0: off)")
+    comp.add_argument("--compensate", type=int, default=0,
+                      help="refit the factors layer by layer to the dense outputs on N calibration windows (0: off)")
+    comp.add_argument("--refine", type=int, default=0,
+                      help="distill the factors from the dense encoder for N steps on calibration audio (0: off)")
+    comp.add_argument("--refine-windows", type=int, default=64, help="calibration windows used by --refine (default 64)")
+    comp.add_argument("--target-wer-increase", type=float, default=None,
+                      help="search the smallest encoder (budget policy) whose WER rises at most this many points "
+                           "on the check sets")
     comp.add_argument("--stats", type=Path, default=None, help="reuse saved calibration statistics")
     comp.add_argument("--save-stats", type=Path, default=None, help="also save the statistics here (.safetensors/.npz)")
     comp.add_argument("--cache-dir", type=Path, default=None, help="statistics cache (default ~/.cache/liteasr-export)")

@@ -51,10 +51,10 @@ def checksums(folder: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def _cache_stamp(root: Path) -> Path:
-    from .pipeline import default_cache_dir
+    from .cache import cache_root
 
     key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:24]
-    return default_cache_dir() / "verified" / f"{key}.json"
+    return cache_root() / "verified" / f"{key}.json"
 
 
 def _read_stamp(root: Path) -> dict[str, dict]:

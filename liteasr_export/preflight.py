@@ -63,7 +63,6 @@ def check_writable_folder(folder: str | os.PathLike[str], option: str) -> None:
 def check_export_options(opts) -> None:
     """Everything ``run_export`` will need, checked before it loads anything:
     counts, device, model, rank settings, speech sets, files and folders."""
-    from calibration.datasets import resolve_set
 
     from .output_folder import check_output
     from .sources import model_kind
@@ -84,9 +83,9 @@ def check_export_options(opts) -> None:
                 raise LiteASRError(f"--stats {opts.stats} not found", "pass a file written by --save-stats")
         else:
             from calibration.augment import Augmenter
-            from calibration.mix import resolve_mix
+            from calibration.mix import check_spec
 
-            resolve_mix(opts.calib, "calib", per_source=1)
+            check_spec(opts.calib)
             Augmenter.parse(opts.augment)
             if opts.cache_dir is not None:
                 check_writable_folder(opts.cache_dir, "--cache-dir")
@@ -94,7 +93,14 @@ def check_export_options(opts) -> None:
             check_writable_folder(Path(opts.save_stats).parent, "--save-stats")
         check_compression_options(opts)
     if opts.validate:
-        resolve_set(opts.eval_set, purpose="eval")
+        from calibration.mix import check_spec
+        from engines.quality_gate import DEFAULT_GATE_SETS
+
+        check_spec(opts.eval_set, "eval")
+        extra = [n.strip() for n in opts.gate_sets.split(",") if n.strip() not in ("", "none", "default", "long")]
+        for name in extra:
+            if name not in DEFAULT_GATE_SETS:
+                check_spec(name, "eval")
         check_count(opts.gate_clips, "--gate-clips")
         for value, option in ((opts.max_wer_increase, "--max-wer-increase"),
                               (opts.max_disagreement, "--max-disagreement")):

@@ -24,7 +24,7 @@ import numpy as np
 
 from .compression_report import encoder_cost, matrix_cost, pays_off
 from .errors import RankError
-from .lowrank import ATTENTION, COMPRESSIBLE, matrix_shape, validate_low_rank_config
+from .lowrank import ATTENTION, COMPRESSIBLE, validate_low_rank_config
 
 RANK_MULTIPLE = 16
 

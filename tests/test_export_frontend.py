@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 
 from engines.ort_session import create_session

@@ -1,0 +1,206 @@
+"""The compression stage of an export: calibration statistics (cached by
+content), rank selection, factorization, error recovery, and the search for
+the smallest encoder that keeps a WER target.
+
+Each step is a library call of its own (``calibration``, ``compressor``,
+``sensitivity``, ``compensation``, ``refine``, ``target_search``); this module
+wires them to the export options.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from calibration.mix import DEFAULT_PER_SOURCE
+
+from .cache import cache_root
+from .errors import DatasetError
+from .integrity import sha256_file
+
+if TYPE_CHECKING:
+    from .pipeline import ExportOptions
+
+Note = Callable[[str], None]
+
+
+def _stats_cache_key(fingerprint: str, mix, opts: ExportOptions) -> str:
+    """Content key of a calibration: the encoder's weights, the settings and
+    the bytes of every audio file read (so an edited file is never served
+    from a stale cache)."""
+    digest = hashlib.sha256(f"{fingerprint}|{opts.packing}|{opts.augment}|v2".encode())
+    for source in mix.sources:
+        digest.update(f"|{source.name}".encode())
+        for utterance in source.utterances:
+            digest.update(f"|{utterance.id}|{sha256_file(utterance.audio)}".encode())
+    return digest.hexdigest()[:24]
+
+
+def calibrate(loaded, opts: ExportOptions, progress_note: Note = print):
+    """Statistics from ``--stats``, from the cache, or by calibrating on the
+    mix ``--calib`` names (then cached). Returns the statistics and a note."""
+    from calibration.augment import Augmenter
+    from calibration.mix import resolve_mix
+    from calibration.statistics import ActivationStats, collect_window_statistics, encoder_fingerprint
+    from calibration.windows import WindowSummary, mix_windows
+
+    if opts.stats is not None:
+        stats = ActivationStats.load(opts.stats)
+        stats.check_matches(loaded.model)
+        return stats, "loaded from " + str(opts.stats)
+    per_source = opts.calib_samples or DEFAULT_PER_SOURCE
+    mix = resolve_mix(opts.calib, "calib", per_source)
+    for name, why in mix.missing.items():
+        progress_note(f"  note: calibration source {name} skipped: {why}")
+    augmenter = Augmenter.parse(opts.augment)
+    cache = (opts.cache_dir or cache_root()) / "stats" / (
+        _stats_cache_key(encoder_fingerprint(loaded.model), mix, opts) + ".safetensors")
+    if cache.is_file():
+        return ActivationStats.load(cache), f"reused {cache}"
+    summary = WindowSummary()
+    from tqdm.auto import tqdm
+
+    windows = tqdm(mix_windows(mix, opts.packing, augmenter, summary), desc="calibrating", unit="window",
+                   disable=not opts.progress)
+    stats = collect_window_statistics(loaded.model, windows, device=opts.device, source=opts.calib)
+    if stats.n_windows == 0:
+        raise DatasetError(f"the calibration set {opts.calib!r} has no usable audio ({summary.skipped} files "
+                           "could not be read)", "pass a set of readable wav/flac/ogg/mp3 files (--calib)")
+    stats.n_utterances = sum(len(s.utterances) for s in mix.sources) - summary.skipped
+    stats.extra.update(mix=mix.describe(), window_summary=summary.to_dict(), packing=opts.packing,
+                       augment=list(augmenter.kinds) if augmenter else [])
+    stats.save(cache)
+    return stats, f"calibrated on {stats.n_utterances} utterances, {stats.n_windows} windows (cached at {cache})"
+
+
+def calibration_features(loaded, opts: ExportOptions, count: int) -> np.ndarray:
+    """Log-mel of ``count`` calibration windows spread evenly over the mix
+    (every source, single and packed windows), for the steps after the
+    statistics: probing, compensation, refinement."""
+    from calibration.mix import resolve_mix
+    from calibration.windows import mix_windows
+
+    from .frontend import log_mel
+
+    windows = list(mix_windows(resolve_mix(opts.calib, "calib", opts.calib_samples or DEFAULT_PER_SOURCE),
+                               opts.packing))
+    chosen = np.unique(np.linspace(0, len(windows) - 1, min(count, len(windows))).round().astype(int))
+    return np.stack([log_mel(windows[i], loaded.model.config.num_mel_bins) for i in chosen])
+
+
+def select_spectra(loaded, stats, policy, opts: ExportOptions):
+    """The spectra the policy chooses from: with covariance shrinkage, and with
+    measured sensitivities when probing (budget policies only)."""
+    from .compressor import compute_spectra
+    from .rank_policies import BudgetPolicy
+
+    spectra = compute_spectra(loaded.model, stats, opts.shrinkage)
+    if opts.probe_windows and isinstance(policy, BudgetPolicy):
+        from .sensitivity import measure_sensitivity, probe_ranks_for
+
+        features = calibration_features(loaded, opts, opts.probe_windows)
+        spectra = measure_sensitivity(loaded.model, stats, spectra, features,
+                                      probe_ranks_for(policy, spectra, loaded.model.config), policy.weights,
+                                      opts.shrinkage, progress=opts.progress)
+    return spectra
+
+
+def build(loaded, stats, policy, spectra, opts: ExportOptions, note: Note = print):
+    """Factorize at the policy's ranks, then compensate and refine as asked."""
+    from .compressor import compress
+
+    model, report = compress(loaded.model, stats, policy, name=loaded.name, spectra=spectra,
+                             shrinkage=opts.shrinkage)
+    report.calibration.update({k: stats.extra[k] for k in ("mix", "window_summary", "packing", "augment")
+                               if k in stats.extra})
+    report.recovery = recover(model, loaded.model, loaded, opts, note)
+    return replace(loaded, model=model), report
+
+
+def compress_model(loaded, stats, opts: ExportOptions, note: Note = print):
+    """The compressed model and its report, at the ranks the options ask for."""
+    from .rank_policies import make_policy
+
+    policy = make_policy(opts.policy, theta=opts.theta, target_size=opts.target_size, ranks=opts.ranks,
+                         preset=opts.preset)
+    return build(loaded, stats, policy, select_spectra(loaded, stats, policy, opts), opts, note)
+
+
+def search_compression(loaded, stats, opts: ExportOptions, note: Note = print):
+    """``--target-wer-increase``: bisection over the budget size (see
+    :mod:`liteasr_export.target_search`), judged with PyTorch on check sets
+    drawn apart from the quality gate's. Returns the chosen model and report
+    (the dense model and None when no size passes) and the search result."""
+    from engines.quality_gate import TranscriptCache, compare
+
+    from .quality_stage import SEARCH_SEED, dense_key, gate_checks
+    from .rank_policies import make_policy
+    from .target_search import search_target_size
+    from .transcriber import TorchTranscriber
+
+    spectra = select_spectra(loaded, stats, make_policy("budget", target_size=0.9), opts)
+    checks = gate_checks(opts, note, seed=SEARCH_SEED)
+    cache, key = TranscriptCache((opts.cache_dir or cache_root()) / "transcripts"), dense_key(loaded)
+    dense_texts = []
+    for check in checks:
+        texts = cache.get(key, check)
+        if texts is None:
+            texts = TorchTranscriber(loaded).transcribe_many(check.audio)
+            cache.put(key, check, texts)
+        dense_texts.append(texts)
+    built: dict[float, tuple] = {}
+
+    def evaluate(size: float):
+        candidate = build(loaded, stats, make_policy("budget", target_size=size), spectra, opts, lambda _: None)
+        built[size] = candidate
+        transcriber = TorchTranscriber(candidate[0])
+        results = [compare(c, d, {"torch": transcriber.transcribe_many(c.audio)}, {}) for c, d in zip(checks, dense_texts)]
+        return (candidate[1].size_ratio, {r.name: r.increase["torch"] for r in results if r.labeled},
+                {r.name: r.agreement["torch"] for r in results if not r.labeled})
+
+    result = search_target_size(evaluate, opts.target_wer_increase, opts.max_disagreement, note=note)
+    if result.chosen is None:
+        note("  no compressed size met the target: exporting the dense encoder")
+        return loaded, None, result
+    model, report = built[result.chosen]
+    return model, report, result
+
+
+def recover(model, dense, loaded, opts: ExportOptions, note: Note = print) -> dict:
+    """Compensation, then refinement, of ``model``'s factors (in place)."""
+    done: dict = {"shrinkage": opts.shrinkage, "probe_windows": opts.probe_windows}
+    if opts.compensate:
+        from .compensation import compensate
+
+        done["compensation"] = compensate(model, dense, calibration_features(loaded, opts, opts.compensate),
+                                          progress=opts.progress)
+    if opts.refine:
+        from .refine import refine
+
+        features = calibration_features(loaded, opts, opts.refine_windows)
+        held = features[::10]  # every tenth window only scores the fit
+        train = np.delete(features, np.arange(0, len(features), 10), axis=0)
+        done["refine"] = refine(model, dense, train, opts.refine, heldout=held, progress=opts.progress).to_dict()
+        note(f"  refined {opts.refine} steps: loss {done['refine']['train_loss_before']:.4f} -> "
+             f"{done['refine']['train_loss_after']:.4f} (held-back windows "
+             f"{done['refine']['heldout_loss_before']:.4f} -> {done['refine']['heldout_loss_after']:.4f})")
+    return done
+
+
+def _first_window_features(utterances, n_mels: int) -> np.ndarray:
+    """Log-mel of each utterance's first window, stacked: (N, n_mels, 3000)."""
+    from .frontend import load_audio, log_mel, split_windows
+
+    return np.stack([log_mel(split_windows(load_audio(u.audio))[0], n_mels) for u in utterances])
+
+
+def overflow_check_features(loaded, opts: ExportOptions, clips: int = 8) -> list:
+    """One-window batches of the first calibration clips, a few of every
+    source (the fp16 overflow check)."""
+    from calibration.mix import resolve_mix
+
+    utterances = resolve_mix(opts.calib, "calib", per_source=clips).utterances[:clips]
+    return [f[None] for f in _first_window_features(utterances, loaded.model.config.num_mel_bins)]

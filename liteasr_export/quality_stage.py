@@ -1,0 +1,88 @@
+"""The validation stage of an export: numerical parity of the graphs, then
+the quality gate (the artifacts against the dense model on check sets).
+
+The check sets are drawn balanced per speaker; the gate uses one draw
+(:data:`GATE_SEED`) and ``--target-wer-increase`` another
+(:data:`SEARCH_SEED`), so the gate judges clips the search did not choose on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from .cache import cache_root
+from .errors import DatasetError
+
+if TYPE_CHECKING:
+    from .pipeline import ExportOptions
+
+GATE_SEED = 0
+SEARCH_SEED = 2
+
+
+def dense_key(loaded) -> str:
+    """What the dense transcripts depend on: every weight and the decoding options."""
+    from calibration.statistics import parameter_fingerprint
+
+    return f"{parameter_fingerprint(loaded.model)}|{loaded.decoding.to_json()}"
+
+
+def gate_checks(opts: ExportOptions, note: Callable[[str], None] = print, seed: int = GATE_SEED) -> list:
+    """The quality gate's check sets: ``--eval`` (its first ``--eval-limit``
+    utterances) and the built-in sets ``--gate-sets`` names that are installed."""
+    from calibration.datasets import resolve_set
+    from calibration.mix import balanced_sample
+    from engines.quality_gate import DEFAULT_GATE_SETS, LONG_MINUTES, check_set, long_recording
+
+    checks = [check_set(opts.eval_set, resolve_set(opts.eval_set, purpose="eval")[: opts.eval_limit])]
+    names = [] if opts.gate_sets in ("", "none") else [n.strip() for n in opts.gate_sets.replace(
+        "default", ",".join(DEFAULT_GATE_SETS)).split(",") if n.strip()]
+    for name in dict.fromkeys(names):
+        try:
+            if name == "long":  # real speech when installed, else the generated voices
+                try:
+                    clips = balanced_sample(resolve_set("fotaq", "eval"), None, seed=seed + 1)
+                except DatasetError:
+                    clips = resolve_set("builtin", "eval")
+                checks.append(long_recording(clips, LONG_MINUTES))
+            elif name != opts.eval_set:
+                checks.append(check_set(name, balanced_sample(resolve_set(name, "eval"), opts.gate_clips, seed)))
+        except DatasetError as exc:
+            if name not in DEFAULT_GATE_SETS:
+                raise
+            note(f"  note: check set {name} skipped: {exc}")
+    return checks
+
+
+def validate(dense, compressed, out_dir: Path, opts: ExportOptions, note: Callable[[str], None] = print) -> dict:
+    """Parity of the graphs against the compressed PyTorch model, then the
+    quality gate: the artifacts against the dense model on every check set.
+    Raises ToleranceError on a parity failure; the gate's verdict is returned
+    (the caller decides what a failure means)."""
+    from engines.ort_transcriber import OnnxTranscriber
+    from engines.quality_gate import TranscriptCache, run_gate
+    from engines.validation import parity
+
+    from .frontend import split_windows
+    from .transcriber import TorchTranscriber
+
+    checks = gate_checks(opts, note)
+    reference = TorchTranscriber(compressed)
+    onnx = OnnxTranscriber(out_dir, threads=opts.threads)
+    features = np.stack([reference.features(split_windows(a)[0]) for a in checks[0].audio[: opts.parity_clips]])
+    reports = parity(reference, onnx, features, opts.precision)
+    for report in reports:
+        report.raise_on_failure()
+    backends = {f"onnxruntime {opts.precision}": onnx.transcribe_many}
+    if opts.engine == "trt" and not opts.build_script:
+        from engines.trt_transcriber import TrtTranscriber
+
+        backends[f"tensorrt {opts.precision}"] = TrtTranscriber(out_dir).transcribe_many
+    gate = run_gate(checks, TorchTranscriber(dense).transcribe_many, backends, dense_key(dense),
+                    TranscriptCache((opts.cache_dir or cache_root()) / "transcripts"),
+                    opts.max_wer_increase, opts.max_disagreement, progress=note if opts.progress else None)
+    gate.allowed_degradation = opts.allow_degradation
+    return {"parity": [p.to_dict() for p in reports], "quality": gate}
