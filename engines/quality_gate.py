@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from liteasr_export.errors import DatasetError, LiteASRError
+from liteasr_export.errors import DatasetError
 from liteasr_export.evaluation import score
 from liteasr_export.frontend import SAMPLE_RATE, load_audio
 
@@ -47,12 +47,6 @@ DEFAULT_MAX_WER_INCREASE = 1.0
 DEFAULT_MAX_DISAGREEMENT = 10.0
 
 TranscribeMany = Callable[[list[np.ndarray]], list[str]]
-
-
-class QualityGateError(LiteASRError):
-    """The compressed model transcribes worse than the dense one by more than allowed."""
-
-    exit_code = 4
 
 
 @dataclass

@@ -10,6 +10,7 @@ EXIT_BAD_INPUT = 2  # a bad option, input file, model or artifacts folder (also 
 EXIT_VALIDATION = 3  # numerical parity failed: the export was not written
 EXIT_ITEMS_FAILED = 4  # liteasr-eval finished, but some utterances could not be transcribed
 EXIT_BUSY = 5  # another liteasr-export is writing the same --output
+EXIT_QUALITY = 6  # the quality gate refused the compressed model: the export was not written
 EXIT_INTERNAL = 70  # an unexpected error (a bug): run with --debug for the traceback
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
 EXIT_TERMINATED = 143  # SIGTERM or SIGHUP
@@ -84,3 +85,10 @@ class OutputBusyError(OutputError):
     """Another export holds the lock on the same output folder."""
 
     exit_code = EXIT_BUSY
+
+
+class QualityGateError(LiteASRError):
+    """The compressed model transcribes worse than the dense one by more than allowed."""
+
+    exit_code = EXIT_QUALITY
+

@@ -239,7 +239,7 @@ def run_export(opts: ExportOptions) -> ExportResult:
                 gate = validation.pop("quality")
                 validation["quality"] = gate.to_dict()
             if not gate.passed and not opts.allow_degradation:
-                from engines.quality_gate import QualityGateError
+                from .errors import QualityGateError
 
                 raise QualityGateError(
                     f"quality gate failed: {gate.failures[0]}"

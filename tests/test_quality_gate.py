@@ -20,6 +20,7 @@ from engines.quality_gate import (
     long_recording,
     run_gate,
 )
+from liteasr_export.errors import EXIT_QUALITY
 from liteasr_export.frontend import SAMPLE_RATE
 
 
@@ -121,7 +122,7 @@ def test_gate_refuses_a_broken_compression_and_passes_a_sound_one(tmp_path: Path
     broken = tmp_path / "broken.json"
     broken.write_text(str([{n: 16 for n in ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")}] * layers)
                       .replace("'", '"'))
-    assert run(str(broken), tmp_path / "out-broken") == 4
+    assert run(str(broken), tmp_path / "out-broken") == EXIT_QUALITY
     assert not (tmp_path / "out-broken").exists()
     assert run(str(broken), tmp_path / "out-forced", "--allow-degradation") == 0
     import json
