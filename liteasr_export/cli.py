@@ -201,17 +201,20 @@ def export_parser() -> argparse.ArgumentParser:
                       help="calibrate on clips alone in their window, packed into full 30 s windows, or both (default)")
     comp.add_argument("--augment", default=None,
                       help="also calibrate on augmented copies: comma-separated speed, noise, band, gain, or all")
-    comp.add_argument("--policy", choices=("liteasr", "budget", "profile"), default="liteasr", help="rank policy")
+    comp.add_argument("--policy", choices=("liteasr", "budget", "profile"), default="budget",
+                      help="rank policy: budget (default: one parameter budget spent by measured error), liteasr "
+                           "(the published variance rule, --theta), profile (--ranks)")
     comp.add_argument("--preset", choices=("acc", "plain", "fast"), default=None, help="named rank preset")
     comp.add_argument("--theta", default=None, help="liteasr policy thresholds ATTN:MLP (default 0.99:0.999)")
-    comp.add_argument("--target-size", type=float, default=None, help="budget policy: encoder size as a fraction of dense")
+    comp.add_argument("--target-size", type=float, default=None,
+                      help="budget policy: encoder parameters as a fraction of dense (default 0.9)")
     comp.add_argument("--ranks", type=Path, default=None, help="profile policy: low_rank_config JSON file")
     comp.add_argument("--shrinkage", type=float, default=0.0,
                       help="blend each output covariance with the weights' own spectrum (0..1) so a narrow "
                            "calibration set cannot collapse a rank")
-    comp.add_argument("--probe-windows", type=int, default=0,
+    comp.add_argument("--probe-windows", type=int, default=12,
                       help="budget policy: measure each matrix's effect on the encoder output on N calibration "
-                           "windows and weigh the budget by it (0: off)")
+                           "windows and weigh the budget by it (default 12; 0: spectra alone)")
     comp.add_argument("--compensate", type=int, default=0,
                       help="refit the factors layer by layer to the dense outputs on N calibration windows (0: off)")
     comp.add_argument("--refine", type=int, default=0,

@@ -39,12 +39,12 @@ class ExportOptions:
     calib_samples: int | None = None  # utterances per calibration source
     packing: str = "both"
     augment: str | None = None
-    policy: str = "liteasr"
+    policy: str = "budget"
     preset: str | None = None
     theta: str | None = None
     target_size: float | None = None
     shrinkage: float = 0.0
-    probe_windows: int = 0
+    probe_windows: int = 12
     compensate: int = 0  # calibration windows for error compensation (0: off)
     refine: int = 0  # distillation steps (0: off)
     refine_windows: int = 64

@@ -27,6 +27,11 @@ from .errors import RankError
 from .lowrank import ATTENTION, COMPRESSIBLE, validate_low_rank_config
 
 RANK_MULTIPLE = 16
+#: the default: a budget of 90 % of the dense encoder's parameters, spent where
+#: the measured sensitivities say the output needs it (see the README's
+#: held-out figures for how it was chosen)
+DEFAULT_POLICY = "budget"
+DEFAULT_TARGET_SIZE = 0.9
 
 
 @dataclass
@@ -317,7 +322,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def make_policy(
-    policy: str = "liteasr",
+    policy: str = DEFAULT_POLICY,
     theta: str | None = None,
     target_size: float | None = None,
     ranks: str | Path | None = None,
@@ -331,13 +336,17 @@ def make_policy(
             raise RankError(f"unknown preset {preset!r}", f"use one of {', '.join(PRESETS)}")
         settings = PRESETS[preset]
         policy, theta, target_size = settings["policy"], settings.get("theta", theta), settings.get("target_size")
+    elif theta is not None and policy != "liteasr":
+        raise RankError(f"--theta is a threshold of the liteasr policy, not of {policy}",
+                        "add --policy liteasr, or drop --theta")
+    elif target_size is not None and policy != "budget":
+        raise RankError(f"--target-size sets the budget policy's size, not the {policy} policy's",
+                        "add --policy budget (the default), or drop --target-size")
     if policy == "liteasr":
         attn, mlp = parse_theta(theta if theta is not None else "0.99:0.999")
         return LiteASRPolicy(attn, mlp)
     if policy == "budget":
-        if target_size is None:
-            raise RankError("the budget policy needs a target size", "pass --target-size, e.g. 0.6")
-        return BudgetPolicy(float(target_size), metric=metric)
+        return BudgetPolicy(float(target_size if target_size is not None else DEFAULT_TARGET_SIZE), metric=metric)
     if policy == "profile":
         if ranks is None:
             raise RankError("the profile policy needs a rank file", "pass --ranks FILE (a low_rank_config JSON)")

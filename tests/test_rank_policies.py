@@ -188,8 +188,11 @@ def test_presets_and_make_policy():
     for name in PRESETS:
         assert make_policy(preset=name).describe()["policy"] == PRESETS[name]["policy"]
     assert make_policy("liteasr", theta="0.95:0.99") == LiteASRPolicy(0.95, 0.99)
-    with pytest.raises(RankError, match="target size"):
-        make_policy("budget")
+    assert make_policy() == make_policy("budget") == BudgetPolicy(0.9)  # the default
+    with pytest.raises(RankError, match="threshold of the liteasr policy"):
+        make_policy("budget", theta="0.9:0.99")
+    with pytest.raises(RankError, match="budget policy's size"):
+        make_policy("liteasr", target_size=0.8)
     with pytest.raises(RankError, match="rank file"):
         make_policy("profile")
     with pytest.raises(RankError, match="unknown rank policy"):
