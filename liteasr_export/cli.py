@@ -110,7 +110,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=_count, default=None, help="CPU threads for the backend")
 
 
-def _decoding_args(parser: argparse.ArgumentParser, language: str) -> None:
+def _decoding_args(parser: argparse.ArgumentParser, language: str, timestamps: bool) -> None:
     """Decoding options shared by liteasr-transcribe and liteasr-eval
     (openai-whisper's defaults; see liteasr_export.decoding.SearchOptions)."""
     from .decoding import DEFAULT_TEMPERATURES, SearchOptions
@@ -144,9 +144,10 @@ def _decoding_args(parser: argparse.ArgumentParser, language: str) -> None:
                    help="skip a window as silence when its no-speech probability is above this and the "
                         "log-probability is below --logprob-threshold (default 0.6; off)")
     g.add_argument("--seed", type=int, default=d.seed, help="seed of the fallback's sampling (default 0)")
-    g.add_argument("--timestamps", action=argparse.BooleanOptionalAction, default=True,
-                   help="decode timestamps: segments, and long audio moves on by its last complete segment "
-                        "(default on; --no-timestamps cuts long audio in quiet moments)")
+    g.add_argument("--timestamps", action=argparse.BooleanOptionalAction, default=timestamps,
+                   help="decode timestamps: segments, and long audio moves on by its last complete segment; "
+                        "without, long audio is cut in quiet moments and its windows decoded together "
+                        f"(default {'on' if timestamps else 'off'})")
     g.add_argument("--batch-size", type=_count, default=8,
                    help="30 s windows decoded together, across files (default 8)")
 
@@ -210,29 +211,29 @@ def transcribe_parser() -> argparse.ArgumentParser:
     parser.add_argument("audio", nargs="+", help="wav / flac / ogg / mp3 files")
     parser.add_argument("--output-format", "-f", choices=FORMATS, default="txt",
                         help="txt (default), json (segments, language, and how each window was decoded), "
-                             "srt, vtt or tsv subtitles")
+                             "srt, vtt or tsv subtitles, or all of them (with --output-dir)")
     parser.add_argument("--json", dest="output_format", action="store_const", const="json",
                         help="the same as --output-format json")
     parser.add_argument("--output-dir", "-o", default=None,
                         help="write one file per input, AUDIO_STEM.FORMAT, here (default: print)")
     _backend_args(parser)
-    _decoding_args(parser, language="auto")
+    _decoding_args(parser, language="auto", timestamps=True)
     return parser
 
 
 def _transcribe(args: argparse.Namespace) -> int:
     from .frontend import load_audio
-    from .output_formats import WRITERS, output_path, write_atomic
+    from .output_formats import WRITERS, formats_of, output_path, write_atomic
     from .preflight import check_output_options
 
     _check_backend_args(args)
     check_output_options(args.audio, args.output_format, args.output_dir, args.timestamps)
     audio = [load_audio(path) for path in args.audio]  # fail on bad files before loading a model
     transcripts = _open(args).transcribe_detailed(audio)
-    write = WRITERS[args.output_format]
     if args.output_dir is not None:
         for path, transcript in zip(args.audio, transcripts):
-            write_atomic(output_path(path, args.output_dir, args.output_format), write(transcript, path))
+            for fmt in formats_of(args.output_format):
+                write_atomic(output_path(path, args.output_dir, fmt), WRITERS[fmt](transcript, path))
     elif args.output_format == "json":
         items = [{"audio": path, **t.to_dict()} for path, t in zip(args.audio, transcripts)]
         print(json.dumps(items, ensure_ascii=False, indent=2))
@@ -240,7 +241,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         for path, t in zip(args.audio, transcripts):
             print(t.text if len(args.audio) == 1 else f"{path}: {t.text}")
     else:
-        sys.stdout.write(write(transcripts[0], args.audio[0]))
+        sys.stdout.write(WRITERS[args.output_format](transcripts[0], args.audio[0]))
     return 0
 
 
@@ -250,7 +251,7 @@ def eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=_count, default=None, help="evaluate only the first N utterances")
     parser.add_argument("--json", action="store_true", help='print {"wer": percent, "n": count, "items": [...]}')
     _backend_args(parser)
-    _decoding_args(parser, language="en")
+    _decoding_args(parser, language="en", timestamps=False)
     return parser
 
 

@@ -328,14 +328,14 @@ def search(
             logits = np.asarray(step(next_tokens[:, None]), dtype=np.float32)
         logits = np.array(logits, dtype=np.float32, copy=True)
         apply_rules(logits, history, last_timestamp, options)
-        logprobs = log_softmax(logits)
+        normalizer = _logsumexp(logits)  # log-probabilities are logits minus this (no full log-softmax needed)
         if not beam:
             if sampling:
                 uniform = np.concatenate([rng.random(group) for rng in rngs])
                 next_tokens = _sample(logits, temperature, uniform)
             else:
                 next_tokens = logits.argmax(axis=-1)
-            chosen = logprobs[np.arange(rows), next_tokens]
+            chosen = logits[np.arange(rows), next_tokens] - normalizer
             sum_logprobs += np.where(finished, 0.0, chosen)
             next_tokens[finished] = options.eot
             finished |= next_tokens == options.eot
@@ -345,13 +345,14 @@ def search(
                 break
             continue
         # beam search: each beam proposes its beam_size + 1 likeliest tokens
-        top = np.argpartition(-logprobs, beam_size, axis=-1)[:, : beam_size + 1]
+        top = np.argpartition(-logits, beam_size, axis=-1)[:, : beam_size + 1]
+        top_logprobs = np.take_along_axis(logits, top, axis=-1) - normalizer[:, None]
         sources, tokens, scores = [], [], []
         for window in range(n_windows):
             candidates: dict[tuple[int, int], tuple[float, int]] = {}
             for row in range(window * group, (window + 1) * group):
-                for token in top[row]:
-                    candidates[(int(prefix[row]), int(token))] = (sum_logprobs[row] + logprobs[row, token], row)
+                for token, logprob in zip(top[row].tolist(), top_logprobs[row].tolist()):
+                    candidates[(int(prefix[row]), token)] = (sum_logprobs[row] + logprob, row)
             saved, finished_now = 0, {}
             for key in sorted(candidates, key=lambda k: candidates[k][0], reverse=True):
                 score, row = candidates[key]

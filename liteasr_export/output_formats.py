@@ -17,9 +17,9 @@ from typing import Callable
 
 from .windowed import Transcript
 
-FORMATS = ("txt", "json", "srt", "vtt", "tsv")
+FORMATS = ("txt", "json", "srt", "vtt", "tsv", "all")
 #: formats made of timed segments (they need --timestamps)
-TIMED_FORMATS = ("srt", "vtt", "tsv")
+TIMED_FORMATS = ("srt", "vtt", "tsv", "all")
 
 
 def format_timestamp(seconds: float, decimal_marker: str = ".", always_hours: bool = False) -> str:
@@ -73,6 +73,11 @@ def to_tsv(transcript: Transcript, audio: str = "") -> str:
 
 WRITERS: dict[str, Callable[[Transcript, str], str]] = {
     "txt": to_txt, "json": to_json, "srt": to_srt, "vtt": to_vtt, "tsv": to_tsv}
+
+
+def formats_of(fmt: str) -> list[str]:
+    """The formats ``--output-format fmt`` writes (``all``: every one)."""
+    return list(WRITERS) if fmt == "all" else [fmt]
 
 
 def output_path(audio: str | os.PathLike[str], output_dir: str | os.PathLike[str], fmt: str) -> Path:

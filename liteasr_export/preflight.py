@@ -175,11 +175,13 @@ def _tokenizer_of(engine: str, model: str | None, artifacts: str | None):
 
 def check_output_options(audio: list[str], fmt: str, output_dir: str | None, timestamps: bool) -> None:
     """``--output-format`` and ``--output-dir`` of liteasr-transcribe fit together."""
-    from .output_formats import TIMED_FORMATS, output_path
+    from .output_formats import TIMED_FORMATS, formats_of, output_path
 
     if fmt in TIMED_FORMATS and not timestamps:
         raise LiteASRError(f"--output-format {fmt} needs timestamps", "drop --no-timestamps")
     if output_dir is None:
+        if fmt == "all":
+            raise LiteASRError("--output-format all writes one file per format", "pass --output-dir DIR")
         if fmt in TIMED_FORMATS and len(audio) > 1:
             raise LiteASRError(f"{len(audio)} files cannot share one {fmt} output on stdout",
                                "pass --output-dir DIR (one file per input)")
@@ -187,7 +189,7 @@ def check_output_options(audio: list[str], fmt: str, output_dir: str | None, tim
     check_writable_folder(output_dir, "--output-dir")
     seen: dict[Path, str] = {}
     for path in audio:
-        target = output_path(path, output_dir, fmt)
+        target = output_path(path, output_dir, formats_of(fmt)[0])
         if target in seen:
             raise OutputError(f"{seen[target]} and {path} would both be written to {target}",
                               "rename one of them, or transcribe them into different --output-dir folders")

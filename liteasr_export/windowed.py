@@ -34,14 +34,24 @@ INPUT_STRIDE = 2
 class TranscribeOptions:
     """What users choose about decoding (the CLI's options).
 
+    ``timestamps``: segments with times, and long audio moves on by its last
+    complete segment (its windows then follow one another); off by default
+    in the library, whose ``transcribe``/``transcribe_many`` return text:
+    its windows are cut in quiet moments and decoded in parallel.
+    liteasr-transcribe turns them on (its subtitles need them).
     ``language``: a code; ``auto`` detects it from each recording's first
     window (multilingual models); None keeps the language the model was
     loaded or exported with (English unless said otherwise)."""
 
     search: SearchOptions = SearchOptions()
-    timestamps: bool = True
+    timestamps: bool = False
     language: str | None = None
     task: str = "transcribe"
+
+
+#: the decoding of the first release (and of its measured figures): one
+#: greedy pass per window, no timestamps, no fallback
+PLAIN_GREEDY = TranscribeOptions(search=SearchOptions.greedy(), timestamps=False)
 
 
 @dataclass
