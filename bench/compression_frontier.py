@@ -40,7 +40,7 @@ from liteasr_export.errors import RankError  # noqa: E402
 from liteasr_export.pipeline import ExportOptions  # noqa: E402
 from liteasr_export.rank_policies import LiteASRPolicy, make_policy, parse_theta  # noqa: E402
 from liteasr_export.sources import load_model  # noqa: E402
-from liteasr_export.transcriber import TorchTranscriber  # noqa: E402
+from liteasr_export.quality_stage import gate_transcriber  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 CALIBRATIONS = {"builtin": "builtin", "real": "fotaq,asterisk", "default": "default"}
@@ -61,7 +61,7 @@ def check_sets(names: list[str], clips: int, long_minutes: float) -> list[CheckS
 
 def point(loaded, model_loaded, report, checks, dense_texts, label: str) -> dict:
     start = time.perf_counter()
-    transcriber = TorchTranscriber(model_loaded)
+    transcriber = gate_transcriber(model_loaded)
     sets = {}
     for check, dense in zip(checks, dense_texts):
         result = compare(check, dense, {"torch": transcriber.transcribe_many(check.audio)}, {})
@@ -80,7 +80,7 @@ def frontier(model: str, calib_names: list[str], set_names: list[str], clips: in
              thetas: list[str], sizes: list[float], cache: Path) -> dict:
     loaded = load_model(model)
     checks = check_sets(set_names, clips, long_minutes)
-    dense_texts = [TorchTranscriber(loaded).transcribe_many(c.audio) for c in checks]
+    dense_texts = [gate_transcriber(loaded).transcribe_many(c.audio) for c in checks]
     dense = {c.name: compare(c, d, {}, {}).dense_wer for c, d in zip(checks, dense_texts)}
     print(f"{model}: dense " + "  ".join(f"{k} {v:.2f}" for k, v in dense.items()), flush=True)
     out = {"model": model, "sets": {c.name: {"clips": len(c.ids), "minutes": round(c.seconds / 60, 2)} for c in checks},

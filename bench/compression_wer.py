@@ -30,6 +30,7 @@ from liteasr_export.frontend import load_audio, log_mel, split_windows  # noqa: 
 from liteasr_export.rank_policies import LiteASRPolicy, RankPolicy  # noqa: E402
 from liteasr_export.sources import LoadedModel, load_model  # noqa: E402
 from liteasr_export.transcriber import TorchTranscriber  # noqa: E402
+from liteasr_export.windowed import PLAIN_GREEDY  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_CACHE = Path("/tmp/liteasr-export-bench")
@@ -60,7 +61,7 @@ def word_error_rate(loaded: LoadedModel, model, eval_set: str, batch_size: int =
     per row, so this equals one-by-one transcription, several times faster on CPU);
     utterances are sorted by length so that a batch's rows finish together.
     """
-    transcriber = TorchTranscriber(dataclasses.replace(loaded, model=model), device=device)
+    transcriber = TorchTranscriber(dataclasses.replace(loaded, model=model), device=device, settings=PLAIN_GREEDY)
     utterances = [u for u in resolve_set(eval_set, "eval") if u.text is not None]
     audio = {u.audio: load_audio(u.audio) for u in utterances}
     order = sorted(range(len(utterances)), key=lambda i: audio[utterances[i].audio].size)

@@ -24,10 +24,11 @@ def measure(model: str = "tiny.en", eval_set: str = "builtin", threads: int = 2)
     from liteasr_export.frontend import load_audio, log_mel
     from liteasr_export.sources import BUNDLED, load_model
     from liteasr_export.transcriber import TorchTranscriber
+    from liteasr_export.windowed import PLAIN_GREEDY
 
     folder, _ = BUNDLED[model].files()
     reference = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type="float32", intra_threads=threads)
-    ours = TorchTranscriber(load_model(model))
+    ours = TorchTranscriber(load_model(model), settings=PLAIN_GREEDY)
     n_mels = ours.n_mels
     features = np.stack([log_mel(load_audio(u.audio), n_mels) for u in resolve_set(eval_set, purpose="eval")])
     prompt = ours.loaded.decoding.prompt

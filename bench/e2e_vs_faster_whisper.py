@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     from engines.ort_transcriber import OnnxTranscriber
     from liteasr_export.sources import BUNDLED, load_model
     from liteasr_export.transcriber import TorchTranscriber
+    from liteasr_export.windowed import PLAIN_GREEDY
 
     torch.set_num_threads(args.threads)
     loaded = load_model(args.model)
@@ -114,13 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     backends["faster-whisper fp32"] = faster_whisper_backend(ct2_dir, "float32", args.threads)
     for kind, model in models.items():
         if not args.no_torch:
-            backends[f"torch {kind} fp32"] = TorchTranscriber(model).transcribe
+            backends[f"torch {kind} fp32"] = TorchTranscriber(model, settings=PLAIN_GREEDY).transcribe
         for precision in ("fp32", "int8"):
             name = f"onnx {kind} {precision}"
             try:
                 folder = args.workdir / f"{args.model}-{kind}-{precision}"
                 out = export_variant(model, folder, precision == "int8", args.reuse)
-                backends[name] = OnnxTranscriber(out, threads=args.threads).transcribe
+                backends[name] = OnnxTranscriber(out, threads=args.threads, settings=PLAIN_GREEDY).transcribe
             except Exception as exc:  # one broken variant must not hide the others' figures
                 errors[name] = f"{type(exc).__name__}: {exc}"
                 traceback.print_exc()
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         name, _, folder = spec.partition("=")
         if not folder:
             parser.error(f"--artifacts takes NAME=DIR, got {spec!r}")
-        backends[name] = OnnxTranscriber(folder, threads=args.threads).transcribe
+        backends[name] = OnnxTranscriber(folder, threads=args.threads, settings=PLAIN_GREEDY).transcribe
 
     utterances = [u for u in resolve_set(args.eval, purpose="eval") if u.text is not None][: args.limit]
     audio = [load_audio(u.audio) for u in utterances]

@@ -1,9 +1,9 @@
 """Transcription with ONNX Runtime from an artifacts folder.
 
 numpy, onnxruntime and the tokenizer only: importing torch or transformers
-here is a defect (tested in a subprocess). The greedy loop is the shared
-:func:`liteasr_export.decoding.greedy_decode`; this module only supplies the
-frontend, the encoder call and a decoder step that holds the KV cache.
+here is a defect (tested in a subprocess). Decoding is the shared
+:mod:`liteasr_export.decoding`; this module only supplies the frontend, the
+encoder call and a decoder step that holds (and reorders) the KV cache.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from typing import Sequence
 import numpy as np
 
 from exporters.artifacts import Manifest, cross_names, decoder_input_names, decoder_output_names, load_manifest
-from liteasr_export.decoding import DecoderStep
+from liteasr_export.decoding import RowOwners
 from liteasr_export.errors import ArtifactError
 from liteasr_export.tokenizer import WhisperTokenizer
 
+from liteasr_export.windowed import TranscribeOptions, WindowedTranscriber
+
 from .ort_session import create_session
-from liteasr_export.windowed import WindowedTranscriber
 
 FRONTENDS = ("auto", "graph", "numpy")
 
@@ -47,6 +48,7 @@ class OnnxTranscriber(WindowedTranscriber):
     ``batch_size``: windows of long audio encoded and decoded together.
     ``verify``: check the sha256 of every file loaded against the manifest
     (fast after the first check: see :mod:`liteasr_export.integrity`).
+    ``settings``: decoding choices (beam, fallback, timestamps, language).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class OnnxTranscriber(WindowedTranscriber):
         optimization: str = "all",
         cache_dir: str | Path | None = None,
         verify: bool = True,
+        settings: TranscribeOptions | None = None,
     ) -> None:
         if frontend not in FRONTENDS:
             raise ValueError(f"frontend must be one of {FRONTENDS}, got {frontend!r}")
@@ -88,6 +91,9 @@ class OnnxTranscriber(WindowedTranscriber):
         types = {i.name: _ORT_DTYPES.get(i.type, np.float32) for i in self.decoder.get_inputs()}
         self._kv_dtype = types["past_key.0"]
         self.options = self.manifest.decoding
+        self.vocab_size = int(dims["vocab_size"])
+        if settings is not None:
+            self.configure(settings)
 
     # ------------------------------------------------------------ stages
 
@@ -100,17 +106,30 @@ class OnnxTranscriber(WindowedTranscriber):
         feed = {"input_features": np.ascontiguousarray(features, dtype=dtype)}
         return self.encoder.run(self._cross, feed)
 
-    def decoder_step(self, cross: list[np.ndarray]) -> DecoderStep:
+    def decoder_step(self, cross: list[np.ndarray]) -> "OrtDecoderStep":
         """A decoder step over one batch's cross K/V, holding the self-attention cache."""
-        names = decoder_input_names(self.n_layers)
-        batch = cross[0].shape[0]
-        cross = [np.ascontiguousarray(c, dtype=self._kv_dtype) for c in cross]
-        past = [np.zeros((batch, self.heads, 0, self.head_dim), self._kv_dtype)] * (2 * self.n_layers)
+        return OrtDecoderStep(self.decoder, decoder_input_names(self.n_layers), cross, self.heads, self.head_dim,
+                              self._kv_dtype)
 
-        def step(tokens: np.ndarray) -> np.ndarray:
-            nonlocal past
-            feeds = dict(zip(names, [np.ascontiguousarray(tokens, dtype=np.int64), *past, *cross]))
-            logits, *past = self.decoder.run(None, feeds)
-            return logits[:, -1]
 
-        return step
+class OrtDecoderStep:
+    """decoder.onnx over one batch: present K/V become the next call's past."""
+
+    def __init__(self, session, names: list[str], cross: list[np.ndarray], heads: int, head_dim: int,
+                 kv_dtype) -> None:
+        self.session, self.names = session, names
+        self.cross = [np.ascontiguousarray(c, dtype=kv_dtype) for c in cross]
+        batch = self.cross[0].shape[0]
+        self.past = [np.zeros((batch, heads, 0, head_dim), kv_dtype)] * (len(self.cross))
+        self.rows = RowOwners(batch)
+
+    def __call__(self, tokens: np.ndarray) -> np.ndarray:
+        feeds = dict(zip(self.names, [np.ascontiguousarray(tokens, dtype=np.int64), *self.past, *self.cross]))
+        logits, *self.past = self.session.run(None, feeds)
+        return logits[:, -1]
+
+    def reorder(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        self.past = [p[rows] for p in self.past]
+        if self.rows.moves_windows(rows):
+            self.cross = [c[rows] for c in self.cross]

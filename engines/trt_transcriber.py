@@ -3,10 +3,10 @@
 
 The folder is the ONNX Runtime one plus ``trt/<graph>.plan`` (built by
 :func:`engines.trt_builder.build_engines` or the folder's
-``build_engines.sh``). Windowing, batching and the greedy loop are
+``build_engines.sh``). Windowing, batching and decoding are
 the shared :class:`liteasr_export.windowed.WindowedTranscriber`; this class supplies the stages that differ: features (the
 frontend engine or the numpy frontend), the encoder call and a decoder step
-whose KV cache stays on the GPU.
+whose KV cache stays on the GPU (and is reordered there for beam search).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from exporters.artifacts import Manifest, cross_names, decoder_input_names, decoder_output_names, load_manifest
-from liteasr_export.decoding import DecoderStep
+from liteasr_export.decoding import RowOwners
 from liteasr_export.errors import ArtifactError
 from liteasr_export.tokenizer import WhisperTokenizer
+from liteasr_export.windowed import TranscribeOptions, WindowedTranscriber
 
-from liteasr_export.windowed import WindowedTranscriber
 from .trt_builder import ENGINE_DIR, engine_path
 
 FRONTENDS = ("auto", "engine", "numpy")
@@ -39,12 +39,13 @@ class TrtTranscriber(WindowedTranscriber):
 
     ``frontend``: ``engine`` runs ``trt/frontend.plan``, ``numpy`` the shared
     Python frontend, ``auto`` the engine when the folder has one.
-    ``batch_size``: windows of long audio per batch (capped by the engines'
-    profiles). Raises :class:`EngineUnavailableError` without TensorRT or CUDA.
+    ``batch_size``: windows per batch, capped by the engines' profiles: the
+    decoder runs ``beam_size`` (or ``best_of``) rows per window.
+    Raises :class:`EngineUnavailableError` without TensorRT or CUDA.
     """
 
     def __init__(self, artifacts_dir: str | Path, *, device: int = 0, frontend: str = "auto",
-                 batch_size: int = 8, verify: bool = True) -> None:
+                 batch_size: int = 8, verify: bool = True, settings: TranscribeOptions | None = None) -> None:
         from .trt_availability import require_tensorrt
         from .trt_runner import TrtEngine
 
@@ -74,8 +75,9 @@ class TrtTranscriber(WindowedTranscriber):
         _check_io(self.decoder, "decoder", decoder_input_names(self.n_layers), decoder_output_names(self.n_layers))
         self.tokenizer = WhisperTokenizer(self.manifest.tokenizer_path)
         self.options = self.manifest.decoding
-        self.batch_size = min(batch_size, self.encoder.max_dim("input_features", 0),
-                              self.decoder.max_dim("input_ids", 0))
+        self.vocab_size = int(dims["vocab_size"])
+        self.requested_batch = batch_size
+        self.configure(settings or self.settings)
         # step 0 feeds the prompt with an empty cache; step k one token after prompt + k - 1
         prompt, past_needed = len(self.options.prompt), len(self.options.prompt) + self.options.max_new_tokens - 2
         if prompt > self.decoder.max_dim("input_ids", 1) or past_needed > self.decoder.max_dim("past_key.0", 2):
@@ -99,21 +101,53 @@ class TrtTranscriber(WindowedTranscriber):
         out = self.encoder.run({"input_features": torch.from_numpy(np.ascontiguousarray(features, np.float32))})
         return [out[name] for name in self._cross]
 
-    def decoder_step(self, cross: list["torch.Tensor"]) -> DecoderStep:  # noqa: F821
+    def configure(self, settings: TranscribeOptions) -> "TrtTranscriber":
+        """Use ``settings``; the windows per batch shrink so that their beams
+        (or samples) fit the decoder engine's batch profile."""
+        rows = settings.search.max_rows
+        decoder_batch = self.decoder.max_dim("input_ids", 0)
+        if rows > decoder_batch:
+            raise ArtifactError(f"the decoder engine takes at most {decoder_batch} rows, beam search or sampling "
+                                f"needs {rows} per window",
+                                f"pass --beam-size/--best-of <= {decoder_batch}, or rebuild the engines with "
+                                f"--max-batch {rows * 8}")
+        super().configure(settings)
+        self.batch_size = max(1, min(self.requested_batch, self.encoder.max_dim("input_features", 0),
+                                     decoder_batch // rows))
+        return self
+
+    def decoder_step(self, cross: list["torch.Tensor"]) -> "TrtDecoderStep":  # noqa: F821
         """A decoder step over one batch's cross K/V, holding the self-attention cache on the GPU."""
+        return TrtDecoderStep(self.decoder, self.n_layers, cross)
+
+
+class TrtDecoderStep:
+    """decoder.plan over one batch; past and present K/V stay torch CUDA tensors."""
+
+    def __init__(self, engine, n_layers: int, cross: list["torch.Tensor"]) -> None:  # noqa: F821
         import torch
 
-        names = decoder_input_names(self.n_layers)
-        outputs = decoder_output_names(self.n_layers)
+        self.engine = engine
+        self.names = decoder_input_names(n_layers)
+        self.outputs = decoder_output_names(n_layers)
+        self.cross = cross
         batch, heads, _, head_dim = cross[0].shape
-        device, kv_dtype = self.decoder.device, self.decoder.dtypes["past_key.0"]
-        past = [torch.zeros((batch, heads, 0, head_dim), dtype=kv_dtype, device=device)] * (2 * self.n_layers)
+        kv_dtype = engine.dtypes["past_key.0"]
+        self.past = [torch.zeros((batch, heads, 0, head_dim), dtype=kv_dtype, device=engine.device)] * (2 * n_layers)
+        self.rows = RowOwners(batch)
 
-        def step(tokens: np.ndarray) -> np.ndarray:
-            nonlocal past
-            ids = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
-            out = self.decoder.run(dict(zip(names, [ids, *past, *cross])))
-            past = [out[name] for name in outputs[1:]]
-            return out["logits"][:, -1].float().cpu().numpy()
+    def __call__(self, tokens: np.ndarray) -> np.ndarray:
+        import torch
 
-        return step
+        ids = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
+        out = self.engine.run(dict(zip(self.names, [ids, *self.past, *self.cross])))
+        self.past = [out[name] for name in self.outputs[1:]]
+        return out["logits"][:, -1].float().cpu().numpy()
+
+    def reorder(self, rows: np.ndarray) -> None:
+        import torch
+
+        index = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.engine.device)
+        self.past = [p.index_select(0, index) for p in self.past]
+        if self.rows.moves_windows(rows):
+            self.cross = [c.index_select(0, index) for c in self.cross]

@@ -16,6 +16,10 @@ ENGINES = ("torch", "onnx", "trt")
 class Transcriber(Protocol):
     def transcribe(self, audio: np.ndarray) -> str: ...
 
+    def transcribe_many(self, audios: list[np.ndarray]) -> list[str]: ...
+
+    def transcribe_detailed(self, audios: list[np.ndarray]) -> list: ...
+
 
 def open_transcriber(
     engine: str,
@@ -27,10 +31,15 @@ def open_transcriber(
     providers: str | None = None,
     ort_cache: str | Path | None = None,
     verify: bool = True,
+    settings: "TranscribeOptions | None" = None,  # noqa: F821
+    batch_size: int = 8,
 ) -> Transcriber:
     """A transcriber for ``engine``: ``torch`` needs ``model`` (a bundled name or
     folder), ``onnx`` and ``trt`` need an exported ``artifacts`` folder, whose
-    checksums are verified unless ``verify`` is False."""
+    checksums are verified unless ``verify`` is False. ``settings``: decoding
+    choices (:class:`~liteasr_export.windowed.TranscribeOptions`), checked
+    against the model; ``batch_size``: windows decoded together, across
+    recordings."""
     if engine == "torch":
         if model is None:
             raise LiteASRError("--engine torch needs a model", "pass --model tiny.en (or a model folder)")
@@ -41,15 +50,17 @@ def open_transcriber(
         from .sources import load_model
         from .transcriber import TorchTranscriber
 
-        return TorchTranscriber(load_model(model, language=language), device=device)
+        return TorchTranscriber(load_model(model, language=language), device=device, batch_size=batch_size,
+                                settings=settings)
     if artifacts is None:
         raise LiteASRError(f"--engine {engine} needs exported artifacts", "pass --artifacts OUT (made by liteasr-export)")
     if engine == "onnx":
         from engines.ort_transcriber import OnnxTranscriber
 
-        return OnnxTranscriber(artifacts, threads=threads, providers=providers, cache_dir=ort_cache, verify=verify)
+        return OnnxTranscriber(artifacts, threads=threads, providers=providers, cache_dir=ort_cache, verify=verify,
+                               batch_size=batch_size, settings=settings)
     if engine == "trt":
         from engines.trt_transcriber import TrtTranscriber
 
-        return TrtTranscriber(artifacts, verify=verify)
+        return TrtTranscriber(artifacts, verify=verify, batch_size=batch_size, settings=settings)
     raise LiteASRError(f"unknown engine {engine!r}", f"use one of {', '.join(ENGINES)}")

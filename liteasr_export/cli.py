@@ -40,6 +40,30 @@ def _count(text: str) -> int:
     return value
 
 
+def _number_or_off(text: str) -> float | None:
+    """argparse type: a finite number, or ``off`` (the check is disabled)."""
+    if text.strip().lower() in ("off", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number or 'off', got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number or 'off', got {text!r}")
+    return value
+
+
+def _temperatures(text: str) -> tuple[float, ...]:
+    """argparse type: comma-separated temperatures, each >= 0."""
+    try:
+        values = tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers, got {text!r}") from None
+    if not values or any(not 0 <= t <= 10 for t in values):
+        raise argparse.ArgumentTypeError(f"temperatures must lie between 0 and 10, got {text!r}")
+    return values
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -84,7 +108,63 @@ def _run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentPar
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--threads", type=_count, default=None, help="CPU threads for the backend")
-    parser.add_argument("--language", default="en", help="language token for multilingual models (default en)")
+
+
+def _decoding_args(parser: argparse.ArgumentParser, language: str, timestamps: bool) -> None:
+    """Decoding options shared by liteasr-transcribe and liteasr-eval
+    (openai-whisper's defaults; see liteasr_export.decoding.SearchOptions)."""
+    from .decoding import DEFAULT_TEMPERATURES, SearchOptions
+
+    d = SearchOptions()
+    g = parser.add_argument_group("decoding")
+    g.add_argument("--language", default=language,
+                   help=f"language code, or auto: detect it from each file's first 30 s (multilingual models; "
+                        f"default {language})")
+    g.add_argument("--task", choices=("transcribe", "translate"), default="transcribe",
+                   help="translate: speech in any language to English text (multilingual models)")
+    g.add_argument("--beam-size", type=_count, default=d.beam_size,
+                   help=f"beams in beam search (default {d.beam_size}; 1: greedy)")
+    g.add_argument("--patience", type=float, default=d.patience,
+                   help="beam search stops once beam-size x patience candidates finished (default 1.0)")
+    g.add_argument("--length-penalty", type=float, default=None,
+                   help="rank candidates by log-probability / ((5 + length) / 6) ** ALPHA, ALPHA in [0, 1] "
+                        "(default: / length)")
+    g.add_argument("--no-fallback", dest="fallback", action="store_false",
+                   help="decode each window once at temperature 0 and keep it (no fallback, no silence skipping)")
+    g.add_argument("--temperatures", type=_temperatures, default=DEFAULT_TEMPERATURES,
+                   help="fallback temperatures, tried in turn while a window fails a threshold "
+                        "(default 0,0.2,0.4,0.6,0.8,1.0)")
+    g.add_argument("--best-of", type=_count, default=d.best_of,
+                   help=f"samples per window at temperatures > 0, the likeliest kept (default {d.best_of})")
+    g.add_argument("--compression-ratio-threshold", type=_number_or_off, default=d.compression_ratio_threshold,
+                   help="a window whose text compresses better than this is a loop: fall back (default 2.4; off)")
+    g.add_argument("--logprob-threshold", type=_number_or_off, default=d.logprob_threshold,
+                   help="fall back when the average log-probability is below this (default -1.0; off)")
+    g.add_argument("--no-speech-threshold", type=_number_or_off, default=d.no_speech_threshold,
+                   help="skip a window as silence when its no-speech probability is above this and the "
+                        "log-probability is below --logprob-threshold (default 0.6; off)")
+    g.add_argument("--seed", type=int, default=d.seed, help="seed of the fallback's sampling (default 0)")
+    g.add_argument("--timestamps", action=argparse.BooleanOptionalAction, default=timestamps,
+                   help="decode timestamps: segments, and long audio moves on by its last complete segment; "
+                        "without, long audio is cut in quiet moments and its windows decoded together "
+                        f"(default {'on' if timestamps else 'off'})")
+    g.add_argument("--batch-size", type=_count, default=8,
+                   help="30 s windows decoded together, across files (default 8)")
+
+
+def _settings(args: argparse.Namespace):
+    """The decoding choices of the command line as TranscribeOptions."""
+    from .decoding import SearchOptions
+    from .windowed import TranscribeOptions
+
+    search = SearchOptions(beam_size=args.beam_size, patience=args.patience, length_penalty=args.length_penalty,
+                           temperatures=tuple(args.temperatures), best_of=args.best_of,
+                           compression_ratio_threshold=args.compression_ratio_threshold,
+                           logprob_threshold=args.logprob_threshold, no_speech_threshold=args.no_speech_threshold,
+                           seed=args.seed)
+    if not args.fallback:
+        search = search.without_fallback()
+    return TranscribeOptions(search=search, timestamps=args.timestamps, language=args.language, task=args.task)
 
 
 def _backend_args(parser: argparse.ArgumentParser) -> None:
@@ -99,45 +179,69 @@ def _backend_args(parser: argparse.ArgumentParser) -> None:
     _common(parser)
 
 
+def _model(args: argparse.Namespace) -> str | None:
+    return args.model if args.model or args.engine != "torch" else "tiny.en"
+
+
 def _check_backend_args(args: argparse.Namespace) -> None:
     """The options of transcribe and eval that can be checked before any work."""
-    from .preflight import check_device, check_writable_folder
+    from .preflight import check_decoding_options, check_device, check_writable_folder
 
     if args.engine == "torch":
         check_device(args.device)
     if args.ort_cache is not None:
         check_writable_folder(args.ort_cache, "--ort-cache")
+    check_decoding_options(_settings(args), args.engine, _model(args), args.artifacts)
 
 
 def _open(args: argparse.Namespace):
     from .backends import open_transcriber
 
-    model = args.model if args.model or args.engine != "torch" else "tiny.en"
-    return open_transcriber(args.engine, model=model, artifacts=args.artifacts, threads=args.threads,
-                            device=args.device, language=args.language, providers=args.provider,
-                            ort_cache=args.ort_cache, verify=args.verify)
+    language = args.language if args.language not in (None, "auto") else "en"
+    return open_transcriber(args.engine, model=_model(args), artifacts=args.artifacts, threads=args.threads,
+                            device=args.device, language=language, providers=args.provider,
+                            ort_cache=args.ort_cache, verify=args.verify, settings=_settings(args),
+                            batch_size=args.batch_size)
 
 
 def transcribe_parser() -> argparse.ArgumentParser:
+    from .output_formats import FORMATS
+
     parser = _Parser(prog="liteasr-transcribe", description="Transcribe audio files with a model or exported artifacts.")
     parser.add_argument("audio", nargs="+", help="wav / flac / ogg / mp3 files")
-    parser.add_argument("--json", action="store_true", help='print [{"audio": path, "text": ...}]')
+    parser.add_argument("--output-format", "-f", choices=FORMATS, default="txt",
+                        help="txt (default), json (segments, language, and how each window was decoded), "
+                             "srt, vtt or tsv subtitles, or all of them (with --output-dir)")
+    parser.add_argument("--json", dest="output_format", action="store_const", const="json",
+                        help="the same as --output-format json")
+    parser.add_argument("--output-dir", "-o", default=None,
+                        help="write one file per input, AUDIO_STEM.FORMAT, here (default: print)")
     _backend_args(parser)
+    _decoding_args(parser, language="auto", timestamps=True)
     return parser
 
 
 def _transcribe(args: argparse.Namespace) -> int:
     from .frontend import load_audio
+    from .output_formats import WRITERS, formats_of, output_path, write_atomic
+    from .preflight import check_output_options
 
     _check_backend_args(args)
+    check_output_options(args.audio, args.output_format, args.output_dir, args.timestamps)
     audio = [load_audio(path) for path in args.audio]  # fail on bad files before loading a model
-    transcriber = _open(args)
-    results = [{"audio": path, "text": transcriber.transcribe(pcm)} for path, pcm in zip(args.audio, audio)]
-    if args.json:
-        print(json.dumps(results, ensure_ascii=False, indent=2))
+    transcripts = _open(args).transcribe_detailed(audio)
+    if args.output_dir is not None:
+        for path, transcript in zip(args.audio, transcripts):
+            for fmt in formats_of(args.output_format):
+                write_atomic(output_path(path, args.output_dir, fmt), WRITERS[fmt](transcript, path))
+    elif args.output_format == "json":
+        items = [{"audio": path, **t.to_dict()} for path, t in zip(args.audio, transcripts)]
+        print(json.dumps(items, ensure_ascii=False, indent=2))
+    elif args.output_format == "txt":
+        for path, t in zip(args.audio, transcripts):
+            print(t.text if len(args.audio) == 1 else f"{path}: {t.text}")
     else:
-        for item in results:
-            print(item["text"] if len(results) == 1 else f"{item['audio']}: {item['text']}")
+        sys.stdout.write(WRITERS[args.output_format](transcripts[0], args.audio[0]))
     return 0
 
 
@@ -147,6 +251,7 @@ def eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=_count, default=None, help="evaluate only the first N utterances")
     parser.add_argument("--json", action="store_true", help='print {"wer": percent, "n": count, "items": [...]}')
     _backend_args(parser)
+    _decoding_args(parser, language="en", timestamps=False)
     return parser
 
 
@@ -157,7 +262,9 @@ def _eval(args: argparse.Namespace) -> int:
 
     _check_backend_args(args)
     utterances = resolve_set(args.eval, purpose="eval")[: args.limit]
-    result = evaluate(_open(args).transcribe, utterances, progress=sys.stderr.isatty(), keep_going=True)
+    transcriber = _open(args)
+    result = evaluate(transcriber.transcribe, utterances, progress=sys.stderr.isatty(), keep_going=True,
+                      transcribe_many=transcriber.transcribe_many, chunk=4 * args.batch_size)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -250,6 +357,7 @@ def export_parser() -> argparse.ArgumentParser:
                      help="write an export that fails the quality gate, marked as degraded in the manifest and report")
     parser.add_argument("--device", default="cpu", help="torch device for calibration and reference (cpu, cuda)")
     parser.add_argument("--quiet", dest="progress", action="store_false", help="no progress output")
+    parser.add_argument("--language", default="en", help="language of the model's prompt (multilingual models; default en)")
     parser.set_defaults(precision="fp32")
     _common(parser)
     return parser

@@ -136,10 +136,9 @@ def search_compression(loaded, stats, opts: ExportOptions, note: Note = print):
     (the dense model and None when no size passes) and the search result."""
     from engines.quality_gate import TranscriptCache, compare
 
-    from .quality_stage import SEARCH_SEED, dense_key, gate_checks
+    from .quality_stage import SEARCH_SEED, dense_key, gate_checks, gate_transcriber
     from .rank_policies import make_policy
     from .target_search import search_target_size
-    from .transcriber import TorchTranscriber
 
     spectra = select_spectra(loaded, stats, make_policy("budget", target_size=0.9), opts)
     checks = gate_checks(opts, note, seed=SEARCH_SEED)
@@ -148,7 +147,7 @@ def search_compression(loaded, stats, opts: ExportOptions, note: Note = print):
     for check in checks:
         texts = cache.get(key, check)
         if texts is None:
-            texts = TorchTranscriber(loaded).transcribe_many(check.audio)
+            texts = gate_transcriber(loaded).transcribe_many(check.audio)
             cache.put(key, check, texts)
         dense_texts.append(texts)
     built: dict[float, tuple] = {}
@@ -156,7 +155,7 @@ def search_compression(loaded, stats, opts: ExportOptions, note: Note = print):
     def evaluate(size: float):
         candidate = build(loaded, stats, make_policy("budget", target_size=size), spectra, opts, lambda _: None)
         built[size] = candidate
-        transcriber = TorchTranscriber(candidate[0])
+        transcriber = gate_transcriber(candidate[0])
         results = [compare(c, d, {"torch": transcriber.transcribe_many(c.audio)}, {}) for c, d in zip(checks, dense_texts)]
         return (candidate[1].size_ratio, {r.name: r.increase["torch"] for r in results if r.labeled},
                 {r.name: r.agreement["torch"] for r in results if not r.labeled})

@@ -81,30 +81,55 @@ def score(audio: list[str], references: list[str], hypotheses: list[str], second
 
 
 def evaluate(transcribe: Callable[[np.ndarray], str], utterances: Iterable, progress: bool = True,
-             audio: Sequence[np.ndarray] | None = None, keep_going: bool = False) -> EvalResult:
+             audio: Sequence[np.ndarray] | None = None, keep_going: bool = False,
+             transcribe_many: Callable[[list[np.ndarray]], list[str]] | None = None,
+             chunk: int = 32) -> EvalResult:
     """Transcribe every utterance (``.audio`` path, ``.text`` reference) and score.
 
     ``audio``: the utterances' samples, already decoded (to compare several
     backends on one decode); the time then covers transcription only.
     ``keep_going``: an utterance whose audio cannot be used (AudioError) is
     recorded as an item with ``error`` and left out of the WER, instead of
-    ending the evaluation; ``failed`` counts them."""
+    ending the evaluation; ``failed`` counts them.
+    ``transcribe_many``: transcribe ``chunk`` recordings per call instead
+    (their windows are batched together: see ``WindowedTranscriber``)."""
     from tqdm import tqdm
 
     utterances = [u for u in utterances if u.text is not None]
     if audio is not None and len(audio) != len(utterances):
         raise ValueError(f"{len(audio)} decoded clips for {len(utterances)} utterances")
-    hypotheses: list[str | None] = []
+    hypotheses: list[str | None] = [None] * len(utterances)
     failures: dict[int, str] = {}
     start = time.perf_counter()
-    for index, utt in enumerate(tqdm(utterances, desc="transcribing", unit="utt", disable=not progress, leave=False)):
-        try:
-            hypotheses.append(transcribe(audio[index] if audio is not None else load_audio(utt.audio)))
-        except AudioError as exc:
-            if not keep_going:
-                raise
-            failures[index] = str(exc)
-            hypotheses.append(None)
+    many = transcribe_many if transcribe_many is not None else (lambda clips: [transcribe(a) for a in clips])
+    step = chunk if transcribe_many is not None else 1
+    with tqdm(total=len(utterances), desc="transcribing", unit="utt", disable=not progress, leave=False) as bar:
+        for first in range(0, len(utterances), step):
+            indices, samples = [], []
+            for index in range(first, min(first + step, len(utterances))):
+                try:
+                    samples.append(audio[index] if audio is not None else load_audio(utterances[index].audio))
+                    indices.append(index)
+                except AudioError as exc:
+                    if not keep_going:
+                        raise
+                    failures[index] = str(exc)
+            try:
+                texts = many(samples)
+            except AudioError:
+                if not keep_going:
+                    raise
+                texts = []  # a bad recording in the chunk: find it one by one
+                for index, sample in zip(indices, samples):
+                    try:
+                        texts.append(many([sample])[0])
+                    except AudioError as one:
+                        failures[index] = str(one)
+                        texts.append(None)
+            for index, text in zip(indices, texts):
+                if index not in failures:
+                    hypotheses[index] = text
+            bar.update(min(step, len(utterances) - first))
     seconds = time.perf_counter() - start
     done = [i for i in range(len(utterances)) if i not in failures]
     result = score([utterances[i].audio for i in done], [utterances[i].text for i in done],

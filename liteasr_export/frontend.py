@@ -173,11 +173,10 @@ def log_mel(audio: np.ndarray, n_mels: int) -> np.ndarray:
     return out
 
 
-def split_windows(audio: np.ndarray) -> list[np.ndarray]:
-    """Split audio into windows of at most 30 s, cutting in the quietest 20 ms
-    of each window's last 5 s so that words are not cut in half."""
+def window_bounds(audio: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) samples of the windows :func:`split_windows` cuts."""
     audio = np.asarray(audio, dtype=np.float32)
-    windows: list[np.ndarray] = []
+    bounds: list[tuple[int, int]] = []
     start = 0
     frame = SAMPLE_RATE // 50
     search = int(CUT_SEARCH_SECONDS * SAMPLE_RATE)
@@ -185,7 +184,14 @@ def split_windows(audio: np.ndarray) -> list[np.ndarray]:
         tail = audio[start + N_SAMPLES - search : start + N_SAMPLES]
         energy = np.square(tail[: tail.size // frame * frame].reshape(-1, frame)).sum(axis=1)
         cut = start + N_SAMPLES - search + int(np.argmin(energy)) * frame + frame // 2
-        windows.append(audio[start:cut])
+        bounds.append((start, cut))
         start = cut
-    windows.append(audio[start:])
-    return windows
+    bounds.append((start, audio.size))
+    return bounds
+
+
+def split_windows(audio: np.ndarray) -> list[np.ndarray]:
+    """Split audio into windows of at most 30 s, cutting in the quietest 20 ms
+    of each window's last 5 s so that words are not cut in half."""
+    audio = np.asarray(audio, dtype=np.float32)
+    return [audio[start:end] for start, end in window_bounds(audio)]

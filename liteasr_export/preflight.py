@@ -128,3 +128,75 @@ def check_compression_options(opts) -> None:
     check_count(opts.refine_windows, "--refine-windows")
     if opts.target_wer_increase is not None:
         check_fraction_or_points(opts.target_wer_increase, "--target-wer-increase", upper=None)
+
+
+def check_decoding_options(settings, engine: str, model: str | None = None, artifacts: str | None = None) -> None:
+    """Decoding choices (:class:`~liteasr_export.windowed.TranscribeOptions`):
+    numbers in range, and a language and task the model can do, read from
+    its tokenizer alone (before the model is loaded)."""
+    import math
+
+    s = settings.search
+    for value, option in ((s.beam_size, "--beam-size"), (s.best_of, "--best-of")):
+        check_count(value, option)
+    if not (isinstance(s.patience, (int, float)) and math.isfinite(s.patience) and s.patience > 0):
+        raise LiteASRError(f"--patience must be a number > 0, got {s.patience!r}", "pass --patience 1.0 (the default)")
+    if s.length_penalty is not None and not (math.isfinite(s.length_penalty) and 0 <= s.length_penalty <= 1):
+        raise LiteASRError(f"--length-penalty must lie between 0 and 1, got {s.length_penalty!r}",
+                           "pass an ALPHA in [0, 1], or leave it out to divide by the length")
+    if not s.temperatures or s.temperatures[0] != 0:
+        raise LiteASRError(f"the first fallback temperature must be 0, got {list(s.temperatures)}",
+                           "start --temperatures with 0 (greedy or beam search), e.g. 0,0.2,0.4")
+    if s.seed < 0:
+        raise LiteASRError(f"--seed must be >= 0, got {s.seed}", "pass a whole number >= 0")
+    tokenizer = _tokenizer_of(engine, model, artifacts)
+    if tokenizer is not None:
+        from .tokenizer import check_language
+
+        check_language(tokenizer, settings.language, settings.task)
+
+
+def _tokenizer_of(engine: str, model: str | None, artifacts: str | None):
+    """The tokenizer a model or artifacts folder will use, or None when it
+    cannot be found cheaply (loading the model then names the problem)."""
+    from .errors import ArtifactError, ModelSourceError
+    from .tokenizer import WhisperTokenizer
+
+    try:
+        if engine == "torch" and model is not None:
+            from .sources import BUNDLED, model_kind
+
+            folder = BUNDLED[model].files()[0] if model_kind(model) == "bundled" else Path(model).expanduser()
+            path = folder / "tokenizer.json"
+        elif artifacts is not None:
+            from exporters.artifacts import load_manifest
+
+            path = load_manifest(artifacts).tokenizer_path
+        else:
+            return None
+        return WhisperTokenizer(path) if path.is_file() else None
+    except (ModelSourceError, ArtifactError):
+        return None
+
+
+def check_output_options(audio: list[str], fmt: str, output_dir: str | None, timestamps: bool) -> None:
+    """``--output-format`` and ``--output-dir`` of liteasr-transcribe fit together."""
+    from .output_formats import TIMED_FORMATS, formats_of, output_path
+
+    if fmt in TIMED_FORMATS and not timestamps:
+        raise LiteASRError(f"--output-format {fmt} needs timestamps", "drop --no-timestamps")
+    if output_dir is None:
+        if fmt == "all":
+            raise LiteASRError("--output-format all writes one file per format", "pass --output-dir DIR")
+        if fmt in TIMED_FORMATS and len(audio) > 1:
+            raise LiteASRError(f"{len(audio)} files cannot share one {fmt} output on stdout",
+                               "pass --output-dir DIR (one file per input)")
+        return
+    check_writable_folder(output_dir, "--output-dir")
+    seen: dict[Path, str] = {}
+    for path in audio:
+        target = output_path(path, output_dir, formats_of(fmt)[0])
+        if target in seen:
+            raise OutputError(f"{seen[target]} and {path} would both be written to {target}",
+                              "rename one of them, or transcribe them into different --output-dir folders")
+        seen[target] = path

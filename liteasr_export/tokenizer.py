@@ -11,6 +11,26 @@ from pathlib import Path
 
 from .errors import ModelSourceError
 
+TASKS = ("transcribe", "translate")
+
+
+def check_language(tokenizer: "WhisperTokenizer", language: str | None, task: str = "transcribe") -> None:
+    """``language`` (a code, or None/"auto" for detection) and ``task`` suit the model."""
+    if task not in TASKS:
+        raise ModelSourceError(f"unknown task {task!r}", "use --task transcribe or --task translate")
+    if not tokenizer.is_multilingual:
+        if language not in (None, "auto", "en"):
+            raise ModelSourceError(f"this is an English-only model: it cannot transcribe --language {language}",
+                                   "use a multilingual model (e.g. --model base) or --language en")
+        if task == "translate":
+            raise ModelSourceError("this is an English-only model: it cannot --task translate",
+                                   "use a multilingual model (e.g. --model base)")
+        return
+    if language not in (None, "auto") and language not in tokenizer.language_ids:
+        raise ModelSourceError(f"unknown language code {language!r}",
+                               f"use auto or one of {', '.join(sorted(tokenizer.language_ids))}")
+
+
 class WhisperTokenizer:
     """Thin wrapper over a ``tokenizers.Tokenizer`` loaded from tokenizer.json."""
 
@@ -57,15 +77,17 @@ class WhisperTokenizer:
         # <|endoftext|> sits at 50257 instead of 50256 (as in openai-whisper).
         return self.eot > 50256
 
-    def prompt(self, language: str | None = "en", task: str = "transcribe") -> list[int]:
-        """Decoder prompt without timestamps: sot [language task] notimestamps."""
+    def prompt(self, language: str | None = "en", task: str = "transcribe", timestamps: bool = False) -> list[int]:
+        """Decoder prompt: sot [language task] [notimestamps]. English-only
+        models take no language or task token, and refuse another language
+        or translation with a clear error."""
+        check_language(self, language, task)
+        tail = [] if timestamps else [self.no_timestamps]
         if not self.is_multilingual:
-            return [self.sot, self.no_timestamps]
-        lang = language or "en"
-        if lang not in self.language_ids:
-            raise ModelSourceError(f"unknown language code {lang!r}", f"use one of {sorted(self.language_ids)[:12]}...")
+            return [self.sot, *tail]
         task_id = self.transcribe if task == "transcribe" else self.translate
-        return [self.sot, self.language_ids[lang], task_id, self.no_timestamps]
+        placeholder = language in (None, "auto")  # detection writes the language token in
+        return [self.sot, self.language_ids["en" if placeholder else language], task_id, *tail]
 
     def decode(self, ids: list[int]) -> str:
         """Text of the content tokens (special tokens, all >= eot, dropped)."""

@@ -1,22 +1,23 @@
-"""The PyTorch reference transcriber: greedy decoding with a KV cache.
+"""The PyTorch reference transcriber: the shared decoding over transformers'
+decoder with a KV cache.
 
 Every later parity and WER figure is measured against this.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
+from .decoding import RowOwners
 from .sources import LoadedModel
-from .windowed import WindowedTranscriber
+from .windowed import TranscribeOptions, WindowedTranscriber
 
 
 class TorchTranscriber(WindowedTranscriber):
     """Transcribe audio of any length with a (dense or low-rank) PyTorch model."""
 
-    def __init__(self, loaded: LoadedModel, device: str = "cpu", batch_size: int = 8) -> None:
+    def __init__(self, loaded: LoadedModel, device: str = "cpu", batch_size: int = 8,
+                 settings: TranscribeOptions | None = None) -> None:
         import torch
 
         self.loaded = loaded
@@ -26,6 +27,9 @@ class TorchTranscriber(WindowedTranscriber):
         self.n_mels = self.model.config.num_mel_bins
         self.tokenizer = loaded.tokenizer
         self.options = loaded.decoding
+        self.vocab_size = self.model.config.vocab_size
+        if settings is not None:
+            self.configure(settings)
 
     def encode(self, features: np.ndarray):
         """Encoder hidden states for log-mel ``features`` (B, n_mels, 3000)."""
@@ -35,19 +39,37 @@ class TorchTranscriber(WindowedTranscriber):
             x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(self.device)
             return self.model.model.encoder(x).last_hidden_state
 
-    def decoder_step(self, encoder_states) -> Callable[[np.ndarray], np.ndarray]:
+    def decoder_step(self, encoder_states) -> "TorchDecoderStep":
         """A :class:`~liteasr_export.decoding.DecoderStep` over this batch's encoder states."""
-        import torch
+        return TorchDecoderStep(self.model, encoder_states, self.device)
+
+
+class TorchDecoderStep:
+    """The PyTorch decoder with transformers' KV cache: self-attention K/V
+    grow per step, cross-attention K/V are computed at the first call."""
+
+    def __init__(self, model, encoder_states, device) -> None:
         from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-        decoder, proj = self.model.model.decoder, self.model.proj_out
+        self.cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        self.decoder, self.proj = model.model.decoder, model.proj_out
+        self.states = encoder_states
+        self.device = device
+        self.rows = RowOwners(encoder_states.shape[0])
 
-        def step(tokens: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                ids = torch.from_numpy(tokens).to(self.device)
-                out = decoder(input_ids=ids, encoder_hidden_states=encoder_states,
-                              cache=cache, use_cache=True)
-                return proj(out.last_hidden_state[:, -1]).float().cpu().numpy()
+    def __call__(self, tokens: np.ndarray) -> np.ndarray:
+        import torch
 
-        return step
+        with torch.inference_mode():
+            ids = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)).to(self.device)
+            out = self.decoder(input_ids=ids, encoder_hidden_states=self.states, cache=self.cache, use_cache=True)
+            return self.proj(out.last_hidden_state[:, -1]).float().cpu().numpy()
+
+    def reorder(self, rows: np.ndarray) -> None:
+        import torch
+
+        index = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
+        self.cache.self_attention_cache.reorder_cache(index)
+        if self.rows.moves_windows(rows):
+            self.cache.cross_attention_cache.reorder_cache(index)
+            self.states = self.states.index_select(0, index)

@@ -117,6 +117,25 @@ RUNTIME = [  # transcribe and eval, ONNX Runtime and the torch reference
     ("ort-cache-under-a-file", ["--engine", "onnx", "--artifacts", "{artifacts}", "--ort-cache", "{tmp}/cachefile/c"],
      _file("cachefile"), "cannot create"),
     ("engine-unknown", ["--engine", "tflite"], None, "argument --engine: invalid choice"),
+    # decoding options (the random artifacts have tiny.en's English-only vocabulary)
+    ("language-on-english-only", ["--engine", "onnx", "--artifacts", "{artifacts}", "--language", "de"], None,
+     "English-only model: it cannot transcribe --language de"),
+    ("translate-on-english-only", ["--engine", "onnx", "--artifacts", "{artifacts}", "--task", "translate"], None,
+     "English-only model: it cannot --task translate"),
+    ("language-unknown", ["--engine", "torch", "--model", "base", "--language", "xx"], None,
+     "unknown language code 'xx'"),
+    ("beam-size-0", ["--engine", "onnx", "--artifacts", "{artifacts}", "--beam-size", "0"], None,
+     "--beam-size: must be a whole number >= 1"),
+    ("batch-size-0", ["--engine", "onnx", "--artifacts", "{artifacts}", "--batch-size", "0"], None,
+     "--batch-size: must be a whole number >= 1"),
+    ("length-penalty-range", ["--engine", "onnx", "--artifacts", "{artifacts}", "--length-penalty", "2"], None,
+     "--length-penalty must lie between 0 and 1"),
+    ("patience-0", ["--engine", "onnx", "--artifacts", "{artifacts}", "--patience", "0"], None,
+     "--patience must be a number > 0"),
+    ("temperatures-not-from-0", ["--engine", "onnx", "--artifacts", "{artifacts}", "--temperatures", "0.2,0.4"], None,
+     "the first fallback temperature must be 0"),
+    ("threshold-text", ["--engine", "onnx", "--artifacts", "{artifacts}", "--logprob-threshold", "low"], None,
+     "must be a number or 'off'"),
 ]
 
 TRANSCRIBE = [
@@ -125,6 +144,11 @@ TRANSCRIBE = [
     ("audio-nan", ["{tmp}/bad.wav"], _with_bad_value(np.nan), "NaN or infinite samples"),
     ("audio-inf", ["{tmp}/bad.wav"], _with_bad_value(np.inf), "NaN or infinite samples"),
     ("audio-corrupt", ["{tmp}/m.bin"], _file("m.bin"), "cannot decode audio file"),
+    ("srt-without-timestamps", ["-f", "srt", "--no-timestamps", "{clip}"], None, "--output-format srt needs timestamps"),
+    ("vtt-of-two-files-to-stdout", ["-f", "vtt", "{clip}", "{clip}"], None, "2 files cannot share one vtt output"),
+    ("output-dir-same-name", ["-o", "{tmp}/subs", "{clip}", "{clip}"], None, "would both be written to"),
+    ("output-dir-is-a-file", ["-o", "{tmp}/cachefile", "{clip}"], _file("cachefile"), "--output-dir: "),
+    ("all-formats-to-stdout", ["-f", "all", "{clip}"], None, "--output-format all writes one file per format"),
 ]
 
 EVAL = [

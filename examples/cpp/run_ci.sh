@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI for the C++ example, start to end: system packages (cmake, g++, libssl-dev,
-# nlohmann-json3-dev), ONNX Runtime headers and library (fetch_deps.sh),
+# nlohmann-json3-dev, zlib1g-dev), ONNX Runtime headers and library (fetch_deps.sh),
 # tiny.en artifacts exported with the project's Python API, CMake configure
 # and build, then CTest (unit checks, the built-in clips against the Python
 # ONNX Runtime path, bad-input cases).
@@ -19,7 +19,7 @@ fi
 export PYTHON
 
 # ---------------------------------------------------------------- system packages
-bash "$repo/scripts/install_system_deps.sh" --required cmake g++ nlohmann-json3-dev libssl-dev
+bash "$repo/scripts/install_system_deps.sh" --required cmake g++ nlohmann-json3-dev libssl-dev zlib1g-dev
 
 # ---------------------------------------------------------------- ONNX Runtime
 "$here/fetch_deps.sh"

@@ -1,9 +1,12 @@
 // liteasr_cpp: transcribe 16 kHz mono WAV files with an artifacts folder.
 //
-//   liteasr_cpp [--threads N] [--batch-size N] [--no-verify] OUT audio.wav [more.wav ...]
+//   liteasr_cpp [--threads N] [--batch-size N] [--no-verify] [--format txt|json|srt]
+//               [--no-timestamps] [--no-fallback] [--seed N] OUT audio.wav [more.wav ...]
 //
-// Prints one line of text per file, in order. Exit status: 0 on success, 2 on
-// bad input (usage, artifacts folder, WAV format), 1 on a runtime failure.
+// txt: one line of text per file, in order; json: an array with one object
+// per file (text, segments, windows); srt: subtitles of one file. Exit
+// status: 0 on success, 2 on bad input (usage, artifacts folder, WAV
+// format), 1 on a runtime failure.
 #include <onnxruntime_cxx_api.h>
 
 #include <cstdlib>
@@ -20,7 +23,8 @@ constexpr int kFailure = 1;
 
 int usage(const std::string& problem) {
   if (!problem.empty()) std::cerr << "liteasr_cpp: error: " << problem << "\n";
-  std::cerr << "usage: liteasr_cpp [--threads N] [--batch-size N] [--no-verify] OUT audio.wav [more.wav ...]\n"
+  std::cerr << "usage: liteasr_cpp [--threads N] [--batch-size N] [--no-verify] [--format txt|json|srt]\n"
+               "                   [--no-timestamps] [--no-fallback] [--seed N] OUT audio.wav [more.wav ...]\n"
                "  OUT        an artifacts folder written by liteasr-export (manifest.json, *.onnx, tokenizer.json)\n"
                "  audio.wav  16 kHz mono WAV, 16-bit PCM or 32-bit float\n";
   return kBadInput;
@@ -38,6 +42,7 @@ bool parse_count(const std::string& text, int minimum, int& out) {
 
 int main(int argc, char** argv) {
   liteasr::TranscriberOptions options;
+  std::string format = "txt";
   std::vector<std::string> positional;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -45,14 +50,26 @@ int main(int argc, char** argv) {
       usage("");
       return 0;
     }
-    if (arg == "--threads" || arg == "--batch-size") {
-      int& target = arg == "--threads" ? options.threads : options.batch_size;
-      if (i + 1 >= argc || !parse_count(argv[i + 1], arg == "--threads" ? 0 : 1, target)) {
-        return usage(arg + " needs a number (" + (arg == "--threads" ? "0 = default" : ">= 1") + ")");
+    if (arg == "--threads" || arg == "--batch-size" || arg == "--seed") {
+      int value = 0;
+      const int minimum = arg == "--batch-size" ? 1 : 0;
+      if (i + 1 >= argc || !parse_count(argv[i + 1], minimum, value)) {
+        return usage(arg + " needs a number (" + (arg == "--threads" ? "0 = default" : minimum ? ">= 1" : ">= 0") + ")");
       }
+      if (arg == "--threads") options.threads = value;
+      else if (arg == "--batch-size") options.batch_size = value;
+      else options.seed = static_cast<uint64_t>(value);
       ++i;
+    } else if (arg == "--format" || arg == "--output-format") {
+      if (i + 1 >= argc) return usage(arg + " needs txt, json or srt");
+      format = argv[++i];
+      if (format != "txt" && format != "json" && format != "srt") return usage("unknown " + arg + " " + format + ": use txt, json or srt");
     } else if (arg == "--no-verify") {
       options.verify = false;
+    } else if (arg == "--no-timestamps") {
+      options.timestamps = false;
+    } else if (arg == "--no-fallback") {
+      options.fallback = false;
     } else if (arg.rfind("--", 0) == 0) {
       return usage("unknown option " + arg);
     } else {
@@ -60,12 +77,23 @@ int main(int argc, char** argv) {
     }
   }
   if (positional.size() < 2) return usage("expected an artifacts folder and at least one WAV file");
+  if (format == "srt" && !options.timestamps) return usage("--format srt needs timestamps: drop --no-timestamps");
+  if (format == "srt" && positional.size() > 2) return usage("--format srt takes one WAV file");
 
   try {
     liteasr::Transcriber transcriber(positional[0], options);
+    if (format == "json") std::cout << "[";
     for (size_t i = 1; i < positional.size(); ++i) {
-      std::cout << transcriber.transcribe(liteasr::read_wav(positional[i])) << "\n" << std::flush;
+      const auto transcript = transcriber.transcribe_detailed(liteasr::read_wav(positional[i]));
+      if (format == "txt") {
+        std::cout << transcript.text << "\n" << std::flush;
+      } else if (format == "json") {
+        std::cout << (i > 1 ? ",\n" : "\n") << liteasr::to_json(transcript, positional[i]) << std::flush;
+      } else {
+        std::cout << liteasr::to_srt(transcript) << std::flush;
+      }
     }
+    if (format == "json") std::cout << "\n]\n";
   } catch (const liteasr::Error& exc) {
     std::cerr << "liteasr_cpp: error: " << exc.what() << "\n";
     return kBadInput;

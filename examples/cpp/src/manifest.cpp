@@ -102,6 +102,16 @@ Manifest load_manifest(const fs::path& artifacts_dir) {
     m.decoding.suppress = decoding.value("suppress", std::vector<int64_t>{});
     m.decoding.suppress_begin = decoding.value("suppress_begin", std::vector<int64_t>{});
     m.decoding.max_new_tokens = decoding.value("max_new_tokens", int64_t{224});
+    // manifests before timestamps: the prompt is sot ... <|notimestamps|>, and <|0.00|> follows it
+    const auto& prompt = m.decoding.prompt;
+    auto id_or = [&](const char* key, int64_t fallback) {
+      return decoding.contains(key) && !decoding.at(key).is_null() ? decoding.at(key).get<int64_t>() : fallback;
+    };
+    m.decoding.sot = id_or("sot", prompt.empty() ? -1 : prompt.front());
+    m.decoding.no_speech = id_or("no_speech", -1);
+    m.decoding.no_timestamps = id_or("no_timestamps", prompt.empty() ? -1 : prompt.back());
+    m.decoding.timestamp_begin = id_or("timestamp_begin", m.decoding.no_timestamps + 1);
+    m.decoding.max_initial_timestamp_index = id_or("max_initial_timestamp_index", 50);
   } catch (const json::exception& exc) {
     throw Error(path.string() + " does not have the expected layout (" + exc.what() + ")", kReexport);
   }

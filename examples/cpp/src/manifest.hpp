@@ -10,13 +10,20 @@
 
 namespace liteasr::detail {
 
-/// liteasr_export.decoding.DecodingOptions
+/// liteasr_export.decoding.DecodingOptions (as manifest.json records them:
+/// without timestamps; `with_timestamps()` derives the timestamp mode)
 struct DecodingOptions {
   std::vector<int64_t> prompt;
   int64_t eot = 0;
   std::vector<int64_t> suppress;
   std::vector<int64_t> suppress_begin;
   int64_t max_new_tokens = 224;
+  int64_t sot = -1;              // -1: unknown (no no-speech probability)
+  int64_t no_speech = -1;        // <|nospeech|>, -1: none
+  int64_t no_timestamps = -1;    // <|notimestamps|>
+  int64_t timestamp_begin = -1;  // <|0.00|>
+  bool timestamps = false;       // apply the timestamp rules
+  int64_t max_initial_timestamp_index = 50;  // -1: no limit
 };
 
 struct Manifest {

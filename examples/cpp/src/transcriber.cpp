@@ -1,18 +1,20 @@
 // liteasr::Transcriber on ONNX Runtime's C++ API: frontend.onnx per window,
 // encoder.onnx per batch of windows (only the cross K/V outputs are fetched),
 // decoder.onnx once per token with the self-attention KV cache carried from
-// its present_* outputs to its past_* inputs, the shared greedy loop, and
-// byte-level BPE detokenization.
+// its present_* outputs to its past_* inputs (rows gathered when the
+// fallback samples several candidates or decodes some windows again), the
+// decoding of decoding.hpp, and byte-level BPE detokenization.
 #include "liteasr/transcriber.hpp"
 
 #include <onnxruntime_cxx_api.h>
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <set>
 
 #include "detokenizer.hpp"
-#include "greedy.hpp"
+#include "decoding.hpp"
 #include "integrity.hpp"
 #include "manifest.hpp"
 #include "windows.hpp"
@@ -81,6 +83,34 @@ std::vector<const char*> c_strings(const std::vector<std::string>& strings) {
   return out;
 }
 
+/// A float tensor's rows `rows` (along its first axis), as a new tensor.
+Ort::Value gather_rows(const Ort::Value& value, const std::vector<int64_t>& rows) {
+  auto shape = value.GetTensorTypeAndShapeInfo().GetShape();
+  const int64_t batch = shape[0];
+  size_t row_size = 1;
+  for (size_t i = 1; i < shape.size(); ++i) row_size *= static_cast<size_t>(shape[i]);
+  shape[0] = static_cast<int64_t>(rows.size());
+  Ort::AllocatorWithDefaultOptions allocator;
+  Ort::Value out = Ort::Value::CreateTensor<float>(allocator, shape.data(), shape.size());
+  if (row_size) {
+    const float* src = value.GetTensorData<float>();
+    float* dst = out.GetTensorMutableData<float>();
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (rows[i] < 0 || rows[i] >= batch) throw Error("row index out of range while reordering", "this is a bug");
+      std::memcpy(dst + i * row_size, src + static_cast<size_t>(rows[i]) * row_size, row_size * sizeof(float));
+    }
+  }
+  return out;
+}
+
+/// A tensor that reads `value`'s memory (which must outlive it).
+Ort::Value view_of(Ort::Value& value, const Ort::MemoryInfo& cpu) {
+  const auto info = value.GetTensorTypeAndShapeInfo();
+  const auto shape = info.GetShape();
+  return Ort::Value::CreateTensor<float>(cpu, value.GetTensorMutableData<float>(), info.GetElementCount(),
+                                         shape.data(), shape.size());
+}
+
 }  // namespace
 
 struct Transcriber::Impl {
@@ -98,6 +128,7 @@ struct Transcriber::Impl {
       : manifest(detail::load_manifest(dir)), options(opts), detokenizer(manifest.tokenizer) {
     if (options.batch_size < 1) throw Error("batch_size must be >= 1", "pass a positive batch size");
     if (options.threads < 0) throw Error("threads must be >= 0", "pass 0 for ONNX Runtime's default");
+    if (options.best_of < 1) throw Error("best_of must be >= 1", "pass 1 or more samples per window");
     if (options.verify) detail::verify_files(manifest.root, manifest.sha256, manifest.loaded_files);
     if (options.threads > 0) session_options.SetIntraOpNumThreads(options.threads);
     session_options.SetInterOpNumThreads(1);
@@ -141,7 +172,8 @@ struct Transcriber::Impl {
     std::memcpy(out, result[0].GetTensorData<float>(), count * sizeof(float));
   }
 
-  std::vector<std::vector<int64_t>> decode_features(const std::vector<float>& feats, int64_t batch) {
+  /// Cross K/V of every decoder layer for `batch` windows of features.
+  std::vector<Ort::Value> encode(const std::vector<float>& feats, int64_t batch) {
     const int64_t per_window = manifest.n_mels * manifest.n_frames;
     if (batch < 1 || static_cast<int64_t>(feats.size()) != batch * per_window) {
       throw Error("features must hold batch x " + std::to_string(manifest.n_mels) + " x " + std::to_string(manifest.n_frames) +
@@ -152,23 +184,31 @@ struct Transcriber::Impl {
     auto input = Ort::Value::CreateTensor<float>(cpu, const_cast<float*>(feats.data()), feats.size(), shape, 3);
     const char* in_name = "input_features";
     const auto cross_c = c_strings(cross);
-    std::vector<Ort::Value> cross_kv = encoder.Run(Ort::RunOptions{nullptr}, &in_name, &input, 1, cross_c.data(), cross_c.size());
+    return encoder.Run(Ort::RunOptions{nullptr}, &in_name, &input, 1, cross_c.data(), cross_c.size());
+  }
 
-    // feeds: input_ids, past_* (start empty: past length 0), cross_* (fixed)
+  /// A decoder over `cross_kv` (read, not copied): feeds are input_ids,
+  /// past_* (empty at first) and cross_*; reorder() gathers rows of both.
+  detail::Decoder decoder_over(std::vector<Ort::Value>& cross_kv) {
+    struct State {
+      std::vector<Ort::Value> feeds;
+    };
+    auto state = std::make_shared<State>();
+    const int64_t batch = cross_kv[0].GetTensorTypeAndShapeInfo().GetShape()[0];
     const size_t n_past = cross.size();
-    std::vector<Ort::Value> feeds;
-    feeds.emplace_back(nullptr);
+    state->feeds.emplace_back(nullptr);
     Ort::AllocatorWithDefaultOptions allocator;
     const int64_t empty[4] = {batch, manifest.decoder_heads, 0, manifest.head_dim};
-    for (size_t i = 0; i < n_past; ++i) feeds.push_back(Ort::Value::CreateTensor<float>(allocator, empty, 4));
-    for (auto& value : cross_kv) feeds.push_back(std::move(value));
-    const auto in_c = c_strings(decoder_inputs);
-    const auto out_c = c_strings(decoder_outputs);
-
-    detail::DecoderStep step = [&](const std::vector<int64_t>& tokens, int64_t b, int64_t n_tokens) {
+    for (size_t i = 0; i < n_past; ++i) state->feeds.push_back(Ort::Value::CreateTensor<float>(allocator, empty, 4));
+    for (auto& value : cross_kv) state->feeds.push_back(view_of(value, cpu));
+    detail::Decoder decoder;
+    decoder.step = [this, state, n_past](const std::vector<int64_t>& tokens, int64_t b, int64_t n_tokens) {
+      const auto in_c = c_strings(decoder_inputs);
+      const auto out_c = c_strings(decoder_outputs);
       const int64_t ids_shape[2] = {b, n_tokens};
+      auto& feeds = state->feeds;
       feeds[0] = Ort::Value::CreateTensor<int64_t>(cpu, const_cast<int64_t*>(tokens.data()), tokens.size(), ids_shape, 2);
-      auto outputs = decoder.Run(Ort::RunOptions{nullptr}, in_c.data(), feeds.data(), feeds.size(), out_c.data(), out_c.size());
+      auto outputs = this->decoder.Run(Ort::RunOptions{nullptr}, in_c.data(), feeds.data(), feeds.size(), out_c.data(), out_c.size());
       for (size_t i = 0; i < n_past; ++i) feeds[1 + i] = std::move(outputs[1 + i]);  // present -> past
       const auto logits_shape = outputs[0].GetTensorTypeAndShapeInfo().GetShape();  // (b, n_tokens, vocab)
       if (logits_shape.size() != 3 || logits_shape[0] != b || logits_shape[1] != n_tokens) {
@@ -183,24 +223,105 @@ struct Transcriber::Impl {
       }
       return last;
     };
-    return detail::greedy_decode(step, batch, manifest.decoding);
+    decoder.reorder = [state](const std::vector<int64_t>& rows) {
+      for (size_t i = 1; i < state->feeds.size(); ++i) state->feeds[i] = gather_rows(state->feeds[i], rows);
+    };
+    return decoder;
   }
 
-  std::string transcribe(const std::vector<float>& audio) {
-    if (audio.empty()) throw Error("audio has no samples", "pass a non-empty recording");
-    const auto windows = detail::split_windows(audio.data(), audio.size());
+  std::vector<std::vector<int64_t>> decode_features(const std::vector<float>& feats, int64_t batch) {
+    auto cross_kv = encode(feats, batch);
+    return detail::greedy_decode(decoder_over(cross_kv).step, batch, manifest.decoding);
+  }
+
+  detail::FallbackOptions fallback_options() const {
+    if (!options.fallback) return detail::FallbackOptions::none();
+    detail::FallbackOptions f;
+    f.best_of = options.best_of;
+    f.seed = options.seed;
+    return f;
+  }
+
+  /// Decode windows [offset, offset + length) of `audio` together.
+  std::vector<detail::WindowDecode> decode_windows(const std::vector<float>& audio,
+                                                   const std::vector<std::pair<size_t, size_t>>& windows,
+                                                   const detail::DecodingOptions& decoding) {
     const int64_t per_window = manifest.n_mels * manifest.n_frames;
-    std::vector<int64_t> tokens;
-    for (size_t start = 0; start < windows.size(); start += static_cast<size_t>(options.batch_size)) {
-      const size_t count = std::min(windows.size() - start, static_cast<size_t>(options.batch_size));
-      std::vector<float> feats(count * static_cast<size_t>(per_window));
-      for (size_t w = 0; w < count; ++w) {
-        const auto [offset, length] = windows[start + w];
-        features(audio.data() + offset, length, feats.data() + w * per_window);
-      }
-      for (const auto& ids : decode_features(feats, static_cast<int64_t>(count))) tokens.insert(tokens.end(), ids.begin(), ids.end());
+    std::vector<float> feats(windows.size() * static_cast<size_t>(per_window));
+    std::vector<uint64_t> keys;
+    for (size_t w = 0; w < windows.size(); ++w) {
+      features(audio.data() + windows[w].first, windows[w].second, feats.data() + w * per_window);
+      keys.push_back(windows[w].first);
     }
-    return detokenizer.decode(tokens, manifest.decoding.eot);
+    auto cross_kv = encode(feats, static_cast<int64_t>(windows.size()));
+    auto text_of = [this](const std::vector<int64_t>& ids) { return detokenizer.decode(ids, manifest.decoding.eot); };
+    return detail::decode_with_fallback([&] { return decoder_over(cross_kv); }, static_cast<int64_t>(windows.size()),
+                                        decoding, fallback_options(), text_of, keys);
+  }
+
+  static WindowReport report(const detail::WindowDecode& d, size_t offset, size_t length) {
+    WindowReport w;
+    w.start = static_cast<double>(offset) / 16000.0;
+    w.end = static_cast<double>(offset + length) / 16000.0;
+    w.temperature = d.temperature;
+    w.fallback = d.temperatures_tried.size() > 1;
+    w.outcome = d.outcome;
+    w.avg_logprob = d.avg_logprob;
+    w.compression_ratio = d.compression_ratio;
+    w.no_speech_prob = d.no_speech_prob;
+    w.temperatures_tried = d.temperatures_tried;
+    return w;
+  }
+
+  Transcript transcribe(const std::vector<float>& audio) {
+    if (audio.empty()) throw Error("audio has no samples", "pass a non-empty recording");
+    Transcript out;
+    out.duration = static_cast<double>(audio.size()) / 16000.0;
+    const int64_t eot = manifest.decoding.eot;
+    std::vector<int64_t> tokens;
+    if (!options.timestamps) {
+      const auto windows = detail::split_windows(audio.data(), audio.size());
+      for (size_t start = 0; start < windows.size(); start += static_cast<size_t>(options.batch_size)) {
+        const size_t count = std::min(windows.size() - start, static_cast<size_t>(options.batch_size));
+        const std::vector<std::pair<size_t, size_t>> batch(windows.begin() + start, windows.begin() + start + count);
+        const auto decoded = decode_windows(audio, batch, manifest.decoding);
+        for (size_t w = 0; w < count; ++w) {
+          const auto& [offset, length] = batch[w];
+          out.windows.push_back(report(decoded[w], offset, length));
+          if (decoded[w].tokens.empty()) continue;
+          tokens.insert(tokens.end(), decoded[w].tokens.begin(), decoded[w].tokens.end());
+          out.segments.push_back({out.windows.back().start, out.windows.back().end, detokenizer.decode(decoded[w].tokens, eot)});
+        }
+      }
+    } else {
+      // openai-whisper's seek: each window starts where the last complete segment ended
+      const auto decoding = detail::with_timestamps(manifest.decoding);
+      constexpr int64_t kHop = 160;
+      const int64_t frames = (static_cast<int64_t>(audio.size()) + kHop - 1) / kHop;
+      int64_t seek = 0;
+      while (seek < frames) {
+        const int64_t window_frames = std::min(manifest.n_frames, frames - seek);
+        const size_t offset = static_cast<size_t>(seek * kHop);
+        const size_t length = std::min(static_cast<size_t>((seek + window_frames) * kHop), audio.size()) - offset;
+        const auto decoded = decode_windows(audio, {{offset, length}}, decoding).front();
+        out.windows.push_back(report(decoded, offset, length));
+        if (decoded.tokens.empty()) {  // silence, a dropped loop, or nothing said
+          seek += window_frames;
+          continue;
+        }
+        const auto [pieces, advance] = detail::timestamp_segments(decoded.tokens, decoding.timestamp_begin,
+                                                                  out.windows.back().start, window_frames);
+        seek += advance;
+        for (const auto& piece : pieces) {
+          const std::string text = detokenizer.decode(piece.tokens, eot);
+          if (piece.start == piece.end || text.empty()) continue;  // instantaneous or empty: left out
+          tokens.insert(tokens.end(), piece.tokens.begin(), piece.tokens.end());
+          out.segments.push_back({std::min(piece.start, out.duration), std::min(piece.end, out.duration), text});
+        }
+      }
+    }
+    out.text = detokenizer.decode(tokens, eot);
+    return out;
   }
 };
 
@@ -210,7 +331,9 @@ Transcriber::~Transcriber() = default;
 Transcriber::Transcriber(Transcriber&&) noexcept = default;
 Transcriber& Transcriber::operator=(Transcriber&&) noexcept = default;
 
-std::string Transcriber::transcribe(const std::vector<float>& pcm_16k) { return impl_->transcribe(pcm_16k); }
+std::string Transcriber::transcribe(const std::vector<float>& pcm_16k) { return impl_->transcribe(pcm_16k).text; }
+
+Transcript Transcriber::transcribe_detailed(const std::vector<float>& pcm_16k) { return impl_->transcribe(pcm_16k); }
 
 std::vector<std::vector<int64_t>> Transcriber::transcribe_features(const std::vector<float>& features, int64_t batch) {
   return impl_->decode_features(features, batch);

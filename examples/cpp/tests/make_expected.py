@@ -11,7 +11,11 @@ exported into it with exporters.artifacts.export_artifacts. Writes into DATA:
   and ``long.wav``, built-in clips joined to over 30 s (two windows: the
   split and the batched decode are exercised too);
 * ``clips.txt`` (one WAV path a line) and ``expected.txt`` (one text a line,
-  same order), the Python texts of exactly those WAV files;
+  same order), the Python texts of exactly those WAV files, decoded as
+  ``liteasr_cpp`` decodes by default: greedy (the C++ runtime has no beam
+  search), with timestamps and the temperature fallback;
+  ``expected.json`` the same transcripts in full (segments, windows), and
+  ``expected_cut.txt`` the texts without timestamps (``--no-timestamps``);
 * ``bad/``: inputs the C++ program must reject (8 kHz, stereo, 24-bit, not a
   WAV; artifacts folders without manifest.json, with a broken one, one of
   another format, one whose graphs are missing, one whose encoder.onnx is
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 import shutil
 import sys
 import time
@@ -36,7 +41,12 @@ if str(REPO) not in sys.path:  # a source checkout that is not pip-installed
 
 from calibration.datasets import resolve_set  # noqa: E402
 from engines.ort_transcriber import OnnxTranscriber  # noqa: E402
+from liteasr_export.decoding import SearchOptions  # noqa: E402
 from liteasr_export.frontend import SAMPLE_RATE, load_audio  # noqa: E402
+from liteasr_export.windowed import TranscribeOptions  # noqa: E402
+
+#: what liteasr_cpp does by default: greedy, timestamps, fallback
+CPP_SETTINGS = TranscribeOptions(search=SearchOptions(beam_size=1), timestamps=True)
 
 LONG_SECONDS = 40.0
 GAP_SECONDS = 0.4
@@ -133,16 +143,19 @@ def main() -> None:
     paths = write_clips(args.out, args.clips)
     write_bad_inputs(args.out, paths[0], args.artifacts)
 
-    transcriber = OnnxTranscriber(args.artifacts)
-    texts = []
-    for path in paths:
-        text = transcriber.transcribe(load_audio(path))
-        if "\n" in text:
+    transcriber = OnnxTranscriber(args.artifacts, settings=CPP_SETTINGS)
+    audio = [load_audio(path) for path in paths]
+    transcripts = transcriber.transcribe_detailed(audio)
+    cut = OnnxTranscriber(args.artifacts, settings=replace(CPP_SETTINGS, timestamps=False)).transcribe_many(audio)
+    for path, t, text in zip(paths, transcripts, cut):
+        if "\n" in t.text or "\n" in text:
             raise SystemExit(f"{path.name}: the transcript holds a line break; expected.txt needs one line per clip")
-        texts.append(text)
-        print(f"{path.name}: {text}")
+        print(f"{path.name}: {t.text}")
     (args.out / "clips.txt").write_text("".join(f"{p}\n" for p in paths))
-    (args.out / "expected.txt").write_text("".join(f"{t}\n" for t in texts))
+    (args.out / "expected.txt").write_text("".join(f"{t.text}\n" for t in transcripts))
+    (args.out / "expected_cut.txt").write_text("".join(f"{text}\n" for text in cut))
+    (args.out / "expected.json").write_text(json.dumps([{"audio": str(p), **t.to_dict()}
+                                                        for p, t in zip(paths, transcripts)], indent=1))
     print(f"wrote {len(paths)} clips and their expected texts to {args.out}")
 
 

@@ -1,5 +1,6 @@
 // Unit tests of the pieces that need no model: WAV reading, byte-level BPE
-// decoding, the greedy loop, window splitting and sha256 checks. A failed CHECK prints the
+// decoding, the greedy loop, the timestamp rules and segments, the
+// temperature fallback, SRT output, window splitting and sha256 checks. A failed CHECK prints the
 // expression and the test exits non-zero (no test framework: six checks do
 // not need one, and the example stays dependency-light).
 #include <sys/stat.h>
@@ -12,16 +13,19 @@
 #include <chrono>
 #include <functional>
 #include <iostream>
+#include <algorithm>
 #include <iterator>
 #include <map>
+#include <memory>
 #include <unistd.h>
 #include <string>
 #include <vector>
 
 #include "detokenizer.hpp"
-#include "greedy.hpp"
+#include "decoding.hpp"
 #include "integrity.hpp"
 #include "liteasr/error.hpp"
+#include "liteasr/transcriber.hpp"
 #include "liteasr/wav.hpp"
 #include "windows.hpp"
 
@@ -191,6 +195,150 @@ void test_windows() {
   CHECK(split_windows(audio.data(), 100) == (std::vector<std::pair<size_t, size_t>>{{0, 100}}));
 }
 
+// ---------------------------------------------------------------- timestamps (as tests/test_decoding.py)
+
+constexpr int64_t kTB = 20;  // toy vocabulary of 40: text 0..9, eot 10, specials 11..19, timestamps 20..39
+
+liteasr::detail::DecodingOptions timestamp_options() {
+  liteasr::detail::DecodingOptions o;
+  o.prompt = {11};
+  o.eot = 10;
+  for (int64_t i = 11; i < 19; ++i) o.suppress.push_back(i);
+  o.no_timestamps = 19;
+  o.timestamp_begin = kTB;
+  o.timestamps = true;
+  o.max_initial_timestamp_index = 3;
+  return o;
+}
+
+/// Tokens the rules leave possible after `history` (text far likelier than timestamps unless `logits` says).
+std::vector<int64_t> allowed(const std::vector<int64_t>& history, std::vector<float> logits = {}) {
+  if (logits.empty()) {
+    logits.assign(40, 0.0f);
+    std::fill(logits.begin(), logits.begin() + kTB, 5.0f);
+  }
+  int64_t last = -1;
+  for (int64_t t : history) if (t >= kTB) last = t;
+  liteasr::detail::apply_rules(logits.data(), 40, history, last, timestamp_options());
+  std::vector<int64_t> out;
+  for (int64_t i = 0; i < 40; ++i) if (std::isfinite(logits[i])) out.push_back(i);
+  return out;
+}
+
+std::vector<int64_t> range(int64_t a, int64_t b, std::vector<int64_t> extra = {}) {
+  for (int64_t i = a; i < b; ++i) extra.push_back(i);
+  std::sort(extra.begin(), extra.end());
+  return extra;
+}
+
+void test_timestamp_rules() {
+  CHECK(allowed({}) == range(kTB, kTB + 4));                             // an early timestamp first
+  CHECK(allowed({kTB, 1, 2, kTB + 5, kTB + 5}) == range(0, 11));         // after a pair: text or the end
+  CHECK(allowed({kTB, 1, 2, kTB + 5}) == range(kTB + 5, 40, {10}));      // after a single one: its partner or the end
+  CHECK(allowed({kTB, 1, 2}) == range(kTB + 1, 40, range(0, 11)));       // a segment has a nonzero length
+  std::vector<float> likely(40, 0.0f);
+  std::fill(likely.begin() + kTB + 4, likely.end(), 2.0f);
+  CHECK(allowed({kTB, 1}, likely) == range(kTB + 1, 40));                // likelier timestamps silence text
+
+  using liteasr::detail::timestamp_segments;
+  auto [segments, advance] = timestamp_segments({kTB, 1, 2, kTB + 50, kTB + 50, 3, kTB + 100, kTB + 100, 4}, kTB, 10.0, 3000);
+  CHECK(segments.size() == 2 && segments[0].start == 10.0 && std::abs(segments[1].end - 12.0) < 1e-9 && advance == 200);
+  auto [ending, whole] = timestamp_segments({kTB, 1, kTB + 50, kTB + 60, 2, kTB + 90}, kTB, 0.0, 3000);
+  CHECK(ending.size() == 2 && std::abs(ending[1].start - 1.2) < 1e-9 && std::abs(ending[1].end - 1.8) < 1e-9 && whole == 3000);
+  auto [single, rest] = timestamp_segments({kTB, 1, 2, kTB + 40}, kTB, 5.0, 1000);
+  CHECK(single.size() == 1 && std::abs(single[0].end - 5.8) < 1e-9 && rest == 1000);
+
+  liteasr::detail::DecodingOptions manifest = timestamp_options();
+  manifest.timestamps = false;
+  manifest.prompt = {11, 19};
+  manifest.suppress = range(11, 40);
+  const auto ts = liteasr::detail::with_timestamps(manifest);
+  CHECK(ts.timestamps && ts.prompt == (std::vector<int64_t>{11}) && ts.suppress == range(11, 19));
+}
+
+// ---------------------------------------------------------------- fallback
+
+/// Vocabulary 12, eot 5, <|nospeech|> 11. Windows in `looping` repeat token 1
+/// (logit `loop`) forever; the others say 2, 2 and end.
+liteasr::detail::Decoder loop_decoder(int64_t windows, std::vector<int64_t> looping, float loop, float flat = 1.0f,
+                                      std::vector<int64_t>* rows_seen = nullptr) {
+  struct State {
+    std::vector<int64_t> rows;
+    int fed = 0;
+  };
+  auto state = std::make_shared<State>();
+  for (int64_t w = 0; w < windows; ++w) state->rows.push_back(w);
+  liteasr::detail::Decoder d;
+  d.step = [state, looping, loop, flat](const std::vector<int64_t>&, int64_t batch, int64_t) {
+    CHECK(batch == static_cast<int64_t>(state->rows.size()));
+    ++state->fed;
+    std::vector<float> logits(static_cast<size_t>(batch) * 12, 0.0f);
+    for (int64_t r = 0; r < batch; ++r) {
+      float* row = logits.data() + r * 12;
+      if (state->fed == 1) {
+        row[11] = -30.0f;  // at <|startoftranscript|>: surely speech
+      } else if (std::find(looping.begin(), looping.end(), state->rows[r]) != looping.end()) {
+        row[1] = loop;
+        row[5] = 6.0f;
+      } else {
+        row[state->fed < 4 ? 2 : 5] = 8.0f * flat;
+      }
+    }
+    return logits;
+  };
+  d.reorder = [state, rows_seen](const std::vector<int64_t>& rows) {
+    std::vector<int64_t> next;
+    for (int64_t r : rows) next.push_back(state->rows[r]);
+    state->rows = next;
+    if (rows_seen) *rows_seen = next;
+  };
+  return d;
+}
+
+void test_fallback() {
+  using namespace liteasr::detail;
+  DecodingOptions o;
+  o.prompt = {0, 9};
+  o.eot = 5;
+  o.sot = 0;
+  o.no_speech = 11;
+  o.max_new_tokens = 40;
+  auto text_of = [](const std::vector<int64_t>& ids) {
+    std::string s;
+    for (int64_t t : ids) s += (s.empty() ? "w" : " w") + std::to_string(t);
+    return s;
+  };
+  // the first attempt loops on window 1, later ones do not: only window 1, as best_of samples, is decoded again
+  int made = 0;
+  std::vector<int64_t> rows_seen;
+  auto factory = [&] { return loop_decoder(3, made++ == 0 ? std::vector<int64_t>{1} : std::vector<int64_t>{}, 8.0f, 1.0f, &rows_seen); };
+  const auto out = decode_with_fallback(factory, 3, o, FallbackOptions{}, text_of, {0, 1, 2});
+  CHECK(out.size() == 3 && out[0].outcome == "ok" && out[1].outcome == "ok" && out[2].outcome == "ok");
+  CHECK(out[0].temperatures_tried.size() == 1 && out[1].temperatures_tried.size() == 2 && out[1].temperature == 0.2f);
+  CHECK(out[1].tokens == (std::vector<int64_t>{2, 2}) && out[1].compression_ratio <= 2.4);
+  CHECK(made == 2 && rows_seen == std::vector<int64_t>(5, 1));
+  // a loop at every temperature is never emitted; with the check off it is what it is
+  const auto loops = decode_with_fallback([] { return loop_decoder(1, {0}, 60.0f); }, 1, o, FallbackOptions{}, text_of, {0});
+  CHECK(loops[0].outcome == "dropped-repetitive" && loops[0].tokens.empty() && loops[0].temperatures_tried.size() == 6);
+  CHECK(compression_ratio(text_of(std::vector<int64_t>(40, 1))) > 2.4);
+  const auto kept = decode_with_fallback([] { return loop_decoder(1, {0}, 60.0f); }, 1, o, FallbackOptions::none(), text_of, {0});
+  CHECK(kept[0].outcome == "ok" && kept[0].tokens.size() == 40 && kept[0].temperatures_tried.size() == 1);
+  // every temperature unsure (flat logits): the likeliest attempt is kept
+  const auto unsure = decode_with_fallback([] { return loop_decoder(1, {}, 0.0f, 0.02f); }, 1, o, FallbackOptions{}, text_of, {0});
+  CHECK(unsure[0].outcome == "fallback-exhausted" && !unsure[0].tokens.empty() && unsure[0].avg_logprob < -1.0);
+  // the same values as Python's zlib-based ratio
+  CHECK(compression_ratio(std::string("the cat sat on the mat. ") + "the cat sat on the mat. the cat sat on the mat. "
+                          "the cat sat on the mat. the cat sat on the mat. the cat sat on the mat. the cat sat on the mat. "
+                          "the cat sat on the mat. ") == 6.0);
+}
+
+void test_srt() {
+  liteasr::Transcript t;
+  t.segments = {{0.0, 2.5, " First line."}, {2.5, 2.5, " "}, {3600.02, 3602.999, " Second,\nafter an hour."}};
+  CHECK(liteasr::to_srt(t) == "1\n00:00:00,000 --> 00:00:02,500\nFirst line.\n\n"
+                              "2\n01:00:00,020 --> 01:00:02,999\nSecond, after an hour.\n");
+}
+
 void write_file(const std::filesystem::path& path, const std::string& text, bool old) {
   std::ofstream(path, std::ios::binary) << text;
   if (old) {  // an mtime a minute ago: outside the racy window, so the check records it
@@ -226,6 +374,9 @@ int main() {
   test_wav();
   test_detokenizer();
   test_greedy();
+  test_timestamp_rules();
+  test_fallback();
+  test_srt();
   test_windows();
   test_integrity();
   if (failures) {

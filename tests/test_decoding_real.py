@@ -1,0 +1,80 @@
+"""Decoding on real weights: the temperature fallback stops a repetition loop
+on every backend, and language detection on the multilingual base."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from fake_trt import OrtAsTrtTranscriber
+
+from liteasr_export.decoding import SearchOptions, compression_ratio
+from liteasr_export.frontend import SAMPLE_RATE
+from liteasr_export.windowed import TranscribeOptions
+
+pytestmark = pytest.mark.slow
+
+THRESHOLD = SearchOptions().compression_ratio_threshold
+
+
+@pytest.fixture(scope="module")
+def tiny_en(tmp_path_factory):
+    from exporters.artifacts import export_artifacts
+    from liteasr_export.sources import load_model
+
+    loaded = load_model("tiny.en")
+    out = tmp_path_factory.mktemp("tiny-en")
+    export_artifacts(loaded, out)
+    return loaded, out
+
+
+def _backend(tiny_en, name: str, settings: TranscribeOptions):
+    from engines.ort_transcriber import OnnxTranscriber
+    from liteasr_export.transcriber import TorchTranscriber
+
+    loaded, out = tiny_en
+    if name == "torch":
+        return TorchTranscriber(loaded, settings=settings)
+    return (OnnxTranscriber if name == "onnx" else OrtAsTrtTranscriber)(out, threads=2, settings=settings)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx", "trt-step"])
+def test_fallback_never_emits_a_repetition_loop(tiny_en, backend):
+    """White noise, 30 s: beam search with timestamps and no fallback loops
+    ("... the top of the top of the ..."); with the fallback (the default)
+    the window is decoded again at higher temperatures, and nothing emitted
+    compresses past the threshold."""
+    noise = (0.05 * np.random.default_rng(0).standard_normal(30 * SAMPLE_RATE)).astype(np.float32)
+    looping = _backend(tiny_en, backend, TranscribeOptions(search=SearchOptions().without_fallback(), timestamps=True))
+    loop = looping.transcribe_detailed([noise])[0]
+    assert loop.windows[0].compression_ratio > THRESHOLD, loop.text  # the case does loop
+    guarded = _backend(tiny_en, backend, TranscribeOptions(timestamps=True)).transcribe_detailed([noise])[0]
+    window = guarded.windows[0]
+    assert window.fallback and len(window.temperatures_tried) > 1  # it was decoded again
+    for w in guarded.windows:
+        assert w.outcome != "ok" or w.compression_ratio <= THRESHOLD
+    assert compression_ratio(guarded.text) <= THRESHOLD
+    assert all(compression_ratio(s.text) <= THRESHOLD for s in guarded.segments)
+
+
+SPOKEN = {"de": "Kannst du mir bitte sagen, wo die nächste Apotheke ist?",
+          "fr": "Pouvez-vous me dire où se trouve la pharmacie la plus proche?",
+          "es": "¿Puede decirme dónde está la farmacia más cercana, por favor?"}
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
+def test_language_is_detected_on_the_multilingual_base(tmp_path):
+    from liteasr_export.frontend import load_audio
+    from liteasr_export.sources import load_model
+    from liteasr_export.transcriber import TorchTranscriber
+
+    audio = []
+    for lang, text in SPOKEN.items():
+        subprocess.run(["espeak-ng", "-v", lang, "-w", str(tmp_path / f"{lang}.wav"), text], check=True)
+        audio.append(load_audio(tmp_path / f"{lang}.wav"))
+    transcriber = TorchTranscriber(load_model("base"), settings=TranscribeOptions(language="auto"))
+    found = transcriber.transcribe_detailed(audio)
+    assert [t.language for t in found] == list(SPOKEN)
+    assert all(t.language_probability > 0.5 for t in found)
