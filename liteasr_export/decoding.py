@@ -322,6 +322,7 @@ def search(
     prefix = np.repeat(np.arange(n_windows), group)  # rows with equal ids hold equal sequences
     next_prefix = n_windows
     timestamp_begin = options.timestamp_begin if options.timestamp_begin is not None else np.iinfo(np.int64).max
+    next_tokens = np.zeros(rows, dtype=np.int64)  # fed back from the second step on
 
     for index in range(options.max_new_tokens):
         if index:
