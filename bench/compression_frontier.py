@@ -14,10 +14,11 @@ Then the published rule runs at several theta pairs and the default recipe
 is transcribed with PyTorch on each evaluation set separately: ``builtin-eval``,
 ``asterisk-eval`` and a speaker-balanced draw of ``fotaq-eval`` (other
 characters and conversations than ``fotaq-calib``), plus a long recording of
-back-to-back evaluation clips.
+back-to-back evaluation clips
+(fotaq, 5 minutes) and one of 10 minutes of built-in clips.
 
-Prints one table per model and writes bench/results/compression_frontier.json
-and one PNG per model (WER increase against encoder size, per set).
+Prints one table per model and writes bench/results/compression_frontier_MODEL.json
+and .png (WER increase against encoder size, per set).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def check_sets(names: list[str], clips: int, long_minutes: float) -> list[CheckS
         if name == "long":
             checks.append(long_recording(balanced_sample(resolve_set("fotaq", "eval"), None, seed=7), long_minutes,
                                          name="long-fotaq"))
+        elif name == "long-builtin":  # the issue's check: 10 minutes of built-in clips back to back
+            checks.append(long_recording(resolve_set("builtin", "eval"), 10.0, name="long-builtin"))
         else:
             checks.append(check_set(name, balanced_sample(resolve_set(name, "eval"), clips, seed=5)))
     return checks
@@ -68,8 +71,7 @@ def point(loaded, model_loaded, report, checks, dense_texts, label: str) -> dict
         sets[check.name] = {"dense_wer": result.dense_wer, "wer": result.wer.get("torch"),
                             "increase": result.increase.get("torch"), "agreement": result.agreement["torch"]}
     row = {"label": label, "size_ratio": round(report.size_ratio, 4), "policy": report.policy,
-           "recovery": {k: v for k, v in report.recovery.items() if k != "refine"} | (
-               {"refine": report.recovery["refine"]} if "refine" in report.recovery else {}),
+           "recovery": dict(report.recovery),
            "sets": sets, "seconds": round(time.perf_counter() - start, 1)}
     print(f"  {label:<28} size {100 * report.size_ratio:5.1f}%  " + "  ".join(
         f"{k} {v['wer']:.2f} ({v['increase']:+.2f})" for k, v in sets.items()), flush=True)
@@ -141,25 +143,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["tiny.en", "base"])
     parser.add_argument("--calib", nargs="+", choices=list(CALIBRATIONS), default=list(CALIBRATIONS))
-    parser.add_argument("--sets", nargs="+", default=["builtin-eval", "asterisk-eval", "fotaq-eval", "long"])
-    parser.add_argument("--clips", type=int, default=300, help="clips drawn per evaluation set (balanced per speaker)")
+    parser.add_argument("--sets", nargs="+", default=["builtin-eval", "asterisk-eval", "fotaq-eval", "long", "long-builtin"])
+    parser.add_argument("--clips", type=int, default=150, help="clips drawn per evaluation set (balanced per speaker)")
     parser.add_argument("--long-minutes", type=float, default=5.0)
     parser.add_argument("--thetas", nargs="+", default=THETAS)
     parser.add_argument("--sizes", nargs="+", type=float, default=SIZES)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/liteasr-export-bench"))
-    parser.add_argument("--output", type=Path, default=RESULTS / "compression_frontier.json")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS,
+                        help="where compression_frontier_MODEL.json and .png go")
     args = parser.parse_args()
-    results = []
+    args.output_dir.mkdir(parents=True, exist_ok=True)
     for model in args.models:
         result = frontier(model, args.calib, args.sets, args.clips, args.long_minutes, args.thetas, args.sizes,
                           args.cache)
-        results.append(result)
-        plot(result, args.output.with_name(f"{args.output.stem}_{model}.png"))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"command": " ".join(sys.argv), "defaults": {
-        k: getattr(ExportOptions, k) for k in ("shrinkage", "probe_windows", "compensate", "refine")},
-        "results": results}, indent=1) + "\n")
-    print(f"wrote {args.output}")
+        path = args.output_dir / f"compression_frontier_{model}.json"
+        plot(result, path.with_suffix(".png"))
+        path.write_text(json.dumps({"command": " ".join(sys.argv), "defaults": {
+            k: getattr(ExportOptions, k) for k in ("policy", "target_size", "shrinkage", "probe_windows", "compensate",
+                                                   "refine")}, "result": result}, indent=1) + "\n")
+        print(f"wrote {path} and {path.with_suffix('.png').name}")
     return 0
 
 

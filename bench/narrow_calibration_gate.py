@@ -37,7 +37,7 @@ def one(model: str, calib: str, scratch: Path, cache: Path | None) -> dict:
     try:
         result = run_export(opts)
     except QualityGateError as exc:
-        row.update(exit_code=exc.exit_code, written=out.exists(), refused=str(exc))
+        row.update(exit_code=exc.exit_code, written=out.exists(), refused=str(exc), gate=exc.gate)
     else:
         summary = result.summary
         row.update(exit_code=0, written=True, size_ratio=summary["compression"]["size_ratio"],
@@ -45,12 +45,13 @@ def one(model: str, calib: str, scratch: Path, cache: Path | None) -> dict:
     row["seconds"] = round(time.perf_counter() - start, 1)
     verdict = "written, gate passed" if row["exit_code"] == 0 else f"refused (exit {row['exit_code']})"
     print(f"{model:8} calib {calib:10} {verdict} in {row['seconds']:.0f} s", flush=True)
-    if row["exit_code"] == 0:
-        for s in row["gate"]["sets"]:
-            for backend, inc in s["increase"].items():
-                print(f"    {s['name']:14} WER {s['dense_wer']:.2f} -> {s['wer'][backend]:.2f} ({inc:+.2f})")
-    else:
+    if row["exit_code"]:
         print(f"    {row['refused']}")
+    for s in (row.get("gate") or {}).get("sets", []):
+        for backend, agreement in s["agreement"].items():
+            wer = (f"WER {s['dense_wer']:.2f} -> {s['wer'][backend]:.2f} ({s['increase'][backend]:+.2f}), "
+                   if backend in s["increase"] else "")
+            print(f"    {s['name']:14} {wer}disagreement {agreement:.2f} %")
     return row
 
 

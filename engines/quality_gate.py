@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,6 +32,7 @@ import numpy as np
 from liteasr_export.errors import DatasetError
 from liteasr_export.evaluation import score
 from liteasr_export.frontend import SAMPLE_RATE, load_audio
+from liteasr_export.output_formats import write_atomic
 
 #: built-in check sets added to ``--eval`` when installed
 DEFAULT_GATE_SETS = ("fotaq-eval", "asterisk-eval", "long")
@@ -190,11 +189,7 @@ class TranscriptCache:
         path = self._path(model_key, check)
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(texts, f)
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(texts))
 
 
 def compare(check: CheckSet, dense: list[str], hypotheses: dict[str, list[str]],

@@ -10,7 +10,9 @@ wires them to the export options.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -20,6 +22,7 @@ from calibration.mix import DEFAULT_PER_SOURCE
 from .cache import cache_root
 from .errors import DatasetError
 from .integrity import sha256_file
+from .output_formats import write_atomic
 
 if TYPE_CHECKING:
     from .pipeline import ExportOptions
@@ -102,10 +105,30 @@ def select_spectra(loaded, stats, policy, opts: ExportOptions):
         from .sensitivity import measure_sensitivity, probe_ranks_for
 
         features = calibration_features(loaded, opts, opts.probe_windows)
-        spectra = measure_sensitivity(loaded.model, stats, spectra, features,
-                                      probe_ranks_for(policy, spectra, loaded.model.config), policy.weights,
+        probe_ranks = probe_ranks_for(policy, spectra, loaded.model.config)
+        cache = _sensitivity_cache(loaded, spectra, features, probe_ranks, policy.weights, opts)
+        if cache.is_file():
+            measured = {(layer, name): value for layer, name, value in json.loads(cache.read_text())}
+            return [replace(s, sensitivity=measured.get((s.layer, s.name), s.sensitivity)) for s in spectra]
+        spectra = measure_sensitivity(loaded.model, stats, spectra, features, probe_ranks, policy.weights,
                                       opts.shrinkage, progress=opts.progress)
+        write_atomic(cache, json.dumps([[s.layer, s.name, s.sensitivity] for s in spectra if s.sensitivity != 1.0]))
     return spectra
+
+
+def _sensitivity_cache(loaded, spectra, features: np.ndarray, probe_ranks: dict, weights: str,
+                       opts: ExportOptions) -> Path:
+    """Where measured sensitivities are kept: keyed by the weights, the probe
+    windows' contents, the spectra (so the statistics and shrinkage) and the
+    probe ranks. Probing is the slowest step of a default export (minutes on
+    a CPU); a rerun with other sizes or gate options skips it."""
+    from calibration.statistics import encoder_fingerprint
+
+    digest = hashlib.sha256(f"{encoder_fingerprint(loaded.model)}|{weights}|{sorted(probe_ranks.items())}|v1".encode())
+    digest.update(np.ascontiguousarray(features).tobytes())
+    for s in spectra:
+        digest.update(np.ascontiguousarray(s.eigenvalues).tobytes())
+    return (opts.cache_dir or cache_root()) / "sensitivity" / f"{digest.hexdigest()[:24]}.json"
 
 
 def build(loaded, stats, policy, spectra, opts: ExportOptions, note: Note = print):

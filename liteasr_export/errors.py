@@ -88,7 +88,12 @@ class OutputBusyError(OutputError):
 
 
 class QualityGateError(LiteASRError):
-    """The compressed model transcribes worse than the dense one by more than allowed."""
+    """The compressed model transcribes worse than the dense one by more than
+    allowed; ``gate`` holds the gate's full result (every set and backend)."""
 
     exit_code = EXIT_QUALITY
+
+    def __init__(self, problem: str, fix: str = "", gate: dict | None = None) -> None:
+        super().__init__(problem, fix)
+        self.gate = gate
 

@@ -246,6 +246,7 @@ def run_export(opts: ExportOptions) -> ExportResult:
                     + (f" (and {len(gate.failures) - 1} more)" if len(gate.failures) > 1 else ""),
                     "nothing was written; try a larger --target-size, --refine 200, --target-wer-increase "
                     f"{opts.max_wer_increase:g} (the smallest encoder that passes), or --allow-degradation to write it anyway",
+                    gate=validation["quality"],
                 )
         summary = {
             "precision": opts.precision,

@@ -105,6 +105,31 @@ def test_sensitivity_is_measured_where_probed_and_steers_the_budget(setup) -> No
     assert steered != plain
 
 
+def test_measured_sensitivities_are_cached_by_content(setup, tmp_path, monkeypatch) -> None:
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import liteasr_export.sensitivity as sensitivity
+    from liteasr_export import compression_stage
+    from liteasr_export.pipeline import ExportOptions
+
+    dense, stats, _ = setup
+    features = {"now": _features(2)}
+    monkeypatch.setattr(compression_stage, "calibration_features", lambda loaded, opts, count: features["now"])
+    calls = []
+    real = sensitivity.measure_sensitivity
+    monkeypatch.setattr(sensitivity, "measure_sensitivity", lambda *a, **k: calls.append(1) or real(*a, **k))
+    opts = ExportOptions(output=Path("unused"), cache_dir=tmp_path, probe_windows=2, progress=False)
+    loaded, policy = SimpleNamespace(model=dense), BudgetPolicy(0.8)
+    first = compression_stage.select_spectra(loaded, stats, policy, opts)
+    again = compression_stage.select_spectra(loaded, stats, policy, opts)
+    assert len(calls) == 1 and [s.sensitivity for s in again] == [s.sensitivity for s in first]
+    assert any(s.sensitivity != 1.0 for s in first)
+    features["now"] = _features(2, offset=30)  # other probe windows: measured anew
+    compression_stage.select_spectra(loaded, stats, policy, opts)
+    assert len(calls) == 2
+
+
 def test_shrinkage_keeps_directions_the_calibration_never_excited(setup) -> None:
     dense, stats, _ = setup
     plain = compute_spectra(dense, stats)
