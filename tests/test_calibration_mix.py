@@ -102,3 +102,30 @@ def test_augmentations_do_what_they_say() -> None:
     assert snr == pytest.approx(10.0, abs=0.1)
     assert np.max(np.abs(augment.gain(tone, 6.0))) <= 1.0
     assert np.allclose(augment.gain(tone, -6.0), tone * 10 ** (-6 / 20), atol=1e-6)
+
+
+def test_statistics_cache_is_keyed_by_the_audio_content(tmp_path: Path) -> None:
+    """Editing a calibration file (same name, same folder) must not reuse the
+    statistics of its old content."""
+    from types import SimpleNamespace
+
+    from liteasr_export.compression_stage import calibrate
+    from liteasr_export.pipeline import ExportOptions
+    from test_lowrank import tiny_whisper
+
+    folder = tmp_path / "speech"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        sf.write(folder / f"clip{i}.wav", 0.1 * rng.standard_normal(SAMPLE_RATE).astype(np.float32), SAMPLE_RATE)
+    loaded = SimpleNamespace(model=tiny_whisper())
+    opts = ExportOptions(output=tmp_path / "out", calib=str(folder), cache_dir=tmp_path / "cache", progress=False)
+    first, note = calibrate(loaded, opts, progress_note=lambda _: None)
+    assert note.startswith("calibrated")
+    again, note = calibrate(loaded, opts, progress_note=lambda _: None)
+    assert note.startswith("reused") and again.n_windows == first.n_windows
+    sf.write(folder / "clip1.wav", 0.3 * rng.standard_normal(SAMPLE_RATE).astype(np.float32), SAMPLE_RATE)
+    edited, note = calibrate(loaded, opts, progress_note=lambda _: None)
+    assert note.startswith("calibrated")
+    site = next(iter(first.layers[0]))
+    assert not np.allclose(edited.layers[0][site].outer.numpy(), first.layers[0][site].outer.numpy())
