@@ -41,12 +41,23 @@ from liteasr_export.errors import RankError  # noqa: E402
 from liteasr_export.pipeline import ExportOptions  # noqa: E402
 from liteasr_export.rank_policies import LiteASRPolicy, make_policy, parse_theta  # noqa: E402
 from liteasr_export.sources import load_model  # noqa: E402
-from liteasr_export.quality_stage import gate_transcriber  # noqa: E402
+from liteasr_export.decoding import SearchOptions  # noqa: E402
+from liteasr_export.quality_stage import GATE_DECODING  # noqa: E402
+from liteasr_export.transcriber import TorchTranscriber  # noqa: E402
+from liteasr_export.windowed import PLAIN_GREEDY, TranscribeOptions  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 CALIBRATIONS = {"builtin": "builtin", "real": "fotaq,asterisk", "default": "default"}
 THETAS = ["0.95:0.995", "0.98:0.998", "0.99:0.999", "0.995:0.9995", "0.998:0.9998"]
 SIZES = [0.7, 0.8, 0.85, 0.9, 0.95]
+#: ``gate``: the quality gate's decoding (greedy, full temperature fallback);
+#: ``short``: greedy with a shorter fallback (0, 0.5, 1.0, best of 2), which
+#: stops loops as well but bounds the time spent on collapsed points, where
+#: nearly every window falls back (the full fallback decodes those 26 times);
+#: ``none``: one greedy pass.
+DECODINGS = {"gate": GATE_DECODING,
+             "short": TranscribeOptions(search=SearchOptions(beam_size=1, temperatures=(0.0, 0.5, 1.0), best_of=2)),
+             "none": PLAIN_GREEDY}
 
 
 def check_sets(names: list[str], clips: int, long_minutes: float) -> list[CheckSet]:
@@ -62,9 +73,9 @@ def check_sets(names: list[str], clips: int, long_minutes: float) -> list[CheckS
     return checks
 
 
-def point(loaded, model_loaded, report, checks, dense_texts, label: str) -> dict:
+def point(model_loaded, report, checks, dense_texts, label: str, decoding: TranscribeOptions) -> dict:
     start = time.perf_counter()
-    transcriber = gate_transcriber(model_loaded)
+    transcriber = TorchTranscriber(model_loaded, settings=decoding)
     sets = {}
     for check, dense in zip(checks, dense_texts):
         result = compare(check, dense, {"torch": transcriber.transcribe_many(check.audio)}, {})
@@ -79,10 +90,10 @@ def point(loaded, model_loaded, report, checks, dense_texts, label: str) -> dict
 
 
 def frontier(model: str, calib_names: list[str], set_names: list[str], clips: int, long_minutes: float,
-             thetas: list[str], sizes: list[float], cache: Path) -> dict:
+             thetas: list[str], sizes: list[float], cache: Path, decoding: TranscribeOptions) -> dict:
     loaded = load_model(model)
     checks = check_sets(set_names, clips, long_minutes)
-    dense_texts = [gate_transcriber(loaded).transcribe_many(c.audio) for c in checks]
+    dense_texts = [TorchTranscriber(loaded, settings=decoding).transcribe_many(c.audio) for c in checks]
     dense = {c.name: compare(c, d, {}, {}).dense_wer for c, d in zip(checks, dense_texts)}
     print(f"{model}: dense " + "  ".join(f"{k} {v:.2f}" for k, v in dense.items()), flush=True)
     out = {"model": model, "sets": {c.name: {"clips": len(c.ids), "minutes": round(c.seconds / 60, 2)} for c in checks},
@@ -93,12 +104,6 @@ def frontier(model: str, calib_names: list[str], set_names: list[str], clips: in
         stats, note = calibrate(loaded, opts, progress_note=lambda _: None)
         print(f" calibration {calib_name} ({opts.calib}): {note}", flush=True)
         points = {"liteasr": [], "default": []}
-        for theta in thetas:
-            policy = LiteASRPolicy(*parse_theta(theta))
-            plain = dataclasses.replace(opts, shrinkage=0.0, probe_windows=0, compensate=0, refine=0)
-            compressed, report = build(loaded, stats, policy, select_spectra(loaded, stats, policy, plain), plain,
-                                       lambda _: None)
-            points["liteasr"].append(point(loaded, compressed, report, checks, dense_texts, f"liteasr {theta}"))
         spectra = select_spectra(loaded, stats, make_policy("budget", target_size=0.9), opts)
         for size in sizes:
             try:
@@ -107,7 +112,13 @@ def frontier(model: str, calib_names: list[str], set_names: list[str], clips: in
             except RankError as exc:
                 print(f"  size {size}: {exc}")
                 continue
-            points["default"].append(point(loaded, compressed, report, checks, dense_texts, f"default {size}"))
+            points["default"].append(point(compressed, report, checks, dense_texts, f"default {size}", decoding))
+        for theta in thetas:
+            policy = LiteASRPolicy(*parse_theta(theta))
+            plain = dataclasses.replace(opts, shrinkage=0.0, probe_windows=0, compensate=0, refine=0)
+            compressed, report = build(loaded, stats, policy, select_spectra(loaded, stats, policy, plain), plain,
+                                       lambda _: None)
+            points["liteasr"].append(point(compressed, report, checks, dense_texts, f"liteasr {theta}", decoding))
         out["calibrations"][calib_name] = {"spec": opts.calib, "statistics": note, "windows": stats.n_windows,
                                            "contents": stats.extra.get("mix"), "points": points}
     return out
@@ -148,6 +159,7 @@ def main() -> int:
     parser.add_argument("--long-minutes", type=float, default=5.0)
     parser.add_argument("--thetas", nargs="+", default=THETAS)
     parser.add_argument("--sizes", nargs="+", type=float, default=SIZES)
+    parser.add_argument("--decoding", choices=list(DECODINGS), default="short")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/liteasr-export-bench"))
     parser.add_argument("--output-dir", type=Path, default=RESULTS,
                         help="where compression_frontier_MODEL.json and .png go")
@@ -155,10 +167,10 @@ def main() -> int:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     for model in args.models:
         result = frontier(model, args.calib, args.sets, args.clips, args.long_minutes, args.thetas, args.sizes,
-                          args.cache)
+                          args.cache, DECODINGS[args.decoding])
         path = args.output_dir / f"compression_frontier_{model}.json"
         plot(result, path.with_suffix(".png"))
-        path.write_text(json.dumps({"command": " ".join(sys.argv), "defaults": {
+        path.write_text(json.dumps({"command": " ".join(sys.argv), "decoding": args.decoding, "defaults": {
             k: getattr(ExportOptions, k) for k in ("policy", "target_size", "shrinkage", "probe_windows", "compensate",
                                                    "refine")}, "result": result}, indent=1) + "\n")
         print(f"wrote {path} and {path.with_suffix('.png').name}")
