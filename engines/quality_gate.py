@@ -44,6 +44,8 @@ LONG_MINUTES = 4.0
 LONG_GAP_SECONDS = 0.3
 DEFAULT_MAX_WER_INCREASE = 1.0
 DEFAULT_MAX_DISAGREEMENT = 10.0
+#: clips transcribed between two looks at whether a set has failed already
+STOP_CHUNK = 24
 
 TranscribeMany = Callable[[list[np.ndarray]], list[str]]
 
@@ -119,17 +121,22 @@ class SetResult:
     increase: dict[str, float] = field(default_factory=dict)
     agreement: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: when the gate stopped early: the set's full size (``utterances`` and
+    #: every figure then cover only the clips transcribed before the stop)
+    stopped_of: int | None = None
 
 
 @dataclass
 class GateResult:
-    """The gate's verdict over every set and backend."""
+    """The gate's verdict over every set and backend; ``skipped``: sets not
+    transcribed because an earlier one had failed (``stop_early``)."""
 
     sets: list[SetResult]
     max_wer_increase: float
     max_disagreement: float
     failures: list[str]
     allowed_degradation: bool = False
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -154,10 +161,13 @@ class GateResult:
                 dense = f"{s.dense_wer:.2f}" if s.dense_wer is not None else "-"
                 wer = f"{s.wer[backend]:.2f}" if backend in s.wer else "-"
                 inc = f"{s.increase[backend]:+.2f}" if backend in s.increase else "-"
-                lines.append(f"| {s.name} | {s.utterances} | {s.seconds_of_audio / 60:.1f} | {backend} | {dense} | "
+                clips = f"{s.utterances} of {s.stopped_of} (stopped)" if s.stopped_of else f"{s.utterances}"
+                lines.append(f"| {s.name} | {clips} | {s.seconds_of_audio / 60:.1f} | {backend} | {dense} | "
                              f"{wer} | {inc} | {s.agreement[backend]:.2f} |")
         if self.failures:
             lines += ["", "Failures:", ""] + [f"- {f}" for f in self.failures]
+        if self.skipped:
+            lines += ["", f"Not checked after the first failure: {', '.join(self.skipped)}."]
         return lines + [""]
 
 
@@ -210,6 +220,47 @@ def compare(check: CheckSet, dense: list[str], hypotheses: dict[str, list[str]],
     return result
 
 
+def _subset(check: CheckSet, count: int) -> CheckSet:
+    references = check.references[:count] if check.references is not None else None
+    return CheckSet(check.name, check.ids[:count], check.audio[:count], references, check.fingerprint)
+
+
+def transcribe_until_failed(check: CheckSet, dense: list[str], transcribe: TranscribeMany, max_wer_increase: float,
+                            max_disagreement: float) -> tuple[list[str], str | None]:
+    """Transcribe ``check`` in chunks of :data:`STOP_CHUNK` clips and stop
+    once the set has failed whatever the remaining clips give: errors only
+    add up, so when the errors so far, over all of the set's words, already
+    pass the limit, no rest can bring it back. Returns the transcripts of
+    the clips done and, when stopped, the failure (with that lower bound)."""
+    labeled = check.references is not None
+    targets = check.references if labeled else dense
+    words = score(check.ids, targets, targets).words
+    base = score(check.ids, check.references, dense).wer if labeled else 0.0
+    limit = base + max_wer_increase if labeled else max_disagreement
+    texts: list[str] = []
+    for start in range(0, len(check.audio), STOP_CHUNK):
+        texts += transcribe(check.audio[start:start + STOP_CHUNK])
+        if len(texts) == len(check.audio):
+            break
+        bound = 100.0 * score(check.ids[:len(texts)], targets[:len(texts)], texts).errors / max(words, 1)
+        if bound > limit:
+            what = (f"WER at least {bound:.2f} % against dense {base:.2f} % (limit +{max_wer_increase:g})" if labeled
+                    else f"at least {bound:.2f} % of the dense transcript's words differ (limit {max_disagreement:g} %)")
+            return texts, f"{what}, certain after {len(texts)} of {len(check.audio)} clips"
+    return texts, None
+
+
+def _failures(result: SetResult, name: str, max_wer_increase: float, max_disagreement: float) -> list[str]:
+    """Why ``name`` fails on ``result``'s set (nothing when it passes)."""
+    if result.labeled and result.increase[name] > max_wer_increase:
+        return [f"{result.name}: WER {result.dense_wer:.2f} % dense -> {result.wer[name]:.2f} % {name} "
+                f"(+{result.increase[name]:.2f} points, limit {max_wer_increase:g})"]
+    if not result.labeled and result.agreement[name] > max_disagreement:
+        return [f"{result.name}: {result.agreement[name]:.2f} % of the dense transcript's words differ "
+                f"in {name} (limit {max_disagreement:g} %)"]
+    return []
+
+
 def run_gate(
     checks: Sequence[CheckSet],
     dense: TranscribeMany,
@@ -219,34 +270,49 @@ def run_gate(
     max_wer_increase: float = DEFAULT_MAX_WER_INCREASE,
     max_disagreement: float = DEFAULT_MAX_DISAGREEMENT,
     progress: Callable[[str], None] | None = None,
+    stop_early: bool = False,
 ) -> GateResult:
     """Transcribe every set with the dense reference (or take its cached
-    transcripts) and with each backend, compare, and judge."""
+    transcripts) and with each backend, compare, and judge.
+
+    ``stop_early``: the verdict is all that matters (the export is refused
+    on a failure), so a set stops as soon as its failure is certain and the
+    sets after a failed one are skipped. A broken model then fails in a
+    fraction of the time; its loops would otherwise make every window fall
+    back through every temperature."""
     cache = cache or TranscriptCache(None)
     results: list[SetResult] = []
+    failures: list[str] = []
+    skipped: list[str] = []
     for check in checks:
+        if stop_early and failures:
+            skipped.append(check.name)
+            continue
         reference = cache.get(model_key, check)
         if reference is None:
             reference = dense(check.audio)
             cache.put(model_key, check, reference)
-        hypotheses, seconds = {}, {}
+        hypotheses, seconds, stops = {}, {}, {}
         for name, transcribe in backends.items():
             start = time.perf_counter()
-            hypotheses[name] = transcribe(check.audio)
+            if stop_early:
+                hypotheses[name], stops[name] = transcribe_until_failed(check, reference, transcribe,
+                                                                        max_wer_increase, max_disagreement)
+            else:
+                hypotheses[name] = transcribe(check.audio)
             seconds[name] = time.perf_counter() - start
-        result = compare(check, reference, hypotheses, seconds)
+        done = min(len(t) for t in hypotheses.values()) if hypotheses else len(check.audio)
+        subset = check if done == len(check.audio) else _subset(check, done)
+        result = compare(subset, reference[:done], {k: v[:done] for k, v in hypotheses.items()}, seconds)
+        if done < len(check.audio):
+            result.stopped_of = len(check.audio)
         results.append(result)
+        for name in result.agreement:
+            failures += ([f"{check.name}: {stops[name]} ({name})"] if stops.get(name)
+                         else _failures(result, name, max_wer_increase, max_disagreement))
         if progress is not None:
             worst = max(result.agreement, key=result.agreement.get)
             wer = (f"WER {result.dense_wer:.2f} -> {result.wer[worst]:.2f}" if result.labeled else "no references")
-            progress(f"  {check.name}: {wer}, disagreement {result.agreement[worst]:.2f} % ({worst})")
-    failures = []
-    for r in results:
-        for name in r.agreement:
-            if r.labeled and r.increase[name] > max_wer_increase:
-                failures.append(f"{r.name}: WER {r.dense_wer:.2f} % dense -> {r.wer[name]:.2f} % {name} "
-                                f"(+{r.increase[name]:.2f} points, limit {max_wer_increase:g})")
-            elif not r.labeled and r.agreement[name] > max_disagreement:
-                failures.append(f"{r.name}: {r.agreement[name]:.2f} % of the dense transcript's words differ "
-                                f"in {name} (limit {max_disagreement:g} %)")
-    return GateResult(results, max_wer_increase, max_disagreement, failures)
+            part = f" (stopped after {done} of {len(check.audio)} clips)" if done < len(check.audio) else ""
+            progress(f"  {check.name}: {wer}, disagreement {result.agreement[worst]:.2f} % ({worst}){part}")
+    return GateResult(results, max_wer_increase, max_disagreement, failures, skipped=skipped)

@@ -97,6 +97,7 @@ def validate(dense, compressed, out_dir: Path, opts: ExportOptions, note: Callab
         backends[f"tensorrt {opts.precision}"] = TrtTranscriber(out_dir, settings=GATE_DECODING).transcribe_many
     gate = run_gate(checks, gate_transcriber(dense).transcribe_many, backends, dense_key(dense),
                     TranscriptCache((opts.cache_dir or cache_root()) / "transcripts"),
-                    opts.max_wer_increase, opts.max_disagreement, progress=note if opts.progress else None)
+                    opts.max_wer_increase, opts.max_disagreement, progress=note if opts.progress else None,
+                    stop_early=not opts.allow_degradation)
     gate.allowed_degradation = opts.allow_degradation
     return {"parity": [p.to_dict() for p in reports], "quality": gate}

@@ -75,6 +75,35 @@ def test_gate_fails_past_either_limit_and_passes_within_them(tmp_path: Path) -> 
     assert calls == [2, 3, 2]  # another model key is another cache entry
 
 
+def test_stop_early_ends_a_failed_set_and_skips_the_rest(monkeypatch) -> None:
+    import engines.quality_gate as gate
+
+    monkeypatch.setattr(gate, "STOP_CHUNK", 10)
+    n = 100
+    refs = [f"word{i} other{i}" for i in range(n)]
+    labeled = CheckSet("refs", [f"r/{i}" for i in range(n)], [np.full(1, i, np.float32) for i in range(n)], refs, "fp")
+    later = _check(None, "later")
+    dense = lambda audio: [refs[int(a[0])] for a in audio] if len(audio) == n else ["a b c"] * len(audio)  # noqa: E731
+    seen = []
+
+    def broken(audio):  # every clip wrong: the set has failed for certain after 10 of 100 clips
+        seen.append(len(audio))
+        return ["nonsense"] * len(audio)
+
+    full = run_gate([labeled, later], dense, {"broken": broken}, "m", None, 1.0, 10.0)
+    assert seen == [n, 3] and not full.passed and not full.skipped and full.sets[0].stopped_of is None
+    seen.clear()
+    fast = run_gate([labeled, later], dense, {"broken": broken}, "m", None, 1.0, 10.0, stop_early=True)
+    assert seen == [10] and fast.skipped == ["later"] and len(fast.failures) == 1
+    assert "WER at least 10.00 % against dense 0.00 % (limit +1), certain after 10 of 100 clips" in fast.failures[0]
+    assert fast.sets[0].utterances == 10 and fast.sets[0].stopped_of == n and fast.sets[0].wer["broken"] == 100.0
+    assert "10 of 100 (stopped)" in "\n".join(fast.to_markdown())
+    # a model that passes is transcribed in full, chunk by chunk, to the same verdict and figures
+    good = lambda audio: [refs[int(a[0])] for a in audio]  # noqa: E731
+    chunked = run_gate([labeled], dense, {"good": good}, "m", None, 1.0, 10.0, stop_early=True)
+    assert chunked.passed and chunked.sets[0].utterances == n and chunked.sets[0].wer["good"] == 0.0
+
+
 def test_cache_ignores_a_damaged_entry(tmp_path: Path) -> None:
     cache = TranscriptCache(tmp_path)
     check = _check(["a b"])
