@@ -29,6 +29,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -90,7 +91,9 @@ def point(model_loaded, report, checks, dense_texts, label: str, decoding: Trans
 
 
 def frontier(model: str, calib_names: list[str], set_names: list[str], clips: int, long_minutes: float,
-             thetas: list[str], sizes: list[float], cache: Path, decoding: TranscribeOptions) -> dict:
+             thetas: list[str], sizes: list[float], cache: Path, decoding: TranscribeOptions,
+             save: Callable[[dict], None]) -> dict:
+    """Every point for ``model``; ``save`` is called with the results so far after each point."""
     loaded = load_model(model)
     checks = check_sets(set_names, clips, long_minutes)
     dense_texts = [TorchTranscriber(loaded, settings=decoding).transcribe_many(c.audio) for c in checks]
@@ -104,6 +107,8 @@ def frontier(model: str, calib_names: list[str], set_names: list[str], clips: in
         stats, note = calibrate(loaded, opts, progress_note=lambda _: None)
         print(f" calibration {calib_name} ({opts.calib}): {note}", flush=True)
         points = {"liteasr": [], "default": []}
+        out["calibrations"][calib_name] = {"spec": opts.calib, "statistics": note, "windows": stats.n_windows,
+                                           "contents": stats.extra.get("mix"), "points": points}
         spectra = select_spectra(loaded, stats, make_policy("budget", target_size=0.9), opts)
         for size in sizes:
             try:
@@ -113,14 +118,14 @@ def frontier(model: str, calib_names: list[str], set_names: list[str], clips: in
                 print(f"  size {size}: {exc}")
                 continue
             points["default"].append(point(compressed, report, checks, dense_texts, f"default {size}", decoding))
+            save(out)
         for theta in thetas:
             policy = LiteASRPolicy(*parse_theta(theta))
             plain = dataclasses.replace(opts, shrinkage=0.0, probe_windows=0, compensate=0, refine=0)
             compressed, report = build(loaded, stats, policy, select_spectra(loaded, stats, policy, plain), plain,
                                        lambda _: None)
             points["liteasr"].append(point(compressed, report, checks, dense_texts, f"liteasr {theta}", decoding))
-        out["calibrations"][calib_name] = {"spec": opts.calib, "statistics": note, "windows": stats.n_windows,
-                                           "contents": stats.extra.get("mix"), "points": points}
+            save(out)
     return out
 
 
@@ -166,13 +171,18 @@ def main() -> int:
     args = parser.parse_args()
     args.output_dir.mkdir(parents=True, exist_ok=True)
     for model in args.models:
-        result = frontier(model, args.calib, args.sets, args.clips, args.long_minutes, args.thetas, args.sizes,
-                          args.cache, DECODINGS[args.decoding])
         path = args.output_dir / f"compression_frontier_{model}.json"
+
+        def save(result: dict, finished: bool = False) -> None:
+            path.write_text(json.dumps({"command": " ".join(sys.argv), "decoding": args.decoding, "finished": finished,
+                                        "defaults": {k: getattr(ExportOptions, k) for k in (
+                                            "policy", "target_size", "shrinkage", "probe_windows", "compensate",
+                                            "refine")}, "result": result}, indent=1) + "\n")
+
+        result = frontier(model, args.calib, args.sets, args.clips, args.long_minutes, args.thetas, args.sizes,
+                          args.cache, DECODINGS[args.decoding], save)
+        save(result, finished=True)
         plot(result, path.with_suffix(".png"))
-        path.write_text(json.dumps({"command": " ".join(sys.argv), "decoding": args.decoding, "defaults": {
-            k: getattr(ExportOptions, k) for k in ("policy", "target_size", "shrinkage", "probe_windows", "compensate",
-                                                   "refine")}, "result": result}, indent=1) + "\n")
         print(f"wrote {path} and {path.with_suffix('.png').name}")
     return 0
 
