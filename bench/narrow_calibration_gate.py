@@ -41,7 +41,7 @@ def one(model: str, calib: str, scratch: Path, cache: Path | None) -> dict:
     else:
         summary = result.summary
         row.update(exit_code=0, written=True, size_ratio=summary["compression"]["size_ratio"],
-                   gate=summary["validation"]["quality"])
+                   gate=summary["validation"]["quality"], timings_s=summary["timings_s"])
     row["seconds"] = round(time.perf_counter() - start, 1)
     verdict = "written, gate passed" if row["exit_code"] == 0 else f"refused (exit {row['exit_code']})"
     print(f"{model:8} calib {calib:10} {verdict} in {row['seconds']:.0f} s", flush=True)
