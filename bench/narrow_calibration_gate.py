@@ -62,10 +62,13 @@ def main() -> int:
     parser.add_argument("--cache-dir", type=Path, default=None, help="statistics and transcript cache")
     parser.add_argument("--output", type=Path, default=RESULTS / "narrow_calibration_gate.json")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="liteasr-gate-") as scratch:
-        rows = [one(m, c, Path(scratch), args.cache_dir) for m in args.models for c in args.calib]
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"command": " ".join(sys.argv), "runs": rows}, indent=1) + "\n")
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="liteasr-gate-") as scratch:
+        for model in args.models:
+            for calib in args.calib:
+                rows.append(one(model, calib, Path(scratch), args.cache_dir))
+                args.output.write_text(json.dumps({"command": " ".join(sys.argv), "runs": rows}, indent=1) + "\n")
     print(f"wrote {args.output}")
     return 0
 
