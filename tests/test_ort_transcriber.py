@@ -137,7 +137,7 @@ def test_not_an_artifacts_folder(tmp_path):
 _CHILD = """
 import json, sys
 from liteasr_export.cli import eval_main, transcribe_main
-code = transcribe_main(["--engine", "onnx", "--artifacts", sys.argv[1], "--threads", "1", sys.argv[2]])
+code = transcribe_main(["--engine", "onnx", "--artifacts", sys.argv[1], "--threads", "1", "--no-timestamps", sys.argv[2]])
 code += eval_main(["--engine", "onnx", "--artifacts", sys.argv[1], "--threads", "1", "--eval", sys.argv[3]])
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
 print(json.dumps({"code": code, "heavy": heavy}))
