@@ -52,7 +52,8 @@ def faster_whisper_backend(model_dir: Path, compute_type: str, threads: int) -> 
 
 
 def export_variant(loaded, out: Path, int8: bool, reuse: bool) -> Path:
-    from exporters.artifacts import export_artifacts, load_manifest
+    from exporters.artifacts import export_artifacts
+    from liteasr_export.manifest import load_manifest
 
     if reuse and (out / "manifest.json").is_file():
         load_manifest(out)

@@ -1,7 +1,7 @@
 """Numerical parity between a reference (PyTorch) and an artifact's outputs.
 
 Per-output tolerances are data, declared with the graphs
-(:data:`exporters.graph_spec.PARITY_TOLERANCES`, per precision).
+(:data:`liteasr_export.graphs.PARITY_TOLERANCES`, per precision).
 fp32 is checked element by element: an element fails only when it exceeds
 both its absolute and its relative tolerance (Polygraphy's rule). fp16 and
 int8 are checked on error statistics, as Polygraphy's ``check_error_stat``
@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from exporters.graph_spec import OutputTolerance, tolerance_for
-from liteasr_export.errors import ToleranceError
+from liteasr_export.errors import OutputMismatchError, ShapeError, ToleranceError
+from liteasr_export.graphs import OutputTolerance, tolerance_for
 
 
 @dataclass
@@ -69,8 +69,6 @@ def compare_output(name: str, reference: np.ndarray, actual: np.ndarray, tol: Ou
     ref = np.asarray(reference, dtype=np.float64)
     act = np.asarray(actual, dtype=np.float64)
     if ref.shape != act.shape:
-        from liteasr_export.errors import ShapeError
-
         raise ShapeError(f"output {name} has shape {act.shape}, the reference {ref.shape}", "re-export the graph")
     diff = np.abs(act - ref)
     rel = diff / np.maximum(np.abs(ref), np.finfo(np.float64).tiny)
@@ -96,8 +94,6 @@ def compare(artifact: str, precision: str, reference: dict[str, np.ndarray],
     """Compare every reference output (names must match) under ``precision``'s tolerances."""
     missing = sorted(set(reference) - set(actual))
     if missing:
-        from liteasr_export.errors import OutputMismatchError
-
         raise OutputMismatchError(f"{artifact} lacks outputs {missing}", "re-export the artifacts")
     report = ParityReport(artifact, precision)
     for name, ref in reference.items():

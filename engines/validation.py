@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+import torch
 
-from exporters.artifacts import cross_names
 from liteasr_export.decoding import greedy_decode
+from liteasr_export.graphs import cross_names
 
 from .compare import ParityReport, compare
 
@@ -23,8 +24,6 @@ PARITY_STEPS = 20
 def torch_encoder_outputs(transcriber, features: np.ndarray):
     """The PyTorch model's hidden states (a tensor, for its decoder) and what
     encoder.onnx returns, as numpy."""
-    import torch
-
     model = transcriber.model
     heads = model.config.decoder_attention_heads
     with torch.inference_mode():

@@ -30,21 +30,20 @@ from typing import Iterable, Literal
 
 import numpy as np
 import onnx
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from liteasr_export.errors import ExportError
+from liteasr_export.graphs import MIN_OPSET, OPSETS, encoder_spec
 
-from .graph_spec import encoder_spec
 from .precision import Fp16Report, Int8Report, convert_fp16, quantize_int8, save_onnx
 from .reduced_attention import AttentionPlan, Factors, FoldedAttention, linear_factors, plan_encoder
 
 log = logging.getLogger(__name__)
 
-#: lowest opset: LayerNormalization is one node from 17 on
-MIN_OPSET = 17
 #: the standard fused ``Attention`` operator exists from opset 23 on
 ATTENTION_OPSET = 23
-DEFAULT_OPSET = 23
+DEFAULT_OPSET = OPSETS["encoder"]
 #: fused attention operators, fastest first on ONNX Runtime's CPU provider
 #: (measured by bench/encoder_latency.py; ``MultiHeadAttention`` is ONNX
 #: Runtime's com.microsoft operator, ``Attention`` the standard opset-23 one)
@@ -125,7 +124,7 @@ def _gelu(g: _GraphBuilder, x: str, name: str, opset: int, approximate: str = "n
     if opset >= 20:
         return g.node("Gelu", [x], name, approximate=approximate)
     if approximate != "none":
-        raise ExportError(f"tanh-approximated GELU needs opset >= 20 (got {opset})", "export with --opset 20 or higher")
+        raise ExportError(f"tanh-approximated GELU needs opset >= 20 (got {opset})", "export with opset=20 or higher")
     # 0.5 x (1 + erf(x / sqrt 2)); ONNX Runtime fuses this pattern into one Gelu kernel
     half = g.weight(f"{name}.half", np.array(0.5))
     one = g.weight(f"{name}.one", np.array(1.0))
@@ -224,10 +223,8 @@ def fused_op_problem(op: str, opset: int) -> str | None:
     unfused form, so "supported" means "runs and is correct"."""
     if op == "Attention" and opset < ATTENTION_OPSET:
         return f"the standard Attention operator needs opset >= {ATTENTION_OPSET} (export uses {opset})"
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return "onnxruntime is not installed, so the fused operator cannot be checked"
+    import onnxruntime as ort  # on first use: importing onnxruntime writes a cache folder
+
     rng = np.random.default_rng(0)
     feeds = {n: rng.standard_normal((1, 5, w)).astype(np.float32) for n, w in (("q", 8), ("k", 4), ("v", 8))}
     try:
@@ -343,15 +340,13 @@ def export_encoder(
     would overflow float16. ``int8``: dynamic int8 quantization of the MatMuls.
     """
     if opset < MIN_OPSET:
-        raise ExportError(f"opset {opset} is too old for the encoder graph", f"use --opset {MIN_OPSET} or newer")
+        raise ExportError(f"opset {opset} is too old for the encoder graph", f"export with opset={MIN_OPSET} or newer (liteasr-export uses {DEFAULT_OPSET})")
     if fp16 and int8:
         raise ExportError("--fp16 and --int8 were both given", "choose one precision")
     model.eval()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     op, notes = resolve_attention(attention, opset, fused_op)
-    import torch
-
     with torch.no_grad():
         onnx_model, plans = build_encoder_graph(model, opset=opset, fused_op=op, reduced_attention=reduced_attention)
     reduced = [p.layer for p in plans if p.kind == "reduced"] if reduced_attention else []

@@ -16,10 +16,19 @@ import warnings
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
-from .backends import ENGINES
+from calibration.datasets import resolve_set
+
+from .backends import ENGINES, open_transcriber
+from .decoding import DEFAULT_TEMPERATURES, SearchOptions
 from .errors import (EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_TERMINATED,
                      LiteASRError)
+from .evaluation import evaluate
+from .frontend import AudioWarning, load_audio
 from .interrupts import Terminated, signals_as_interrupts
+from .options import ExportOptions
+from .output_formats import FORMATS, WRITERS, formats_of, output_path, write_atomic
+from .preflight import check_decoding_options, check_device, check_output_options, check_writable_folder
+from .windowed import TranscribeOptions
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,8 +80,6 @@ def _one_line(text: str) -> str:
 def _warn(prog: str, message, category: type, debug: bool) -> None:
     """Warnings meant for the user (audio normalized...) as one line; the
     libraries' deprecation notices only with --debug."""
-    from .frontend import AudioWarning
-
     if debug or issubclass(category, AudioWarning):
         print(f"{prog}: warning: {_one_line(message)}", file=sys.stderr)
 
@@ -113,8 +120,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _decoding_args(parser: argparse.ArgumentParser, language: str, timestamps: bool) -> None:
     """Decoding options shared by liteasr-transcribe and liteasr-eval
     (openai-whisper's defaults; see liteasr_export.decoding.SearchOptions)."""
-    from .decoding import DEFAULT_TEMPERATURES, SearchOptions
-
     d = SearchOptions()
     g = parser.add_argument_group("decoding")
     g.add_argument("--language", default=language,
@@ -154,9 +159,6 @@ def _decoding_args(parser: argparse.ArgumentParser, language: str, timestamps: b
 
 def _settings(args: argparse.Namespace):
     """The decoding choices of the command line as TranscribeOptions."""
-    from .decoding import SearchOptions
-    from .windowed import TranscribeOptions
-
     search = SearchOptions(beam_size=args.beam_size, patience=args.patience, length_penalty=args.length_penalty,
                            temperatures=tuple(args.temperatures), best_of=args.best_of,
                            compression_ratio_threshold=args.compression_ratio_threshold,
@@ -185,8 +187,6 @@ def _model(args: argparse.Namespace) -> str | None:
 
 def _check_backend_args(args: argparse.Namespace) -> None:
     """The options of transcribe and eval that can be checked before any work."""
-    from .preflight import check_decoding_options, check_device, check_writable_folder
-
     if args.engine == "torch":
         check_device(args.device)
     if args.ort_cache is not None:
@@ -195,8 +195,6 @@ def _check_backend_args(args: argparse.Namespace) -> None:
 
 
 def _open(args: argparse.Namespace):
-    from .backends import open_transcriber
-
     language = args.language if args.language not in (None, "auto") else "en"
     return open_transcriber(args.engine, model=_model(args), artifacts=args.artifacts, threads=args.threads,
                             device=args.device, language=language, providers=args.provider,
@@ -205,8 +203,6 @@ def _open(args: argparse.Namespace):
 
 
 def transcribe_parser() -> argparse.ArgumentParser:
-    from .output_formats import FORMATS
-
     parser = _Parser(prog="liteasr-transcribe", description="Transcribe audio files with a model or exported artifacts.")
     parser.add_argument("audio", nargs="+", help="wav / flac / ogg / mp3 files")
     parser.add_argument("--output-format", "-f", choices=FORMATS, default="txt",
@@ -222,10 +218,6 @@ def transcribe_parser() -> argparse.ArgumentParser:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from .frontend import load_audio
-    from .output_formats import WRITERS, formats_of, output_path, write_atomic
-    from .preflight import check_output_options
-
     _check_backend_args(args)
     check_output_options(args.audio, args.output_format, args.output_dir, args.timestamps)
     audio = [load_audio(path) for path in args.audio]  # fail on bad files before loading a model
@@ -256,10 +248,6 @@ def eval_parser() -> argparse.ArgumentParser:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from calibration.datasets import resolve_set
-
-    from .evaluation import evaluate
-
     _check_backend_args(args)
     utterances = resolve_set(args.eval, purpose="eval")[: args.limit]
     transcriber = _open(args)
@@ -364,7 +352,7 @@ def export_parser() -> argparse.ArgumentParser:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .pipeline import ExportOptions, run_export
+    from .pipeline import run_export  # torch and transformers: only an export needs them, not transcribe or eval
 
     values = {k: v for k, v in vars(args).items() if k in ExportOptions.__dataclass_fields__}
     values["output"] = Path(args.output or Path("out") / Path(str(args.model)).name)

@@ -16,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+import soxr
 
 from .errors import AudioError
 
@@ -55,8 +57,6 @@ class FrontendParams:
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read wav/flac/ogg/mp3, mix to mono, resample to ``sample_rate`` (float32)."""
-    import soundfile as sf
-
     path = Path(path)
     if path.is_dir():
         raise AudioError(f"{path} is a folder, not an audio file", "pass the audio files inside it")
@@ -101,8 +101,6 @@ def resample(audio: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE) 
         return audio
     if orig_rate <= 0:
         raise AudioError(f"invalid sample rate {orig_rate}", "pass the rate the audio was recorded at")
-    import soxr
-
     return soxr.resample(audio, orig_rate, target_rate, quality="HQ").astype(np.float32)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engines.compare import compare
-from exporters.graph_spec import tolerance_for
+from liteasr_export.graphs import tolerance_for
 from liteasr_export.errors import OutputMismatchError, ShapeError, ToleranceError
 
 

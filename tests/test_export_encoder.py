@@ -11,9 +11,9 @@ from conftest import random_whisper
 
 from exporters.encoder import export_encoder, fused_op_problem
 from engines.compare import compare
-from exporters.graph_spec import encoder_spec
+from liteasr_export.graphs import encoder_spec
 from liteasr_export.errors import ExportError
-from liteasr_export.standin import apply_low_rank
+from bench.standin import apply_low_rank
 
 ort = pytest.importorskip("onnxruntime")
 

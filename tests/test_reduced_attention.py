@@ -16,7 +16,7 @@ from exporters.reduced_attention import (
     fold_attention,
     plan_attention,
 )
-from liteasr_export.standin import apply_low_rank
+from bench.standin import apply_low_rank
 
 # init_std 0.2: peaked attention, so a wrong fold cannot hide behind uniform softmax rows
 STD = 0.2

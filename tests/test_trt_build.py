@@ -20,14 +20,14 @@ from engines.trt_builder import (
     TrtBuildOptions,
     _pin_layers,
     build_engines,
-    engine_path,
     layer_onnx_nodes,
     plan_precision,
-    timing_cache_path,
 )
 from engines.trt_profiles import ProfileOptions
-from exporters.precision import FP32_OP_TYPES, convert_fp16
+from exporters.precision import convert_fp16
 from liteasr_export.errors import EngineUnavailableError, ExportError
+from liteasr_export.graphs import FP32_OP_TYPES
+from liteasr_export.manifest import engine_path, load_manifest, timing_cache_path
 
 MISSING = trt_availability.missing()
 needs_trt = pytest.mark.skipif(bool(MISSING), reason="TensorRT build tests need tensorrt and a CUDA device: "
@@ -160,7 +160,6 @@ def test_fp32_engines_match_onnx_runtime(built, speech_clip):
 
     from engines.ort_transcriber import OnnxTranscriber
     from engines.trt_transcriber import TrtTranscriber
-    from exporters.artifacts import load_manifest
     from liteasr_export.frontend import log_mel
 
     for graph in ("frontend", "encoder", "decoder"):
@@ -183,7 +182,6 @@ def test_fp32_engines_match_onnx_runtime(built, speech_clip):
 def test_fp16_engines_pin_layers_and_stay_close(built, tmp_path, speech_clip):
     from engines.ort_transcriber import OnnxTranscriber
     from engines.trt_transcriber import TrtTranscriber
-    from exporters.artifacts import load_manifest
     from liteasr_export.frontend import log_mel
 
     folder = Path(shutil.copytree(built, tmp_path / "fp16"))

@@ -23,7 +23,7 @@ from engines.trt_readiness import (
     check_model,
     max_opset,
 )
-from exporters.artifacts import load_manifest
+from liteasr_export.manifest import load_manifest
 from liteasr_export.errors import ExportError
 
 RANGES = axis_ranges({"n_text_ctx": 448, "n_audio_ctx": 1500})

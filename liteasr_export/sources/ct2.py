@@ -120,7 +120,7 @@ def whisper_dims(variables: dict[str, np.ndarray]) -> dict[str, int]:
     if any(name.endswith("weight_scale") for name in variables):
         raise ModelSourceError(
             "this CTranslate2 model is quantized (int8/int16 weights)",
-            "convert it with --quantization float16 or float32 and load that",
+            "convert it with ct2-transformers-converter --quantization float16 (or float32) and load that",
         )
     d_model, n_mels, _ = variables["encoder/conv1/weight"].shape
     vocab, _ = variables["decoder/embeddings/weight"].shape
