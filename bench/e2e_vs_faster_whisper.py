@@ -58,7 +58,7 @@ def export_variant(loaded, out: Path, int8: bool, reuse: bool) -> Path:
     if reuse and (out / "manifest.json").is_file():
         load_manifest(out)
         return out
-    export_artifacts(loaded, out, int8=int8)
+    export_artifacts(loaded, out, precision="int8" if int8 else "fp32")
     return out
 
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from engines.ort_transcriber import OnnxTranscriber
+    from engines.runtime.ort_transcriber import OnnxTranscriber
     from liteasr_export.sources import BUNDLED, load_model
     from liteasr_export.transcriber import TorchTranscriber
     from liteasr_export.windowed import PLAIN_GREEDY

@@ -69,7 +69,7 @@ def encoder_parameters(config, low_rank_config: Sequence[Mapping[str, int]] | No
 
 
 def saves_parameters(config, name: str, rank: int) -> bool:
-    """DESIGN.md section 2: a factorization is kept only when ``k (d_in + d_out) < d_in d_out``."""
+    """A factorization is kept only when it saves parameters: ``k (d_in + d_out) < d_in d_out``."""
     return pays_off(*matrix_shape(config, name), rank)
 
 

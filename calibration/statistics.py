@@ -1,6 +1,7 @@
 """Streaming activation statistics of the Whisper encoder's compressible linears.
 
-Full 30 s windows (padding frames included, DESIGN.md section 2) run through
+Full 30 s windows (padding frames included: the decoder attends to them, and
+calibrating on speech frames only measured far worse) run through
 the dense encoder while forward hooks accumulate, in float64, the frame
 count, the sum and the sum of outer products of the activations. Memory is
 ``4 d^2`` doubles per layer whatever the number of samples.
@@ -20,7 +21,7 @@ For ``y = x W + b`` the output moments follow exactly from the input ones,
 ``mean(y) = mean(x) W + b`` and ``cov(y) = W^T cov(x) W``, so one ``d x d``
 accumulator serves q, k and v, and fc1 needs ``d^2`` instead of ``(4d)^2``:
 four times less memory and about five times less calibration arithmetic than
-output accumulators (DESIGN.md section 2 notes the equivalence).
+output accumulators.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ import torch
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from liteasr_export.errors import ExportError
-from liteasr_export.graphs import OPSETS, decoder_input_names, decoder_output_names
+from liteasr_export.graphs import OPSETS, decoder_input_names, decoder_output_names, graph_precision
 
 from .precision import quantize_int8, save_onnx
 
@@ -91,12 +91,15 @@ def _example_inputs(model, batch: int, tokens: int, past: int, frames: int) -> t
 
 
 def export_decoder(model: "WhisperForConditionalGeneration", path: str | Path, *,  # noqa: F821
-                   opset: int = OPSET, int8: bool = False) -> Path:
+                   opset: int = OPSET, precision: str = "fp32") -> Path:
     """Export ``decoder.onnx`` (dynamic batch, tokens, past and frames).
 
-    ``int8``: dynamic int8 quantization of every MatMul with a constant weight
-    (the vocabulary projection included), for ONNX Runtime's CPU provider.
+    ``precision`` is the export's (:data:`liteasr_export.graphs.GRAPH_PRECISION`):
+    the decoder graph is float32 except under ``int8``, a dynamic int8
+    quantization of every MatMul with a constant weight (the vocabulary
+    projection included), for ONNX Runtime's CPU provider.
     """
+    int8 = graph_precision(precision, "decoder") == "int8"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = model.config.decoder_layers

@@ -8,8 +8,8 @@ from typing import Protocol
 
 import numpy as np
 
-from engines.ort_transcriber import OnnxTranscriber
-from engines.trt_transcriber import TrtTranscriber
+from engines.runtime.ort_transcriber import OnnxTranscriber
+from engines.runtime.trt_transcriber import TrtTranscriber
 
 from .errors import LiteASRError
 from .sources import load_model

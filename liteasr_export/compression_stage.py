@@ -22,7 +22,7 @@ from calibration.augment import Augmenter
 from calibration.mix import DEFAULT_PER_SOURCE, resolve_mix
 from calibration.statistics import ActivationStats, collect_window_statistics, encoder_fingerprint
 from calibration.windows import WindowSummary, mix_windows
-from engines.quality_gate import TranscriptCache, compare
+from engines.validation.quality_gate import TranscriptCache, compare
 
 from . import sensitivity
 from .cache import cache_root

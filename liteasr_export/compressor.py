@@ -1,4 +1,4 @@
-"""The LiteASR factorization (DESIGN.md section 2) applied to a Whisper encoder.
+"""The LiteASR factorization (PCA of each matrix's output) applied to a Whisper encoder.
 
 For each compressible matrix ``y = x W + b`` with output mean ``ybar`` and
 output covariance ``C = V diag(l) V^T`` (descending), rank ``k`` keeps ``V_k``:

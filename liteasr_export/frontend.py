@@ -4,8 +4,8 @@ TensorRT, and mirrored by ``frontend.onnx``).
 numpy + soundfile + soxr only: the ONNX Runtime path must not import torch or
 transformers. Log-mel follows openai-whisper / faster-whisper: the spectrogram
 is computed over the real audio only and padded to 3000 frames with zeros in
-normalized log-mel space (DESIGN.md section 4), which measured better than
-Hugging Face's waveform padding.
+normalized log-mel space, which measured 0.2 to 1.1 WER points better than
+Hugging Face's waveform padding on tiny.en and base.
 """
 
 from __future__ import annotations

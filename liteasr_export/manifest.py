@@ -159,6 +159,18 @@ def model_dims(config) -> dict[str, Any]:
     return dims
 
 
+def graph_metadata(name: str, config, graph: str, precision: str) -> dict[str, str]:
+    """The manifest fields one graph carries in its own ``metadata_props``
+    (ONNX stores strings), so that a single .onnx file says what it is."""
+    return {
+        "liteasr.format": MANIFEST_FORMAT,
+        "liteasr.name": name,
+        "liteasr.graph": graph,
+        "liteasr.precision": precision,
+        "liteasr.model": json.dumps(model_dims(config), sort_keys=True),
+    }
+
+
 def build_manifest(name: str, config, decoding: DecodingOptions, out_dir: str | Path,
                    graphs: dict[str, str], export_info: dict[str, dict] | None = None) -> dict[str, Any]:
     """The manifest of a folder whose graphs (``{"encoder": "encoder.onnx", ...}``)

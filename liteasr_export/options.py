@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-PRECISIONS = ("fp32", "fp16", "int8")
+from .graphs import PRECISIONS
+
+__all__ = ["PRECISIONS", "ExportOptions"]
 
 
 @dataclass
@@ -16,7 +18,7 @@ class ExportOptions:
     output: Path
     model: str = "tiny.en"
     engine: str = "onnx"  # onnx | trt
-    precision: str = "fp32"
+    precision: str = "fp32"  # one of PRECISIONS; what it makes of each graph: graphs.GRAPH_PRECISION
     force: bool = False
     compress: bool = True
     calib: str = "default"

@@ -20,10 +20,10 @@ from typing import Iterator
 
 import torch
 
+from engines.build.trt_builder import TrtBuildOptions
+from engines.build.trt_export import export_tensorrt
+from engines.build.trt_profiles import ProfileOptions
 from engines.trt_availability import require_tensorrt
-from engines.trt_builder import TrtBuildOptions
-from engines.trt_export import export_tensorrt
-from engines.trt_profiles import ProfileOptions
 from exporters import artifacts
 
 from . import sources
@@ -69,9 +69,12 @@ class _Stages:
 def _check_options(opts: ExportOptions) -> None:
     """Refuse bad settings before any work is done."""
     if opts.precision not in PRECISIONS:
-        raise LiteASRError(f"unknown precision {opts.precision!r}", "use --fp16, --int8 or neither (fp32)")
+        raise LiteASRError(f"unknown precision {opts.precision!r}", "use --fp16, --bf16, --int8 or neither (fp32)")
     if opts.engine not in ("onnx", "trt"):
         raise LiteASRError(f"unknown engine {opts.engine!r}", "use --engine onnx or --engine trt")
+    if opts.precision == "bf16" and opts.engine != "trt":
+        raise LiteASRError("--bf16 is a TensorRT engine precision (ONNX Runtime's CPU provider has no bf16 kernels)",
+                           "use --engine trt --bf16, or --fp16 for ONNX Runtime")
     if opts.engine == "trt" and opts.precision == "int8":
         raise LiteASRError("--int8 is the ONNX Runtime CPU quantization", "use --engine trt --fp16, or --engine onnx --int8")
     if opts.engine == "trt" and opts.attention == "fused":
@@ -173,8 +176,8 @@ def run_export(opts: ExportOptions) -> ExportResult:
             encoder_options = None
             if opts.precision == "fp16":  # activations checked for fp16 overflow on calibration speech
                 encoder_options = {"calibration_features": overflow_check_features(compressed, opts)}
-            artifacts.export_artifacts(compressed, tmp, attention=attention, fp16=opts.precision == "fp16",
-                             int8=opts.precision == "int8", frontend=opts.frontend_graph,
+            artifacts.export_artifacts(compressed, tmp, attention=attention, precision=opts.precision,
+                                       frontend=opts.frontend_graph,
                              encoder_options=encoder_options)
         engines_info = None
         if opts.engine == "trt":

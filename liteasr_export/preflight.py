@@ -12,7 +12,7 @@ from pathlib import Path
 
 from calibration.augment import Augmenter
 from calibration.mix import check_spec
-from engines.quality_gate import DEFAULT_GATE_SETS
+from engines.validation.quality_gate import DEFAULT_GATE_SETS
 
 from .errors import ArtifactError, EngineUnavailableError, LiteASRError, ModelSourceError, OutputError
 from .manifest import load_manifest

@@ -16,15 +16,17 @@ import numpy as np
 from calibration.datasets import resolve_set
 from calibration.mix import balanced_sample
 from calibration.statistics import parameter_fingerprint
-from engines.ort_transcriber import OnnxTranscriber
-from engines.quality_gate import DEFAULT_GATE_SETS, LONG_MINUTES, TranscriptCache, check_set, long_recording, run_gate
-from engines.trt_transcriber import TrtTranscriber
-from engines.validation import parity
+from engines.runtime.ort_transcriber import OnnxTranscriber
+from engines.runtime.trt_transcriber import TrtTranscriber
+from engines.validation.parity import parity
+from engines.validation.quality_gate import (DEFAULT_GATE_SETS, LONG_MINUTES, TranscriptCache, check_set,
+                                             long_recording, run_gate)
 
 from .cache import cache_root
 from .decoding import SearchOptions
 from .errors import DatasetError
 from .frontend import split_windows
+from .graphs import graph_precision
 from .options import ExportOptions
 from .transcriber import TorchTranscriber
 from .windowed import TranscribeOptions
@@ -81,10 +83,11 @@ def validate(dense, compressed, out_dir: Path, opts: ExportOptions, note: Callab
     reference = gate_transcriber(compressed)
     onnx = OnnxTranscriber(out_dir, threads=opts.threads, settings=GATE_DECODING)
     features = np.stack([reference.features(split_windows(a)[0]) for a in checks[0].audio[: opts.parity_clips]])
-    reports = parity(reference, onnx, features, opts.precision)
+    onnx_precision = graph_precision(opts.precision, "encoder")  # bf16 exports float32 graphs
+    reports = parity(reference, onnx, features, onnx_precision)
     for report in reports:
         report.raise_on_failure()
-    backends = {f"onnxruntime {opts.precision}": onnx.transcribe_many}
+    backends = {f"onnxruntime {onnx_precision}": onnx.transcribe_many}
     if opts.engine == "trt" and not opts.build_script:
         backends[f"tensorrt {opts.precision}"] = TrtTranscriber(out_dir, settings=GATE_DECODING).transcribe_many
     gate = run_gate(checks, gate_transcriber(dense).transcribe_many, backends, dense_key(dense),

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import random_whisper
 
-from engines.ort_session import create_session
+from engines.runtime.ort_session import create_session
 from exporters.decoder import cross_kv, export_decoder
 from liteasr_export.errors import ToleranceError
 from liteasr_export.graphs import decoder_input_names, decoder_output_names, decoder_spec
@@ -131,7 +131,7 @@ def test_check_fails_when_the_graph_differs_from_the_model(model, decoder_path, 
 
 
 def test_int8_decoder_quantizes_the_vocabulary_projection(model, tmp_path):
-    path = export_decoder(model, tmp_path / "decoder.onnx", int8=True)
+    path = export_decoder(model, tmp_path / "decoder.onnx", precision="int8")
     proto = onnx.load(str(path))
     ops = [node.op_type for node in proto.graph.node]
     assert "MatMul" in ops or "MatMulInteger" in ops

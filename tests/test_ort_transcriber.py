@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 from conftest import RANDOM_MAX_NEW_TOKENS, random_loaded
 
-from engines.ort_transcriber import OnnxTranscriber
+from engines.runtime.ort_transcriber import OnnxTranscriber
 from exporters.artifacts import export_artifacts
 from liteasr_export.graphs import GRAPH_FILES
 from liteasr_export.manifest import load_manifest, update_manifest, write_manifest

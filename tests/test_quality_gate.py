@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from calibration.datasets import Utterance
-from engines.quality_gate import (
+from engines.validation.quality_gate import (
     CheckSet,
     TranscriptCache,
     check_set,

@@ -1,4 +1,4 @@
-"""Attention in the reduced dimension (DESIGN.md section 3): the folded
+"""Attention in the reduced dimension (multi-query over shared keys): the folded
 multi-query form equals the model's own attention, and the per-layer choice
 follows the multiply-add count."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from trt_artifacts import exported_folder
 
-from engines.trt_profiles import (
+from engines.build.trt_profiles import (
     DimRange,
     ProfileOptions,
     ShapeRange,

@@ -1,6 +1,7 @@
 """Import CTranslate2 / faster-whisper Whisper models (``model.bin``).
 
-The format is small and fixed (DESIGN.md section 5), and CTranslate2 itself
+The format is small and fixed (binary version 6: per variable a name, rank,
+dims, dtype id, byte count and data; then aliases), and CTranslate2 itself
 only writes it, so the reader is written here: it streams variables from one
 file or from a model.bin split into byte-concatenated parts.
 """

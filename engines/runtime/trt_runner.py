@@ -16,7 +16,7 @@ from typing import Mapping
 
 from liteasr_export.errors import ArtifactError, ShapeError
 
-from .trt_availability import require_tensorrt
+from ..trt_availability import require_tensorrt
 
 Shape = tuple[int, ...]
 

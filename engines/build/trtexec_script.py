@@ -1,10 +1,10 @@
 """``build_engines.sh``: trtexec commands that build the same engines as
-:func:`engines.trt_builder.build_engines`, for the machine that will run them.
+:func:`engines.build.trt_builder.build_engines`, for the machine that will run them.
 
 TensorRT plans are specific to one GPU model and TensorRT version, so
 building on the target machine is a real use, not only a fallback for
 machines without TensorRT. The script uses the same optimization profiles
-(:mod:`engines.trt_profiles`), precision plan (which layers stay float32) and
+(:mod:`engines.build.trt_profiles`), precision plan (which layers stay float32) and
 timing cache file as the Python builder, and picks the flags of the
 TensorRT it finds: weakly typed (``--fp16 --precisionConstraints=obey
 --layerPrecisions=...``) where trtexec still has precision constraints

@@ -1,7 +1,7 @@
 """TensorRT engines from an artifacts folder, on TensorRT's Python API (10.x / 11.x).
 
 Per graph: parse the ONNX file, add one optimization profile
-(:mod:`engines.trt_profiles`), choose the precision, load and save a timing
+(:mod:`engines.build.trt_profiles`), choose the precision, load and save a timing
 cache, and write a serialized plan to ``trt/<graph>.plan``.
 
 Precision. The precision plan (:func:`plan_precision`) is computed on CPU
@@ -36,16 +36,16 @@ from typing import Any, Iterable
 import onnx
 
 from liteasr_export.errors import EngineUnavailableError, ExportError
-from liteasr_export.graphs import FP32_OP_TYPES
+from liteasr_export.graphs import FP32_OP_TYPES, TRT_PRECISIONS
 from liteasr_export.manifest import engine_path, load_manifest, timing_cache_path, update_manifest
 
-from .trt_availability import require_tensorrt, tensorrt_version
+from ..trt_availability import require_tensorrt, tensorrt_version
 from .trt_profiles import GraphProfile, ProfileOptions, manifest_profiles
 from .trt_readiness import check_artifacts
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = TRT_PRECISIONS
 #: graphs an engine is built for, in build order
 ENGINE_GRAPHS = ("frontend", "encoder", "decoder")
 #: graphs always built in float32
@@ -233,7 +233,7 @@ def build_engine(
     if not parser.parse_from_file(str(onnx_path)):  # reads external weights beside the file
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise ExportError(f"TensorRT cannot parse {onnx_path.name}: {'; '.join(errors[:5])}",
-                          "run the readiness check (engines.trt_readiness) and re-export the graph")
+                          "run the readiness check (engines.build.trt_readiness) and re-export the graph")
     inputs = {network.get_input(i).name for i in range(network.num_inputs)}
     if inputs != set(profile.shapes):
         raise ExportError(f"{onnx_path.name} inputs {sorted(inputs)} differ from its profile {sorted(profile.shapes)}",

@@ -2,7 +2,7 @@
 (``liteasr-transcribe --engine trt``, ``liteasr-eval --engine trt``).
 
 The folder is the ONNX Runtime one plus ``trt/<graph>.plan`` (built by
-:func:`engines.trt_builder.build_engines` or the folder's
+:func:`engines.build.trt_builder.build_engines` or the folder's
 ``build_engines.sh``). Windowing, batching and decoding are
 the shared :class:`liteasr_export.windowed.WindowedTranscriber`; this class supplies the stages that differ: features (the
 frontend engine or the numpy frontend), the encoder call and a decoder step
@@ -22,7 +22,7 @@ from liteasr_export.manifest import ENGINE_DIR, Manifest, engine_path, load_mani
 from liteasr_export.tokenizer import WhisperTokenizer
 from liteasr_export.windowed import TranscribeOptions, WindowedTranscriber
 
-from .trt_availability import require_tensorrt
+from ..trt_availability import require_tensorrt
 from .trt_runner import TrtEngine
 
 FRONTENDS = ("auto", "engine", "numpy")

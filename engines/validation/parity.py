@@ -1,5 +1,5 @@
 """Validation of exported artifacts against the PyTorch model: encoder and
-decoder parity (through :mod:`engines.compare`) and WER per backend.
+decoder parity (through :mod:`engines.validation.compare`) and WER per backend.
 
 Each side's encoder runs once on the parity clips; its outputs feed both the
 encoder comparison and that side's decoder, so the decoder comparison covers
@@ -17,7 +17,7 @@ from liteasr_export.graphs import cross_names
 
 from .compare import ParityReport, compare
 
-#: decoder steps compared (the issue's bar: logits over a 20-step greedy decode)
+#: decoder steps compared (logits over a 20-step greedy decode)
 PARITY_STEPS = 20
 
 

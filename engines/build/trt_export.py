@@ -1,7 +1,7 @@
 """The ``--engine trt`` step after the ONNX export: the readiness check
-(always), then either engines built here (:mod:`engines.trt_builder`) or a
+(always), then either engines built here (:mod:`engines.build.trt_builder`) or a
 ``build_engines.sh`` of trtexec commands for the target machine
-(:mod:`engines.trtexec_script`).
+(:mod:`engines.build.trtexec_script`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from liteasr_export.manifest import ENGINE_DIR, load_manifest
 
-from .trt_availability import tensorrt_version
+from ..trt_availability import tensorrt_version
 from .trt_builder import TrtBuildOptions, build_engines
 from .trt_readiness import REFERENCE_VERSION, check_artifacts
 from .trtexec_script import write_build_script

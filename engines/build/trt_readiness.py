@@ -13,7 +13,7 @@ checked from the graph itself, before any engine is built (and on every
   ``com.microsoft``, which need plugins), new enough for the target version,
   with the restrictions TensorRT documents for ``Attention``;
 * input dtypes TensorRT accepts, and every dynamic input dimension covered by
-  an optimization profile (:mod:`engines.trt_profiles`).
+  an optimization profile (:mod:`engines.build.trt_profiles`).
 
 onnx only (no tensorrt, no torch).
 """
@@ -159,7 +159,7 @@ def check_model(
 ) -> ReadinessReport:
     """Check an in-memory graph (external weights need not be loaded).
 
-    ``ranges``: the profile axis ranges (:func:`engines.trt_profiles.axis_ranges`);
+    ``ranges``: the profile axis ranges (:func:`engines.build.trt_profiles.axis_ranges`);
     None skips the dynamic-dimension check. ``target``: the TensorRT version
     (major, minor) that will parse the graph."""
     target = tuple(target)[:2]
