@@ -48,7 +48,7 @@ def main() -> None:
 
     import torch
 
-    from engines.ort_transcriber import OnnxTranscriber
+    from engines.runtime.ort_transcriber import OnnxTranscriber
     from exporters.artifacts import export_artifacts
     from liteasr_export.transcriber import TorchTranscriber
 

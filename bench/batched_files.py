@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS / "batched_files.json")
     args = parser.parse_args()
 
-    from engines.ort_transcriber import OnnxTranscriber
+    from engines.runtime.ort_transcriber import OnnxTranscriber
     from exporters.artifacts import export_artifacts
     from liteasr_export.sources import load_model
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from calibration.datasets import resolve_set  # noqa: E402
 from calibration.mix import balanced_sample  # noqa: E402
-from engines.quality_gate import CheckSet, check_set, compare, long_recording  # noqa: E402
+from engines.validation.quality_gate import CheckSet, check_set, compare, long_recording  # noqa: E402
 from liteasr_export.compression_stage import build, calibrate, select_spectra  # noqa: E402
 from liteasr_export.errors import RankError  # noqa: E402
 from liteasr_export.pipeline import ExportOptions  # noqa: E402

@@ -52,12 +52,13 @@ def faster_whisper_backend(model_dir: Path, compute_type: str, threads: int) -> 
 
 
 def export_variant(loaded, out: Path, int8: bool, reuse: bool) -> Path:
-    from exporters.artifacts import export_artifacts, load_manifest
+    from exporters.artifacts import export_artifacts
+    from liteasr_export.manifest import load_manifest
 
     if reuse and (out / "manifest.json").is_file():
         load_manifest(out)
         return out
-    export_artifacts(loaded, out, int8=int8)
+    export_artifacts(loaded, out, precision="int8" if int8 else "fp32")
     return out
 
 
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from engines.ort_transcriber import OnnxTranscriber
+    from engines.runtime.ort_transcriber import OnnxTranscriber
     from liteasr_export.sources import BUNDLED, load_model
     from liteasr_export.transcriber import TorchTranscriber
     from liteasr_export.windowed import PLAIN_GREEDY

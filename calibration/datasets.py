@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.util
 import json
 import os
 import re
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from liteasr_export.cache import cache_root
 from liteasr_export.errors import DatasetError
+
+from .fotaq import fotaq_set
+from .utterances import Utterance, write_flac_atomically
+
+__all__ = ["Utterance", "write_flac_atomically", "resolve_set"]
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 BUILTIN_SETS = {"builtin-calib": "calib.jsonl", "builtin-eval": "eval.jsonl"}
@@ -46,17 +49,6 @@ ASTERISK_INSTALL = "run: apt-get install asterisk-core-sounds-en-g722 asterisk-c
 # Prompts whose transcript does not say how the recording reads its numbers
 # ("extension 8500", "28.8 kilobit", "H.323"), so a reference text would be a guess.
 ASTERISK_SKIP = frozenset({"demo-instruct", "spy-h323"})
-
-
-@dataclass(frozen=True)
-class Utterance:
-    """One recording: absolute audio path, reference text (None if unknown),
-    stable id, and the speaker where the set knows it."""
-
-    audio: str
-    text: str | None
-    id: str
-    speaker: str | None = None
 
 
 def load_manifest(path: str | os.PathLike[str]) -> list[Utterance]:
@@ -139,8 +131,6 @@ def resolve_set(spec: str, purpose: str) -> list[Utterance]:
             return builtin_set(f"builtin-{part}")
         if name == "asterisk":
             return [u for u in asterisk_set() if asterisk_part(u) == part]
-        from .fotaq import fotaq_set
-
         return fotaq_set(part)
     if spec == "asterisk-all":
         return asterisk_set()
@@ -153,20 +143,6 @@ def resolve_set(spec: str, purpose: str) -> list[Utterance]:
         "use builtin, asterisk or fotaq (or their -calib / -eval parts), asterisk-all, a path to a .jsonl "
         "manifest or a folder of wav/flac/ogg/mp3 files",
     )
-
-
-def write_flac_atomically(dst: Path, samples: np.ndarray, sample_rate: int) -> None:
-    """Write mono samples as 16-bit FLAC under a temporary name, then rename:
-    a killed run never leaves a truncated file under the real name."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        sf.write(tmp, samples, sample_rate, format="FLAC", subtype="PCM_16")
-        os.replace(tmp, dst)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 # --- Asterisk prompts -------------------------------------------------------
@@ -215,7 +191,7 @@ def parse_asterisk_transcripts(lines: list[str]) -> dict[str, str]:
 
 def _decode_g722(src: Path, dst: Path) -> None:
     """Decode one 16 kHz, 64 kbit/s G.722 file to 16-bit FLAC, atomically."""
-    from G722 import G722  # PyPI "g722"; imported here to keep module import light
+    from G722 import G722  # optional (PyPI "g722"): without it only the Asterisk sets are unavailable
 
     pcm = np.frombuffer(G722(16000, 64000).decode(src.read_bytes()), dtype=np.int16)
     write_flac_atomically(dst, pcm, 16000)
@@ -233,8 +209,6 @@ def asterisk_part(utterance: Utterance) -> str:
 
 def asterisk_available() -> bool:
     """The G.722 prompts, their transcripts and the decoder are installed."""
-    import importlib.util
-
     return (importlib.util.find_spec("G722") is not None and ASTERISK_TRANSCRIPTS.is_file()
             and any(any(d.glob("*.g722")) for d in ASTERISK_SOUND_DIRS))
 
@@ -260,7 +234,7 @@ def asterisk_set(
     if not transcripts.is_file():
         raise DatasetError(f"Asterisk transcripts not found: {transcripts}", ASTERISK_INSTALL)
     try:
-        import G722  # noqa: F401
+        import G722  # noqa: F401  (optional: PyPI g722)
     except ImportError:
         raise DatasetError("the G.722 decoder (PyPI package 'g722') is not installed", ASTERISK_INSTALL) from None
 

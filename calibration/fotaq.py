@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -36,8 +37,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import soundfile as sf
+
 from liteasr_export.cache import cache_root
 from liteasr_export.errors import DatasetError
+from liteasr_export.frontend import SAMPLE_RATE, resample
+
+from .utterances import Utterance, write_flac_atomically
 
 PACKAGE = "flight-of-the-amazon-queen"
 ARCHIVE_IN_PACKAGE = Path("usr/share/scummvm/flight-of-the-amazon-queen/queen.1c")
@@ -227,14 +233,6 @@ def split_of(clip: Clip) -> str:
 
 def _decode_clip(archive: Archive, name: str, dst: Path) -> None:
     """Decode one MP3 clip, resample it to 16 kHz and write 16-bit FLAC atomically."""
-    import io
-
-    import soundfile as sf
-
-    from liteasr_export.frontend import SAMPLE_RATE, resample
-
-    from .datasets import write_flac_atomically
-
     try:
         audio, rate = sf.read(io.BytesIO(archive.read(name)), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
@@ -247,8 +245,6 @@ def fotaq_set(part: str, archive_path: str | os.PathLike[str] | None = None,
     """``fotaq-calib`` or ``fotaq-eval`` as :class:`~calibration.datasets.Utterance`
     objects (speaker known), decoding each clip once into ``cache_dir``
     (default ``$XDG_CACHE_HOME/liteasr-export/fotaq/clips``)."""
-    from .datasets import Utterance
-
     if part not in PARTS:
         raise DatasetError(f"unknown fotaq part {part!r}", "use fotaq-calib or fotaq-eval")
     path = Path(archive_path) if archive_path is not None else find_archive()

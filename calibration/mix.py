@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 from liteasr_export.errors import DatasetError
 
-from .datasets import Utterance, resolve_set
+from .datasets import ASTERISK_INSTALL, SPLIT_SETS, Utterance, asterisk_available, resolve_set
+from .fotaq import FETCH_HINT, find_archive
 
 #: what ``--calib default`` mixes, in order; sources that are not installed are
 #: left out with a note (``builtin`` ships with the package, so one always remains)
@@ -95,9 +96,6 @@ def split_spec(spec: str) -> list[str]:
 def check_spec(spec: str, purpose: str = "calib") -> None:
     """Fail now, without decoding anything, when a source the user named
     explicitly cannot be read (the default's sources are optional)."""
-    from .datasets import ASTERISK_INSTALL, SPLIT_SETS, asterisk_available
-    from .fotaq import FETCH_HINT, find_archive
-
     explicit = [p.strip() for p in spec.split(",") if p.strip() and p.strip() != DEFAULT_SPEC]
     split_spec(spec)  # an empty spec fails here
     for name in explicit:

@@ -1,6 +1,7 @@
 """Streaming activation statistics of the Whisper encoder's compressible linears.
 
-Full 30 s windows (padding frames included, DESIGN.md section 2) run through
+Full 30 s windows (padding frames included: the decoder attends to them, and
+calibrating on speech frames only measured far worse) run through
 the dense encoder while forward hooks accumulate, in float64, the frame
 count, the sum and the sum of outer products of the activations. Memory is
 ``4 d^2`` doubles per layer whatever the number of samples.
@@ -20,7 +21,7 @@ For ``y = x W + b`` the output moments follow exactly from the input ones,
 ``mean(y) = mean(x) W + b`` and ``cov(y) = W^T cov(x) W``, so one ``d x d``
 accumulator serves q, k and v, and fc1 needs ``d^2`` instead of ``(4d)^2``:
 four times less memory and about five times less calibration arithmetic than
-output accumulators (DESIGN.md section 2 notes the equivalence).
+output accumulators.
 """
 
 from __future__ import annotations
@@ -34,31 +35,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.numpy import save_file
 from torch import nn
+from tqdm.auto import tqdm
 
 from liteasr_export.errors import CalibrationError, DatasetError
 from liteasr_export.frontend import log_mel
-from liteasr_export.lowrank import encoder_layers, get_linear, is_compressed
+from liteasr_export.lowrank import SITE_OF, SITES, encoder_layers, get_linear, is_compressed
 
 from .windows import utterance_windows
 
 
-#: site -> (matrix whose module is hooked, "input" or "output")
-SITES: dict[str, tuple[str, str]] = {
-    "attn_in": ("q_proj", "input"),
-    "out_proj": ("out_proj", "output"),
-    "fc1_in": ("fc1", "input"),
-    "fc2": ("fc2", "output"),
-}
-#: matrix -> site its output moments come from
-SITE_OF: dict[str, str] = {
-    "q_proj": "attn_in",
-    "k_proj": "attn_in",
-    "v_proj": "attn_in",
-    "out_proj": "out_proj",
-    "fc1": "fc1_in",
-    "fc2": "fc2",
-}
 FORMAT_VERSION = 1
 
 
@@ -221,8 +209,6 @@ class ActivationStats:
         tensors = self._tensors()
         tmp = path.with_name(path.name + ".tmp")
         if path.suffix == ".safetensors":
-            from safetensors.numpy import save_file
-
             save_file(tensors, str(tmp), metadata={"liteasr_stats": self._meta()})
         else:
             with open(tmp, "wb") as handle:
@@ -237,8 +223,6 @@ class ActivationStats:
             raise CalibrationError(f"statistics file not found: {path}", "check the --stats path or recalibrate")
         try:
             if path.suffix == ".safetensors":
-                from safetensors import safe_open
-
                 with safe_open(str(path), framework="np") as handle:
                     meta_text = (handle.metadata() or {}).get("liteasr_stats")
                     tensors = {key: handle.get_tensor(key) for key in handle.keys()}
@@ -371,8 +355,6 @@ def collect_statistics(
     if total == 0:
         raise DatasetError("the calibration set is empty", "pass a calibration set with audio files (--calib)")
     counts: dict[str, int] = {}
-    from tqdm.auto import tqdm
-
     with tqdm(total=total, desc="calibrating", unit="utt", disable=not progress) as bar:
         windows = utterance_windows(utterances, max_samples, all_windows, counts, lambda: bar.update(1))
         stats = collect_window_statistics(model, windows, batch_size, device, source=source)

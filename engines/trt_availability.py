@@ -27,7 +27,7 @@ def tensorrt_version() -> tuple[int, int] | None:
     """(major, minor) of the installed tensorrt package, or None."""
     if importlib.util.find_spec("tensorrt") is None:
         return None
-    import tensorrt as trt
+    import tensorrt as trt  # optional: TensorRT is installed only on GPU machines
 
     major, minor = (int(p) for p in trt.__version__.split(".")[:2])
     return major, minor
@@ -41,7 +41,7 @@ def missing() -> list[str]:
     if importlib.util.find_spec("torch") is None:
         problems.append("torch is not installed (the TensorRT runner uses torch CUDA tensors)")
     else:
-        import torch
+        import torch  # CUDA's device query; torch is needed only on a GPU
 
         if not torch.cuda.is_available():
             problems.append("no CUDA device: torch.cuda.is_available() is False"

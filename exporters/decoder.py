@@ -24,16 +24,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
+import onnx
+import onnxscript.optimizer
 import torch
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-from liteasr_export.errors import ExportError, ToleranceError
+from liteasr_export.errors import ExportError
+from liteasr_export.graphs import OPSETS, decoder_input_names, decoder_output_names, graph_precision
 
-from .artifacts import decoder_input_names, decoder_output_names
-from .graph_spec import GraphSpec, TensorSpec
 from .precision import quantize_int8, save_onnx
 
-OPSET = 18
+OPSET = OPSETS["decoder"]
 
 
 class DecoderWithCache(torch.nn.Module):
@@ -46,8 +47,6 @@ class DecoderWithCache(torch.nn.Module):
         self.n_layers = model.config.decoder_layers
 
     def forward(self, input_ids: torch.Tensor, *cache: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
-
         n = self.n_layers
         past, cross = cache[: 2 * n], cache[2 * n :]
         pairs = lambda flat: [(flat[2 * i], flat[2 * i + 1]) for i in range(n)]  # noqa: E731
@@ -66,24 +65,6 @@ class DecoderWithCache(torch.nn.Module):
         for layer in kv_cache.self_attention_cache.layers:
             presents += [layer.keys, layer.values]
         return (logits, *presents)
-
-
-def decoder_spec(config) -> GraphSpec:
-    """``decoder.onnx``'s interface for :data:`exporters.graph_spec.GRAPH_SPECS`."""
-    heads = config.decoder_attention_heads
-    head_dim = config.d_model // heads
-    n = config.decoder_layers
-
-    def kv(name: str, length: str | int) -> TensorSpec:
-        return TensorSpec(name, "float32", ("batch", heads, length, head_dim))
-
-    names = decoder_input_names(n)
-    inputs = [TensorSpec("input_ids", "int64", ("batch", "tokens"))]
-    inputs += [kv(name, "past") for name in names[1 : 1 + 2 * n]]
-    inputs += [kv(name, "frames") for name in names[1 + 2 * n :]]  # 1500 from encoder.onnx
-    outputs = [TensorSpec("logits", "float32", ("batch", "tokens", config.vocab_size))]
-    outputs += [kv(name, "past + tokens") for name in decoder_output_names(n)[1:]]
-    return GraphSpec("decoder", "decoder.onnx", tuple(inputs), tuple(outputs))
 
 
 def cross_kv(model: "WhisperForConditionalGeneration", hidden: torch.Tensor) -> list[torch.Tensor]:  # noqa: F821
@@ -110,12 +91,15 @@ def _example_inputs(model, batch: int, tokens: int, past: int, frames: int) -> t
 
 
 def export_decoder(model: "WhisperForConditionalGeneration", path: str | Path, *,  # noqa: F821
-                   opset: int = OPSET, int8: bool = False) -> Path:
+                   opset: int = OPSET, precision: str = "fp32") -> Path:
     """Export ``decoder.onnx`` (dynamic batch, tokens, past and frames).
 
-    ``int8``: dynamic int8 quantization of every MatMul with a constant weight
-    (the vocabulary projection included), for ONNX Runtime's CPU provider.
+    ``precision`` is the export's (:data:`liteasr_export.graphs.GRAPH_PRECISION`):
+    the decoder graph is float32 except under ``int8``, a dynamic int8
+    quantization of every MatMul with a constant weight (the vocabulary
+    projection included), for ONNX Runtime's CPU provider.
     """
+    int8 = graph_precision(precision, "decoder") == "int8"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = model.config.decoder_layers
@@ -176,8 +160,6 @@ def _quantize(program: "torch.onnx.ONNXProgram", path: Path) -> None:
     """Fold ``Transpose(weight)`` into constants first: the tied vocabulary
     projection is traced as MatMul(x, Transpose(embedding)), and dynamic
     quantization only rewrites MatMuls whose weight is a constant."""
-    import onnxscript.optimizer
-
     onnxscript.optimizer.optimize(program.model, input_size_limit=2**62, output_size_limit=2**62)
     fp32 = path.with_name(path.stem + ".fp32.onnx")
     try:
@@ -189,8 +171,6 @@ def _quantize(program: "torch.onnx.ONNXProgram", path: Path) -> None:
 
 
 def _check_graph(path: Path, n_layers: int) -> None:
-    import onnx
-
     graph = onnx.load(str(path), load_external_data=False).graph
     control = sorted({node.op_type for node in graph.node if node.op_type in ("If", "Loop", "Scan")})
     if control:
@@ -200,44 +180,3 @@ def _check_graph(path: Path, n_layers: int) -> None:
     if inputs != decoder_input_names(n_layers) or outputs != decoder_output_names(n_layers):
         raise ExportError(f"{path.name} has inputs {inputs[:3]}... and outputs {outputs[:3]}...",
                           "the export lost or renamed a tensor; report this")
-
-
-def check_decoder(
-    model: "WhisperForConditionalGeneration",  # noqa: F821
-    path: str | Path,
-    encoder_hidden: torch.Tensor,
-    prompt: list[int],
-    *,
-    steps: int = 20,
-    atol: float = 1e-3,
-    session=None,
-) -> float:
-    """Greedy-decode ``steps`` tokens with PyTorch (HF's own cache) and feed the
-    same tokens to ``decoder.onnx`` in ONNX Runtime; return the largest logits
-    difference, raising :class:`ToleranceError` above ``atol``."""
-    from engines.ort_session import create_session
-
-    session = session or create_session(path)
-    n = model.config.decoder_layers
-    batch = encoder_hidden.shape[0]
-    with torch.no_grad():
-        cross = [t.numpy() for t in cross_kv(model, encoder_hidden)]
-        ids = torch.tensor([prompt] * batch, dtype=torch.long)
-        heads = model.config.decoder_attention_heads
-        head_dim = model.config.d_model // heads
-        past = [np.zeros((batch, heads, 0, head_dim), np.float32)] * (2 * n)
-        ref_cache = None
-        worst = 0.0
-        for step in range(steps):
-            ref = model(encoder_outputs=(encoder_hidden,), decoder_input_ids=ids, cache=ref_cache,
-                        use_cache=True)
-            ref_cache = ref.cache
-            feeds = dict(zip(decoder_input_names(n), [ids.numpy(), *past, *cross]))
-            logits, *past = session.run(None, feeds)
-            worst = max(worst, float(np.abs(logits - ref.logits.numpy()).max()))
-            ids = ref.logits[:, -1].argmax(-1, keepdim=True)
-    if not worst <= atol:
-        raise ToleranceError(f"decoder.onnx logits differ from PyTorch by {worst:.3g} over {steps} steps "
-                             f"(limit {atol})",
-                             "re-export with the installed torch/onnxruntime; report the versions if it persists")
-    return worst

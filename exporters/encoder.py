@@ -1,5 +1,6 @@
 """``encoder.onnx``: log-mel -> encoder hidden states and every decoder layer's
-cross-attention K/V (DESIGN.md section 4), dense or low-rank.
+cross-attention K/V (computed once per window, which keeps decoder weights out
+of the per-token graph), dense or low-rank.
 
 The graph is written node by node from the weights (``onnx.helper``) rather
 than traced: that gives direct control over the fused attention node, the
@@ -16,7 +17,7 @@ Interface (shared with the decoder graph and every runner):
   the decoder's ``encoder_attn.k_proj`` / ``v_proj`` applied to
   ``last_hidden_state``, heads split, not scaled.
 
-Dynamic axis: batch. With ``fp16=True`` the weights and compute are float16
+Dynamic axis: batch. With ``precision="fp16"`` the weights and compute are float16
 but the inputs and outputs stay float32 (casts at the boundary).
 """
 
@@ -30,21 +31,20 @@ from typing import Iterable, Literal
 
 import numpy as np
 import onnx
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from liteasr_export.errors import ExportError
+from liteasr_export.graphs import MIN_OPSET, OPSETS, PRECISIONS, encoder_spec, graph_precision
 
-from .graph_spec import encoder_spec
 from .precision import Fp16Report, Int8Report, convert_fp16, quantize_int8, save_onnx
 from .reduced_attention import AttentionPlan, Factors, FoldedAttention, linear_factors, plan_encoder
 
 log = logging.getLogger(__name__)
 
-#: lowest opset: LayerNormalization is one node from 17 on
-MIN_OPSET = 17
 #: the standard fused ``Attention`` operator exists from opset 23 on
 ATTENTION_OPSET = 23
-DEFAULT_OPSET = 23
+DEFAULT_OPSET = OPSETS["encoder"]
 #: fused attention operators, fastest first on ONNX Runtime's CPU provider
 #: (measured by bench/encoder_latency.py; ``MultiHeadAttention`` is ONNX
 #: Runtime's com.microsoft operator, ``Attention`` the standard opset-23 one)
@@ -125,7 +125,7 @@ def _gelu(g: _GraphBuilder, x: str, name: str, opset: int, approximate: str = "n
     if opset >= 20:
         return g.node("Gelu", [x], name, approximate=approximate)
     if approximate != "none":
-        raise ExportError(f"tanh-approximated GELU needs opset >= 20 (got {opset})", "export with --opset 20 or higher")
+        raise ExportError(f"tanh-approximated GELU needs opset >= 20 (got {opset})", "export with opset=20 or higher")
     # 0.5 x (1 + erf(x / sqrt 2)); ONNX Runtime fuses this pattern into one Gelu kernel
     half = g.weight(f"{name}.half", np.array(0.5))
     one = g.weight(f"{name}.one", np.array(1.0))
@@ -224,10 +224,8 @@ def fused_op_problem(op: str, opset: int) -> str | None:
     unfused form, so "supported" means "runs and is correct"."""
     if op == "Attention" and opset < ATTENTION_OPSET:
         return f"the standard Attention operator needs opset >= {ATTENTION_OPSET} (export uses {opset})"
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return "onnxruntime is not installed, so the fused operator cannot be checked"
+    import onnxruntime as ort  # on first use: importing onnxruntime writes a cache folder
+
     rng = np.random.default_rng(0)
     feeds = {n: rng.standard_normal((1, 5, w)).astype(np.float32) for n, w in (("q", 8), ("k", 4), ("v", 8))}
     try:
@@ -327,8 +325,7 @@ def export_encoder(
     fused_op: str | None = None,
     opset: int = DEFAULT_OPSET,
     reduced_attention: bool = True,
-    fp16: bool = False,
-    int8: bool = False,
+    precision: str = "fp32",
     calibration_features: Iterable[np.ndarray] | None = None,
 ) -> EncoderExportInfo:
     """Write ``encoder.onnx`` (plus ``encoder.onnx.data`` when over 2 GB).
@@ -337,25 +334,27 @@ def export_encoder(
     ONNX Runtime runs one (``fused_op`` forces which); "fused" warns when it
     has to fall back to MatMul-Softmax-MatMul, "unfused" always writes that.
     ``reduced_attention``: run attention in the reduced dimension in the
-    layers where it saves multiply-adds. ``fp16``: float16 weights and compute
-    with fp32 islands; ``calibration_features`` (log-mel batches ``(B, n_mels,
-    3000)``) are run through the float32 graph to find nodes whose outputs
-    would overflow float16. ``int8``: dynamic int8 quantization of the MatMuls.
+    layers where it saves multiply-adds. ``precision`` (the export's, see
+    :data:`liteasr_export.graphs.GRAPH_PRECISION`): ``fp16`` writes float16
+    weights and compute with fp32 islands; ``calibration_features`` (log-mel
+    batches ``(B, n_mels, 3000)``) are run through the float32 graph to find
+    nodes whose outputs would overflow float16. ``int8``: dynamic int8
+    quantization of the MatMuls. ``bf16`` (TensorRT's) writes float32.
     """
     if opset < MIN_OPSET:
-        raise ExportError(f"opset {opset} is too old for the encoder graph", f"use --opset {MIN_OPSET} or newer")
-    if fp16 and int8:
-        raise ExportError("--fp16 and --int8 were both given", "choose one precision")
+        raise ExportError(f"opset {opset} is too old for the encoder graph",
+                          f"export with opset={MIN_OPSET} or newer (liteasr-export uses {DEFAULT_OPSET})")
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}", f"use one of {', '.join(PRECISIONS)}")
+    precision = graph_precision(precision, "encoder")
+    fp16, int8 = precision == "fp16", precision == "int8"
     model.eval()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     op, notes = resolve_attention(attention, opset, fused_op)
-    import torch
-
     with torch.no_grad():
         onnx_model, plans = build_encoder_graph(model, opset=opset, fused_op=op, reduced_attention=reduced_attention)
     reduced = [p.layer for p in plans if p.kind == "reduced"] if reduced_attention else []
-    precision = "fp16" if fp16 else "int8" if int8 else "fp32"
     fp16_report: Fp16Report | None = None
     int8_report: Int8Report | None = None
     if fp16:

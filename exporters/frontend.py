@@ -26,28 +26,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import onnx
+from onnx import helper, numpy_helper
 
 from liteasr_export.frontend import HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE, hann_window, mel_filters
+from liteasr_export.graphs import FRONTEND_INPUT as INPUT_NAME
+from liteasr_export.graphs import FRONTEND_OUTPUT as OUTPUT_NAME
+from liteasr_export.graphs import OPSETS, frontend_spec
 
-OPSET = 17
-INPUT_NAME = "audio"
-OUTPUT_NAME = "input_features"
-
-
-#: max abs difference allowed against liteasr_export.frontend.log_mel
-TOLERANCE = 1e-4
-
-
-def frontend_spec(config) -> "GraphSpec":  # noqa: F821
-    """``frontend.onnx``'s interface for :data:`exporters.graph_spec.GRAPH_SPECS`."""
-    from .graph_spec import GraphSpec, TensorSpec
-
-    return GraphSpec(
-        "frontend",
-        "frontend.onnx",
-        (TensorSpec(INPUT_NAME, "float32", ("batch", "samples")),),
-        (TensorSpec(OUTPUT_NAME, "float32", ("batch", config.num_mel_bins, N_FRAMES)),),
-    )
+OPSET = OPSETS["frontend"]
 
 
 def dft_matrix(n_fft: int = N_FFT) -> np.ndarray:
@@ -59,11 +46,8 @@ def dft_matrix(n_fft: int = N_FFT) -> np.ndarray:
     return np.concatenate([window * np.cos(angle), -window * np.sin(angle)], axis=1).astype(np.float32)
 
 
-def build_frontend(n_mels: int) -> "onnx.ModelProto":  # noqa: F821
+def build_frontend(n_mels: int) -> onnx.ModelProto:
     """The frontend graph as an ``onnx.ModelProto`` (opset 17)."""
-    import onnx
-    from onnx import helper, numpy_helper
-
     nodes: list = []
     inits: list = []
 
@@ -140,8 +124,6 @@ def build_frontend(n_mels: int) -> "onnx.ModelProto":  # noqa: F821
 
 def export_frontend(n_mels: int, path: str | Path) -> Path:
     """Write ``frontend.onnx`` for ``n_mels`` mel bins."""
-    import onnx
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(build_frontend(n_mels), str(path))

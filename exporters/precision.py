@@ -25,26 +25,11 @@ import numpy as np
 import onnx
 
 from liteasr_export.errors import ExportError
+from liteasr_export.graphs import FP32_OP_TYPES
 
 FP16_MAX = float(np.finfo(np.float16).max)  # 65504
 #: protobuf cannot serialize a message of 2 GiB or more: above this, weights go to a .data file
 EXTERNAL_DATA_BYTES = 1_800_000_000
-#: operator types kept in float32 whatever the activations say
-FP32_OP_TYPES: tuple[str, ...] = (
-    "LayerNormalization",
-    "SkipLayerNormalization",
-    "SimplifiedLayerNormalization",
-    "Softmax",
-    "LogSoftmax",
-    "ReduceMean",
-    "ReduceSum",
-    "ReduceSumSquare",
-    "Pow",
-    "Sqrt",
-    "Exp",
-    "Log",
-)
-
 Feeds = Mapping[str, np.ndarray]
 
 
@@ -69,7 +54,7 @@ def save_onnx(model: onnx.ModelProto, path: str | Path, external: bool | None = 
 
 
 def _session(model: onnx.ModelProto, workdir: Path, optimize: bool = False):
-    import onnxruntime as ort
+    import onnxruntime as ort  # on first use: importing onnxruntime writes a cache folder
 
     options = ort.SessionOptions()
     if not optimize:  # keep every node (and its output name) as written
@@ -184,7 +169,7 @@ def convert_fp16(
     outputs compared with float32's (``max_abs_diff``, ``finite``).
     ``model`` is not modified."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
-    from onnxruntime.transformers.onnx_model import OnnxModel
+    from onnxruntime.transformers.onnx_model import OnnxModel  # on first use: importing onnxruntime writes a cache folder
 
     feeds = list(feeds) if feeds is not None else []
     op_types = list(dict.fromkeys(fp32_op_types))
@@ -255,7 +240,7 @@ def quantize_int8(
     """Dynamic int8 quantization (int8 weights, uint8 activations quantized at
     run time) of every MatMul with a constant weight, for ONNX Runtime's CPU
     provider. ``source`` is a saved float32 graph (it may use external data)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # on first use: importing onnxruntime writes a cache folder
 
     source, path = Path(source), Path(path)
     model = onnx.load(str(source), load_external_data=False)

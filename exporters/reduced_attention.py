@@ -1,4 +1,5 @@
-"""Encoder self-attention in the reduced dimension (DESIGN.md section 3).
+"""Encoder self-attention in the reduced dimension (multi-query attention over
+the shared low-rank keys and values).
 
 When ``k_proj`` and ``v_proj`` are low-rank (``K = K1 W2_k + b_k``,
 ``V = V1 W2_v + b_v``), every head can attend over the SHARED narrow ``K1``

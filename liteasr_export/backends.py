@@ -1,5 +1,5 @@
-"""One factory for every transcription backend, imported lazily so that the
-ONNX Runtime path never loads torch or transformers."""
+"""One factory for every transcription backend. torch is imported only by
+the PyTorch backend, so the ONNX Runtime path never loads torch or transformers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ from typing import Protocol
 
 import numpy as np
 
+from engines.runtime.ort_transcriber import OnnxTranscriber
+from engines.runtime.trt_transcriber import TrtTranscriber
+
 from .errors import LiteASRError
+from .sources import load_model
+from .transcriber import TorchTranscriber
 
 ENGINES = ("torch", "onnx", "trt")
 
@@ -44,23 +49,16 @@ def open_transcriber(
         if model is None:
             raise LiteASRError("--engine torch needs a model", "pass --model tiny.en (or a model folder)")
         if threads:
-            import torch
+            import torch  # the PyTorch backend only: the ONNX Runtime and TensorRT paths run without it
 
             torch.set_num_threads(threads)
-        from .sources import load_model
-        from .transcriber import TorchTranscriber
-
         return TorchTranscriber(load_model(model, language=language), device=device, batch_size=batch_size,
                                 settings=settings)
     if artifacts is None:
         raise LiteASRError(f"--engine {engine} needs exported artifacts", "pass --artifacts OUT (made by liteasr-export)")
     if engine == "onnx":
-        from engines.ort_transcriber import OnnxTranscriber
-
         return OnnxTranscriber(artifacts, threads=threads, providers=providers, cache_dir=ort_cache, verify=verify,
                                batch_size=batch_size, settings=settings)
     if engine == "trt":
-        from engines.trt_transcriber import TrtTranscriber
-
         return TrtTranscriber(artifacts, verify=verify, batch_size=batch_size, settings=settings)
     raise LiteASRError(f"unknown engine {engine!r}", f"use one of {', '.join(ENGINES)}")

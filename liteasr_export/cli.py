@@ -13,13 +13,23 @@ import argparse
 import json
 import sys
 import warnings
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
-from .backends import ENGINES
+from calibration.datasets import resolve_set
+
+from .backends import ENGINES, open_transcriber
+from .decoding import DEFAULT_TEMPERATURES, SearchOptions
 from .errors import (EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_TERMINATED,
-                     LiteASRError)
+                     LiteASRError, RankError)
+from .evaluation import evaluate
+from .frontend import AudioWarning, load_audio
 from .interrupts import Terminated, signals_as_interrupts
+from .options import ExportOptions
+from .output_formats import FORMATS, WRITERS, formats_of, output_path, write_atomic
+from .preflight import check_decoding_options, check_device, check_output_options, check_writable_folder
+from .windowed import TranscribeOptions
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,8 +81,6 @@ def _one_line(text: str) -> str:
 def _warn(prog: str, message, category: type, debug: bool) -> None:
     """Warnings meant for the user (audio normalized...) as one line; the
     libraries' deprecation notices only with --debug."""
-    from .frontend import AudioWarning
-
     if debug or issubclass(category, AudioWarning):
         print(f"{prog}: warning: {_one_line(message)}", file=sys.stderr)
 
@@ -113,8 +121,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _decoding_args(parser: argparse.ArgumentParser, language: str, timestamps: bool) -> None:
     """Decoding options shared by liteasr-transcribe and liteasr-eval
     (openai-whisper's defaults; see liteasr_export.decoding.SearchOptions)."""
-    from .decoding import DEFAULT_TEMPERATURES, SearchOptions
-
     d = SearchOptions()
     g = parser.add_argument_group("decoding")
     g.add_argument("--language", default=language,
@@ -154,9 +160,6 @@ def _decoding_args(parser: argparse.ArgumentParser, language: str, timestamps: b
 
 def _settings(args: argparse.Namespace):
     """The decoding choices of the command line as TranscribeOptions."""
-    from .decoding import SearchOptions
-    from .windowed import TranscribeOptions
-
     search = SearchOptions(beam_size=args.beam_size, patience=args.patience, length_penalty=args.length_penalty,
                            temperatures=tuple(args.temperatures), best_of=args.best_of,
                            compression_ratio_threshold=args.compression_ratio_threshold,
@@ -185,8 +188,6 @@ def _model(args: argparse.Namespace) -> str | None:
 
 def _check_backend_args(args: argparse.Namespace) -> None:
     """The options of transcribe and eval that can be checked before any work."""
-    from .preflight import check_decoding_options, check_device, check_writable_folder
-
     if args.engine == "torch":
         check_device(args.device)
     if args.ort_cache is not None:
@@ -195,8 +196,6 @@ def _check_backend_args(args: argparse.Namespace) -> None:
 
 
 def _open(args: argparse.Namespace):
-    from .backends import open_transcriber
-
     language = args.language if args.language not in (None, "auto") else "en"
     return open_transcriber(args.engine, model=_model(args), artifacts=args.artifacts, threads=args.threads,
                             device=args.device, language=language, providers=args.provider,
@@ -205,8 +204,6 @@ def _open(args: argparse.Namespace):
 
 
 def transcribe_parser() -> argparse.ArgumentParser:
-    from .output_formats import FORMATS
-
     parser = _Parser(prog="liteasr-transcribe", description="Transcribe audio files with a model or exported artifacts.")
     parser.add_argument("audio", nargs="+", help="wav / flac / ogg / mp3 files")
     parser.add_argument("--output-format", "-f", choices=FORMATS, default="txt",
@@ -222,10 +219,6 @@ def transcribe_parser() -> argparse.ArgumentParser:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from .frontend import load_audio
-    from .output_formats import WRITERS, formats_of, output_path, write_atomic
-    from .preflight import check_output_options
-
     _check_backend_args(args)
     check_output_options(args.audio, args.output_format, args.output_dir, args.timestamps)
     audio = [load_audio(path) for path in args.audio]  # fail on bad files before loading a model
@@ -256,10 +249,6 @@ def eval_parser() -> argparse.ArgumentParser:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from calibration.datasets import resolve_set
-
-    from .evaluation import evaluate
-
     _check_backend_args(args)
     utterances = resolve_set(args.eval, purpose="eval")[: args.limit]
     transcriber = _open(args)
@@ -291,81 +280,106 @@ def export_parser() -> argparse.ArgumentParser:
         prog="liteasr-export",
         description="Compress Whisper's encoder (LiteASR low-rank), export ONNX graphs, build engines, validate.",
     )
-    parser.add_argument("--model", default="tiny.en", help="bundled name (tiny.en, base) or model folder (default tiny.en)")
-    parser.add_argument("--engine", choices=("onnx", "trt"), default="onnx", help="target runtime (default onnx)")
+    parser.add_argument("--model", help="bundled name (tiny.en, base) or model folder (default tiny.en)")
+    parser.add_argument("--engine", choices=("onnx", "trt"), help="target runtime (default onnx)")
     precision = parser.add_mutually_exclusive_group()
-    precision.add_argument("--fp16", action="store_const", const="fp16", dest="precision", help="fp16 graphs / engines")
+    precision.add_argument("--fp16", action="store_const", const="fp16", dest="precision",
+                           help="fp16 encoder graph (float32 islands where activations overflow); the decoder graph "
+                                "stays float32, TensorRT builds both in fp16")
+    precision.add_argument("--bf16", action="store_const", const="bf16", dest="precision",
+                           help="--engine trt: bf16 engines (compute capability 8.0 or newer); the graphs stay float32")
     precision.add_argument("--int8", action="store_const", const="int8", dest="precision", help="int8 MatMuls (ONNX Runtime CPU)")
     parser.add_argument("--output", "-o", default=None, help="output folder (default out/MODEL)")
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     comp = parser.add_argument_group("compression")
     comp.add_argument("--no-compress", dest="compress", action="store_false", help="export the dense model")
-    comp.add_argument("--calib", default="default",
+    comp.add_argument("--calib",
                       help="calibration sources, comma-separated, balanced per source: default (fotaq, asterisk and "
                            "builtin, those installed), fotaq, asterisk, builtin, a folder of audio or a manifest")
-    comp.add_argument("--calib-samples", type=int, default=None, help="utterances drawn from each calibration source (default 48)")
-    comp.add_argument("--packing", choices=("single", "packed", "both"), default="both",
+    comp.add_argument("--calib-samples", type=int, help="utterances drawn from each calibration source (default 48)")
+    comp.add_argument("--packing", choices=("single", "packed", "both"),
                       help="calibrate on clips alone in their window, packed into full 30 s windows, or both (default)")
-    comp.add_argument("--augment", default=None,
+    comp.add_argument("--augment",
                       help="also calibrate on augmented copies: comma-separated speed, noise, band, gain, or all")
-    comp.add_argument("--policy", choices=("liteasr", "budget", "profile"), default="budget",
+    comp.add_argument("--policy", choices=("liteasr", "budget", "profile"), default=None,
                       help="rank policy: budget (default: one parameter budget spent by measured error), liteasr "
                            "(the published variance rule, --theta), profile (--ranks)")
-    comp.add_argument("--preset", choices=("acc", "plain", "fast"), default=None, help="named rank preset")
-    comp.add_argument("--theta", default=None, help="liteasr policy thresholds ATTN:MLP (default 0.99:0.999)")
-    comp.add_argument("--target-size", type=float, default=None,
+    comp.add_argument("--preset", choices=("acc", "plain", "fast"), help="named rank preset")
+    comp.add_argument("--theta", help="liteasr policy thresholds ATTN:MLP (default 0.99:0.999)")
+    comp.add_argument("--target-size", type=float,
                       help="budget policy: encoder parameters as a fraction of dense (default 0.9)")
-    comp.add_argument("--ranks", type=Path, default=None, help="profile policy: low_rank_config JSON file")
-    comp.add_argument("--shrinkage", type=float, default=0.0,
+    comp.add_argument("--ranks", type=Path, help="profile policy: low_rank_config JSON file")
+    comp.add_argument("--shrinkage", type=float,
                       help="blend each output covariance with the weights' own spectrum (0..1) so a narrow "
                            "calibration set cannot collapse a rank")
-    comp.add_argument("--probe-windows", type=int, default=12,
+    comp.add_argument("--probe-windows", type=int,
                       help="budget policy: measure each matrix's effect on the encoder output on N calibration "
                            "windows and weigh the budget by it (default 12; 0: spectra alone)")
-    comp.add_argument("--compensate", type=int, default=0,
+    comp.add_argument("--compensate", type=int,
                       help="refit the factors layer by layer to the dense outputs on N calibration windows (0: off)")
-    comp.add_argument("--refine", type=int, default=0,
+    comp.add_argument("--refine", type=int,
                       help="distill the factors from the dense encoder for N steps on calibration audio (0: off)")
-    comp.add_argument("--refine-windows", type=int, default=64, help="calibration windows used by --refine (default 64)")
-    comp.add_argument("--target-wer-increase", type=float, default=None,
+    comp.add_argument("--refine-windows", type=int, help="calibration windows used by --refine (default 64)")
+    comp.add_argument("--target-wer-increase", type=float,
                       help="search the smallest encoder (budget policy) whose WER rises at most this many points "
                            "on the check sets")
-    comp.add_argument("--stats", type=Path, default=None, help="reuse saved calibration statistics")
-    comp.add_argument("--save-stats", type=Path, default=None, help="also save the statistics here (.safetensors/.npz)")
-    comp.add_argument("--cache-dir", type=Path, default=None, help="statistics cache (default ~/.cache/liteasr-export)")
+    comp.add_argument("--stats", type=Path, help="reuse saved calibration statistics")
+    comp.add_argument("--save-stats", type=Path, help="also save the statistics here (.safetensors/.npz)")
+    comp.add_argument("--cache-dir", type=Path, help="statistics cache (default ~/.cache/liteasr-export)")
     graphs = parser.add_argument_group("graphs and engines")
-    graphs.add_argument("--attention", choices=("auto", "fused", "unfused"), default="auto",
+    graphs.add_argument("--attention", choices=("auto", "fused", "unfused"),
                         help="reduced attention as one fused node, or MatMul-Softmax-MatMul")
     graphs.add_argument("--no-frontend-graph", dest="frontend_graph", action="store_false", help="skip frontend.onnx")
     graphs.add_argument("--build-script", action="store_true", help="--engine trt: write trtexec commands instead of building")
-    graphs.add_argument("--max-batch", type=int, default=8, dest="trt_max_batch", help="TensorRT profile max batch")
+    graphs.add_argument("--max-batch", type=int, dest="trt_max_batch", help="TensorRT profile max batch")
     val = parser.add_argument_group("validation")
     val.add_argument("--no-validate", dest="validate", action="store_false", help="skip parity and WER")
-    val.add_argument("--eval", dest="eval_set", default="builtin", help="evaluation set for WER (default builtin)")
-    val.add_argument("--eval-limit", type=int, default=None, help="evaluate only the first N utterances")
-    val.add_argument("--parity-clips", type=int, default=4, help="clips used for numerical parity")
-    val.add_argument("--gate-sets", default="default",
+    val.add_argument("--eval", dest="eval_set", help="evaluation set for WER (default builtin)")
+    val.add_argument("--eval-limit", type=int, help="evaluate only the first N utterances")
+    val.add_argument("--parity-clips", type=int, help="clips used for numerical parity")
+    val.add_argument("--gate-sets",
                      help="check sets besides --eval: default (fotaq-eval, asterisk-eval and a long recording, those "
                           "installed), a comma-separated list, or none")
-    val.add_argument("--gate-clips", type=int, default=150, help="clips drawn from each built-in check set (default 150)")
-    val.add_argument("--max-wer-increase", type=float, default=1.0,
+    val.add_argument("--gate-clips", type=int, help="clips drawn from each built-in check set (default 150)")
+    val.add_argument("--max-wer-increase", type=float,
                      help="quality gate: refuse the export when WER rises more than this many points on a set (default 1.0)")
-    val.add_argument("--max-disagreement", type=float, default=10.0,
+    val.add_argument("--max-disagreement", type=float,
                      help="quality gate on sets without references: the most %% of the dense transcript's words that may "
                           "differ (default 10)")
     val.add_argument("--allow-degradation", action="store_true",
                      help="write an export that fails the quality gate, marked as degraded in the manifest and report")
-    parser.add_argument("--device", default="cpu", help="torch device for calibration and reference (cpu, cuda)")
+    parser.add_argument("--device", help="torch device for calibration and reference (cpu, cuda)")
     parser.add_argument("--quiet", dest="progress", action="store_false", help="no progress output")
-    parser.add_argument("--language", default="en", help="language of the model's prompt (multilingual models; default en)")
-    parser.set_defaults(precision="fp32")
+    parser.add_argument("--language", help="language of the model's prompt (multilingual models; default en)")
     _common(parser)
+    # defaults are ExportOptions' own (declared once); --policy stays None
+    # unless given, so that --preset can refuse it
+    parser.set_defaults(**{k: v for k, v in export_defaults().items() if k != "policy"})
     return parser
 
 
-def _export(args: argparse.Namespace) -> int:
-    from .pipeline import ExportOptions, run_export
+def export_defaults() -> dict:
+    """Every ``liteasr-export`` option's default, read from :class:`ExportOptions`."""
+    return {f.name: f.default for f in fields(ExportOptions) if f.default is not MISSING}
 
+
+def _check_preset(args: argparse.Namespace) -> None:
+    """A preset sets the rank policy and its settings: naming them as well is a conflict."""
+    if args.preset is None:
+        return
+    given = [flag for flag, value in (("--policy", args.policy), ("--theta", args.theta),
+                                      ("--target-size", args.target_size)) if value is not None]
+    if given:
+        raise RankError(f"--preset {args.preset} sets the rank policy and its settings; {', '.join(given)} "
+                        "would be ignored", f"drop --preset, or drop {', '.join(given)}")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .pipeline import run_export  # torch and transformers: only an export needs them, not transcribe or eval
+
+    _check_preset(args)
+    if args.policy is None:
+        args.policy = export_defaults()["policy"]
     values = {k: v for k, v in vars(args).items() if k in ExportOptions.__dataclass_fields__}
     values["output"] = Path(args.output or Path("out") / Path(str(args.model)).name)
     result = run_export(ExportOptions(**values))

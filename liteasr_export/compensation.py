@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .lowrank import LowRankLinear, encoder_layers, get_linear
 
@@ -122,8 +123,6 @@ def compensate(
     """Refit ``model``'s factorized matrices in place (see the module doc) on
     log-mel ``features`` (N, n_mels, 3000), with ``dense`` as the target.
     Returns what was done: matrices refitted, windows, seconds."""
-    from tqdm.auto import tqdm
-
     start = time.perf_counter()
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
     dense_encoder = getattr(dense, "model", dense).encoder

@@ -13,19 +13,30 @@ import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from calibration.mix import DEFAULT_PER_SOURCE
+from calibration.augment import Augmenter
+from calibration.mix import DEFAULT_PER_SOURCE, resolve_mix
+from calibration.statistics import ActivationStats, collect_window_statistics, encoder_fingerprint
+from calibration.windows import WindowSummary, mix_windows
+from engines.validation.quality_gate import TranscriptCache, compare
 
+from . import sensitivity
 from .cache import cache_root
+from .compensation import compensate
+from .compressor import compress, compute_spectra
 from .errors import DatasetError
+from .frontend import load_audio, log_mel, split_windows
 from .integrity import sha256_file
+from .options import ExportOptions
 from .output_formats import write_atomic
-
-if TYPE_CHECKING:
-    from .pipeline import ExportOptions
+from .quality_stage import SEARCH_SEED, dense_key, gate_checks, gate_transcriber
+from .rank_policies import BudgetPolicy, make_policy
+from .refine import refine
+from .target_search import search_target_size
 
 Note = Callable[[str], None]
 
@@ -45,11 +56,6 @@ def _stats_cache_key(fingerprint: str, mix, opts: ExportOptions) -> str:
 def calibrate(loaded, opts: ExportOptions, progress_note: Note = print):
     """Statistics from ``--stats``, from the cache, or by calibrating on the
     mix ``--calib`` names (then cached). Returns the statistics and a note."""
-    from calibration.augment import Augmenter
-    from calibration.mix import resolve_mix
-    from calibration.statistics import ActivationStats, collect_window_statistics, encoder_fingerprint
-    from calibration.windows import WindowSummary, mix_windows
-
     if opts.stats is not None:
         stats = ActivationStats.load(opts.stats)
         stats.check_matches(loaded.model)
@@ -64,8 +70,6 @@ def calibrate(loaded, opts: ExportOptions, progress_note: Note = print):
     if cache.is_file():
         return ActivationStats.load(cache), f"reused {cache}"
     summary = WindowSummary()
-    from tqdm.auto import tqdm
-
     windows = tqdm(mix_windows(mix, opts.packing, augmenter, summary), desc="calibrating", unit="window",
                    disable=not opts.progress)
     stats = collect_window_statistics(loaded.model, windows, device=opts.device, source=opts.calib)
@@ -83,11 +87,6 @@ def calibration_features(loaded, opts: ExportOptions, count: int) -> np.ndarray:
     """Log-mel of ``count`` calibration windows spread evenly over the mix
     (every source, single and packed windows), for the steps after the
     statistics: probing, compensation, refinement."""
-    from calibration.mix import resolve_mix
-    from calibration.windows import mix_windows
-
-    from .frontend import log_mel
-
     windows = list(mix_windows(resolve_mix(opts.calib, "calib", opts.calib_samples or DEFAULT_PER_SOURCE),
                                opts.packing))
     chosen = np.unique(np.linspace(0, len(windows) - 1, min(count, len(windows))).round().astype(int))
@@ -97,21 +96,16 @@ def calibration_features(loaded, opts: ExportOptions, count: int) -> np.ndarray:
 def select_spectra(loaded, stats, policy, opts: ExportOptions):
     """The spectra the policy chooses from: with covariance shrinkage, and with
     measured sensitivities when probing (budget policies only)."""
-    from .compressor import compute_spectra
-    from .rank_policies import BudgetPolicy
-
     spectra = compute_spectra(loaded.model, stats, opts.shrinkage)
     if opts.probe_windows and isinstance(policy, BudgetPolicy):
-        from .sensitivity import measure_sensitivity, probe_ranks_for
-
         features = calibration_features(loaded, opts, opts.probe_windows)
-        probe_ranks = probe_ranks_for(policy, spectra, loaded.model.config)
+        probe_ranks = sensitivity.probe_ranks_for(policy, spectra, loaded.model.config)
         cache = _sensitivity_cache(loaded, spectra, features, probe_ranks, policy.weights, opts)
         if cache.is_file():
             measured = {(layer, name): value for layer, name, value in json.loads(cache.read_text())}
             return [replace(s, sensitivity=measured.get((s.layer, s.name), s.sensitivity)) for s in spectra]
-        spectra = measure_sensitivity(loaded.model, stats, spectra, features, probe_ranks, policy.weights,
-                                      opts.shrinkage, progress=opts.progress)
+        spectra = sensitivity.measure_sensitivity(loaded.model, stats, spectra, features, probe_ranks,
+                                                  policy.weights, opts.shrinkage, progress=opts.progress)
         write_atomic(cache, json.dumps([[s.layer, s.name, s.sensitivity] for s in spectra if s.sensitivity != 1.0]))
     return spectra
 
@@ -122,8 +116,6 @@ def _sensitivity_cache(loaded, spectra, features: np.ndarray, probe_ranks: dict,
     windows' contents, the spectra (so the statistics and shrinkage) and the
     probe ranks. Probing is the slowest step of a default export (minutes on
     a CPU); a rerun with other sizes or gate options skips it."""
-    from calibration.statistics import encoder_fingerprint
-
     digest = hashlib.sha256(f"{encoder_fingerprint(loaded.model)}|{weights}|{sorted(probe_ranks.items())}|v1".encode())
     digest.update(np.ascontiguousarray(features).tobytes())
     for s in spectra:
@@ -133,8 +125,6 @@ def _sensitivity_cache(loaded, spectra, features: np.ndarray, probe_ranks: dict,
 
 def build(loaded, stats, policy, spectra, opts: ExportOptions, note: Note = print):
     """Factorize at the policy's ranks, then compensate and refine as asked."""
-    from .compressor import compress
-
     model, report = compress(loaded.model, stats, policy, name=loaded.name, spectra=spectra,
                              shrinkage=opts.shrinkage)
     report.calibration.update({k: stats.extra[k] for k in ("mix", "window_summary", "packing", "augment")
@@ -145,8 +135,6 @@ def build(loaded, stats, policy, spectra, opts: ExportOptions, note: Note = prin
 
 def compress_model(loaded, stats, opts: ExportOptions, note: Note = print):
     """The compressed model and its report, at the ranks the options ask for."""
-    from .rank_policies import make_policy
-
     policy = make_policy(opts.policy, theta=opts.theta, target_size=opts.target_size, ranks=opts.ranks,
                          preset=opts.preset)
     return build(loaded, stats, policy, select_spectra(loaded, stats, policy, opts), opts, note)
@@ -157,12 +145,6 @@ def search_compression(loaded, stats, opts: ExportOptions, note: Note = print):
     :mod:`liteasr_export.target_search`), judged with PyTorch on check sets
     drawn apart from the quality gate's. Returns the chosen model and report
     (the dense model and None when no size passes) and the search result."""
-    from engines.quality_gate import TranscriptCache, compare
-
-    from .quality_stage import SEARCH_SEED, dense_key, gate_checks, gate_transcriber
-    from .rank_policies import make_policy
-    from .target_search import search_target_size
-
     spectra = select_spectra(loaded, stats, make_policy("budget", target_size=0.9), opts)
     checks = gate_checks(opts, note, seed=SEARCH_SEED)
     cache, key = TranscriptCache((opts.cache_dir or cache_root()) / "transcripts"), dense_key(loaded)
@@ -195,13 +177,9 @@ def recover(model, dense, loaded, opts: ExportOptions, note: Note = print) -> di
     """Compensation, then refinement, of ``model``'s factors (in place)."""
     done: dict = {"shrinkage": opts.shrinkage, "probe_windows": opts.probe_windows}
     if opts.compensate:
-        from .compensation import compensate
-
         done["compensation"] = compensate(model, dense, calibration_features(loaded, opts, opts.compensate),
                                           progress=opts.progress)
     if opts.refine:
-        from .refine import refine
-
         features = calibration_features(loaded, opts, opts.refine_windows)
         held = features[::10]  # every tenth window only scores the fit
         train = np.delete(features, np.arange(0, len(features), 10), axis=0)
@@ -214,15 +192,11 @@ def recover(model, dense, loaded, opts: ExportOptions, note: Note = print) -> di
 
 def _first_window_features(utterances, n_mels: int) -> np.ndarray:
     """Log-mel of each utterance's first window, stacked: (N, n_mels, 3000)."""
-    from .frontend import load_audio, log_mel, split_windows
-
     return np.stack([log_mel(split_windows(load_audio(u.audio))[0], n_mels) for u in utterances])
 
 
 def overflow_check_features(loaded, opts: ExportOptions, clips: int = 8) -> list:
     """One-window batches of the first calibration clips, a few of every
     source (the fp16 overflow check)."""
-    from calibration.mix import resolve_mix
-
     utterances = resolve_mix(opts.calib, "calib", per_source=clips).utterances[:clips]
     return [f[None] for f in _first_window_features(utterances, loaded.model.config.num_mel_bins)]

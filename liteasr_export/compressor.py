@@ -1,4 +1,4 @@
-"""The LiteASR factorization (DESIGN.md section 2) applied to a Whisper encoder.
+"""The LiteASR factorization (PCA of each matrix's output) applied to a Whisper encoder.
 
 For each compressible matrix ``y = x W + b`` with output mean ``ybar`` and
 output covariance ``C = V diag(l) V^T`` (descending), rank ``k`` keeps ``V_k``:
@@ -14,18 +14,34 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from .compression_report import CompressionReport
-from .lowrank import COMPRESSIBLE, LowRankLinear, encoder_layers, get_linear, set_linear, validate_low_rank_config
+from .lowrank import (COMPRESSIBLE, SITE_OF, LowRankLinear, encoder_layers, get_linear, set_linear,
+                      validate_low_rank_config)
 from .rank_policies import MatrixSpectrum, RankPolicy
 
-if TYPE_CHECKING:
-    from calibration.statistics import ActivationStats
+
+
+class ActivationStats(Protocol):
+    """What the compressor reads of calibration statistics (implemented by
+    :class:`calibration.statistics.ActivationStats`): per encoder layer, the
+    moments of each activation site in :data:`~liteasr_export.lowrank.SITES`."""
+
+    layers: list[dict[str, Any]]
+    n_windows: int
+    n_utterances: int
+    source: str
+
+    def output_moments(self, layer: int, name: str, linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def input_site(self, name: str) -> bool: ...
+
+    def check_matches(self, model: nn.Module) -> None: ...
 
 
 @dataclass
@@ -78,8 +94,6 @@ def decompose(
     m = min(d_in, d_out)
     weight = linear.weight.detach().to("cpu", torch.float64).T  # (d_in, d_out)
     if stats.input_site(name):
-        from calibration.statistics import SITE_OF
-
         moments = stats.layers[layer][SITE_OF[name]]
         root, basis = input_root if input_root is not None else _input_eigh(moments.covariance.cpu())
         bias = linear.bias.detach().to("cpu", torch.float64) if linear.bias is not None else 0.0
@@ -128,8 +142,6 @@ def _iter_decompositions(
 ):
     """``(layer, name, linear, Decomposition)`` for the wanted matrices, sharing
     one ``eigh`` per input site and layer."""
-    from calibration.statistics import SITE_OF
-
     for index, layer in enumerate(encoder_layers(model)):
         roots: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for name in COMPRESSIBLE:

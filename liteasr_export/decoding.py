@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
@@ -448,8 +448,6 @@ class SearchOptions:
 
     def without_fallback(self) -> "SearchOptions":
         """These search settings decoded once at temperature 0, every window kept."""
-        from dataclasses import replace
-
         return replace(self, temperatures=(0.0,), compression_ratio_threshold=None,
                        logprob_threshold=None, no_speech_threshold=None)
 

@@ -14,7 +14,10 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Callable, Iterable, Sequence
 
+import jiwer
 import numpy as np
+from tqdm import tqdm
+from whisper_normalizer.english import EnglishTextNormalizer
 
 from .errors import AudioError
 from .frontend import load_audio
@@ -22,8 +25,6 @@ from .frontend import load_audio
 
 @lru_cache(maxsize=1)
 def _normalizer():
-    from whisper_normalizer.english import EnglishTextNormalizer
-
     return EnglishTextNormalizer()
 
 
@@ -58,8 +59,6 @@ class EvalResult:
 
 def word_errors(references: list[str], hypotheses: list[str]) -> list[tuple[int, int]]:
     """(errors, reference words) per pair, on normalized text."""
-    import jiwer
-
     out = []
     for ref, hyp in zip(references, hypotheses):
         ref_n, hyp_n = normalize(ref), normalize(hyp)
@@ -93,8 +92,6 @@ def evaluate(transcribe: Callable[[np.ndarray], str], utterances: Iterable, prog
     ending the evaluation; ``failed`` counts them.
     ``transcribe_many``: transcribe ``chunk`` recordings per call instead
     (their windows are batched together: see ``WindowedTranscriber``)."""
-    from tqdm import tqdm
-
     utterances = [u for u in utterances if u.text is not None]
     if audio is not None and len(audio) != len(utterances):
         raise ValueError(f"{len(audio)} decoded clips for {len(utterances)} utterances")

@@ -4,8 +4,8 @@ TensorRT, and mirrored by ``frontend.onnx``).
 numpy + soundfile + soxr only: the ONNX Runtime path must not import torch or
 transformers. Log-mel follows openai-whisper / faster-whisper: the spectrogram
 is computed over the real audio only and padded to 3000 frames with zeros in
-normalized log-mel space (DESIGN.md section 4), which measured better than
-Hugging Face's waveform padding.
+normalized log-mel space, which measured 0.2 to 1.1 WER points better than
+Hugging Face's waveform padding on tiny.en and base.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+import soxr
 
 from .errors import AudioError
 
@@ -55,8 +57,6 @@ class FrontendParams:
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read wav/flac/ogg/mp3, mix to mono, resample to ``sample_rate`` (float32)."""
-    import soundfile as sf
-
     path = Path(path)
     if path.is_dir():
         raise AudioError(f"{path} is a folder, not an audio file", "pass the audio files inside it")
@@ -101,8 +101,6 @@ def resample(audio: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE) 
         return audio
     if orig_rate <= 0:
         raise AudioError(f"invalid sample rate {orig_rate}", "pass the rate the audio was recorded at")
-    import soxr
-
     return soxr.resample(audio, orig_rate, target_rate, quality="HQ").astype(np.float32)
 
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from .cache import cache_root
 from .errors import ArtifactError, IntegrityError
 
 STAMP_NAME = ".liteasr-verified.json"
@@ -51,8 +52,6 @@ def checksums(folder: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def _cache_stamp(root: Path) -> Path:
-    from .cache import cache_root
-
     key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:24]
     return cache_root() / "verified" / f"{key}.json"
 

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
 
 from .errors import ModelSourceError
 from .lowrank import install_low_rank_modules, low_rank_config_of, validate_low_rank_config
@@ -67,8 +69,6 @@ def save_lite_whisper(
     """Save a (compressed or dense) ``WhisperForConditionalGeneration`` in the
     lite-whisper layout; returns the folder. Weights are written as float32,
     in a fixed order: the same model gives the same bytes."""
-    from safetensors.torch import save_file
-
     directory = Path(directory)
     ranks = validate_low_rank_config(low_rank_config_of(model), model.config)
     if tokenizer_path is not None and not Path(tokenizer_path).is_file():
@@ -98,8 +98,6 @@ def save_lite_whisper(
 
 
 def _load_state(directory: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     if (directory / WEIGHTS).is_file():
         files = [directory / WEIGHTS]
     else:
@@ -117,8 +115,6 @@ def _load_state(directory: Path) -> dict[str, torch.Tensor]:
 def load_lite_whisper(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Load a lite-whisper folder as a float32 ``WhisperForConditionalGeneration``
     (eval mode) whose factorized encoder matrices are ``LowRankLinear``."""
-    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
-
     directory = Path(path)
     if not is_lite_whisper_dir(directory):
         raise ModelSourceError(

@@ -17,6 +17,23 @@ from .errors import RankError
 #: the encoder matrices LiteASR factorizes, in LiteASR's ``low_rank_config`` names
 COMPRESSIBLE: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 ATTENTION: frozenset[str] = frozenset({"q_proj", "k_proj", "v_proj", "out_proj"})
+#: calibration statistics are kept per activation site (q, k and v share one
+#: input); site -> (matrix whose module is hooked, "input" or "output")
+SITES: dict[str, tuple[str, str]] = {
+    "attn_in": ("q_proj", "input"),
+    "out_proj": ("out_proj", "output"),
+    "fc1_in": ("fc1", "input"),
+    "fc2": ("fc2", "output"),
+}
+#: matrix -> site its output moments come from
+SITE_OF: dict[str, str] = {
+    "q_proj": "attn_in",
+    "k_proj": "attn_in",
+    "v_proj": "attn_in",
+    "out_proj": "out_proj",
+    "fc1": "fc1_in",
+    "fc2": "fc2",
+}
 
 
 class LowRankLinear(nn.Module):

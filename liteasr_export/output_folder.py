@@ -28,15 +28,37 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from .errors import OutputBusyError, OutputError
 from .interrupts import deferred_signals, pause_point
-from .preflight import check_writable_folder
 
 MANIFEST_NAME = "manifest.json"
 #: manifests this tool writes carry ``"format": "liteasr-export/<major>"``
 FORMAT_PREFIX = "liteasr-export/"
+
+
+def check_writable_folder(folder: str | os.PathLike[str], option: str) -> None:
+    """``folder`` exists as a folder or can be created, and files can be
+    written in it (probed with a temporary file, as root ignores mode bits)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{option}: {folder} is a file, not a folder", f"choose another {option}")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{option}: cannot create {folder}, {existing} is a file", f"choose another {option}")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".liteasr-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{option}: cannot write in {existing} ({exc.strerror})",
+                          f"choose a {option} on a writable file system, in a folder you may write") from None
 
 
 def is_export_folder(path: Path) -> bool:
@@ -128,8 +150,6 @@ class OutputFolder:
         self.close()
 
     def open(self) -> OutputFolder:
-        from filelock import FileLock, Timeout
-
         check_output(self.out, self.force)
         parent = self.out.parent
         while not parent.exists():

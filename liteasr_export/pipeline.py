@@ -14,63 +14,31 @@ import platform
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Iterator
 
-from .errors import LiteASRError
+import torch
+
+from engines.build.trt_builder import TrtBuildOptions
+from engines.build.trt_export import export_tensorrt
+from engines.build.trt_profiles import ProfileOptions
+from engines.trt_availability import require_tensorrt
+from exporters import artifacts
+
+from . import sources
+from .compression_stage import calibrate, compress_model, overflow_check_features, search_compression
+from .errors import LiteASRError, QualityGateError
 from .integrity import checksums
 from .interrupts import pause_point
+from .lite_whisper import save_lite_whisper
+from .manifest import load_manifest, update_manifest
+from .options import PRECISIONS, ExportOptions
 from .output_folder import OutputFolder
+from .preflight import check_export_options
+from .quality_stage import validate
 
-PRECISIONS = ("fp32", "fp16", "int8")
-
-
-@dataclass
-class ExportOptions:
-    """Everything ``liteasr-export`` accepts, as plain data."""
-
-    output: Path
-    model: str = "tiny.en"
-    engine: str = "onnx"  # onnx | trt
-    precision: str = "fp32"
-    force: bool = False
-    compress: bool = True
-    calib: str = "default"
-    calib_samples: int | None = None  # utterances per calibration source
-    packing: str = "both"
-    augment: str | None = None
-    policy: str = "budget"
-    preset: str | None = None
-    theta: str | None = None
-    target_size: float | None = None
-    shrinkage: float = 0.0
-    probe_windows: int = 12
-    compensate: int = 0  # calibration windows for error compensation (0: off)
-    refine: int = 0  # distillation steps (0: off)
-    refine_windows: int = 64
-    target_wer_increase: float | None = None
-    ranks: Path | None = None
-    stats: Path | None = None
-    save_stats: Path | None = None
-    cache_dir: Path | None = None
-    attention: str = "auto"
-    frontend_graph: bool = True
-    validate: bool = True
-    eval_set: str = "builtin"
-    eval_limit: int | None = None
-    parity_clips: int = 4
-    gate_sets: str = "default"
-    gate_clips: int = 150
-    max_wer_increase: float = 1.0
-    max_disagreement: float = 10.0
-    allow_degradation: bool = False
-    threads: int | None = None
-    device: str = "cpu"
-    language: str | None = "en"
-    build_script: bool = False
-    trt_max_batch: int = 8
-    progress: bool = True
-
+__all__ = ["ExportOptions", "ExportResult", "run_export"]
 
 @dataclass
 class ExportResult:
@@ -101,23 +69,22 @@ class _Stages:
 def _check_options(opts: ExportOptions) -> None:
     """Refuse bad settings before any work is done."""
     if opts.precision not in PRECISIONS:
-        raise LiteASRError(f"unknown precision {opts.precision!r}", "use --fp16, --int8 or neither (fp32)")
+        raise LiteASRError(f"unknown precision {opts.precision!r}", "use --fp16, --bf16, --int8 or neither (fp32)")
     if opts.engine not in ("onnx", "trt"):
         raise LiteASRError(f"unknown engine {opts.engine!r}", "use --engine onnx or --engine trt")
+    if opts.precision == "bf16" and opts.engine != "trt":
+        raise LiteASRError("--bf16 is a TensorRT engine precision (ONNX Runtime's CPU provider has no bf16 kernels)",
+                           "use --engine trt --bf16, or --fp16 for ONNX Runtime")
     if opts.engine == "trt" and opts.precision == "int8":
         raise LiteASRError("--int8 is the ONNX Runtime CPU quantization", "use --engine trt --fp16, or --engine onnx --int8")
     if opts.engine == "trt" and opts.attention == "fused":
         raise LiteASRError("TensorRT cannot import the fused com.microsoft attention node",
                            "use --attention unfused (the default for --engine trt)")
     if opts.engine == "trt" and not opts.build_script:
-        from engines.trt_availability import require_tensorrt
-
         require_tensorrt()  # fails now, with what is missing, not after the export
 
 
 def versions() -> dict[str, str | None]:
-    from importlib import metadata
-
     out: dict[str, str | None] = {"python": platform.python_version()}
     for dist in ("liteasr-export", "torch", "transformers", "onnx", "onnxruntime", "tensorrt"):
         try:
@@ -178,14 +145,6 @@ def _report_markdown(name: str, opts: ExportOptions, compression_md: str | None,
 def run_export(opts: ExportOptions) -> ExportResult:
     """Run the whole job; OUT appears (or is replaced) only when every stage
     succeeded (see :mod:`liteasr_export.output_folder`)."""
-    from exporters.artifacts import export_artifacts, update_manifest
-
-    from .compression_stage import calibrate, compress_model, overflow_check_features, search_compression
-    from .lite_whisper import save_lite_whisper
-    from .preflight import check_export_options
-    from .quality_stage import validate
-    from .sources import load_model
-
     _check_options(opts)
     check_export_options(opts)
     out = Path(opts.output).resolve()
@@ -194,11 +153,9 @@ def run_export(opts: ExportOptions) -> ExportResult:
     stage = _Stages(opts.progress)
     try:
         if opts.threads:
-            import torch
-
             torch.set_num_threads(opts.threads)
         with stage("load", f"loading {opts.model}"):
-            dense = load_model(opts.model, language=opts.language)
+            dense = sources.load_model(opts.model, language=opts.language)
         compressed, compression, calib_note, search = dense, None, None, None
         if opts.compress and not dense.is_low_rank:
             with stage("calibrate", f"calibration statistics ({opts.calib})"):
@@ -219,14 +176,11 @@ def run_export(opts: ExportOptions) -> ExportResult:
             encoder_options = None
             if opts.precision == "fp16":  # activations checked for fp16 overflow on calibration speech
                 encoder_options = {"calibration_features": overflow_check_features(compressed, opts)}
-            export_artifacts(compressed, tmp, attention=attention, fp16=opts.precision == "fp16",
-                             int8=opts.precision == "int8", frontend=opts.frontend_graph,
+            artifacts.export_artifacts(compressed, tmp, attention=attention, precision=opts.precision,
+                                       frontend=opts.frontend_graph,
                              encoder_options=encoder_options)
         engines_info = None
         if opts.engine == "trt":
-            from engines.trt_builder import TrtBuildOptions, export_tensorrt
-            from engines.trt_profiles import ProfileOptions
-
             build = TrtBuildOptions(precision=opts.precision, profile=ProfileOptions(max_batch=opts.trt_max_batch))
             with stage("build", "TensorRT engines" if not opts.build_script else "trtexec build script"):
                 built = export_tensorrt(tmp, build, build_script=opts.build_script)
@@ -239,8 +193,6 @@ def run_export(opts: ExportOptions) -> ExportResult:
                 gate = validation.pop("quality")
                 validation["quality"] = gate.to_dict()
             if not gate.passed and not opts.allow_degradation:
-                from .errors import QualityGateError
-
                 raise QualityGateError(
                     f"quality gate failed: {gate.failures[0]}"
                     + (f" (and {len(gate.failures) - 1} more)" if len(gate.failures) > 1 else ""),
@@ -261,8 +213,6 @@ def run_export(opts: ExportOptions) -> ExportResult:
             "versions": versions(),
             "options": json.loads(json.dumps(asdict(opts), default=str)),
         }
-        from exporters.artifacts import load_manifest
-
         compression_md = None if compression is None else compression.to_markdown(level=2)
         if search is not None:
             compression_md = (compression_md or "") + "\n" + "\n".join(search.to_markdown(level=2))

@@ -7,11 +7,21 @@ problem and the fix; none writes anything.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import math
 from pathlib import Path
 
-from .errors import EngineUnavailableError, LiteASRError, OutputError
+from calibration.augment import Augmenter
+from calibration.mix import check_spec
+from engines.validation.quality_gate import DEFAULT_GATE_SETS
+
+from .errors import ArtifactError, EngineUnavailableError, LiteASRError, ModelSourceError, OutputError
+from .manifest import load_manifest
+from .output_folder import check_output, check_writable_folder
+from .output_formats import TIMED_FORMATS, formats_of, output_path
+from .sources import BUNDLED, model_kind
+from .tokenizer import WhisperTokenizer, check_language
+
+__all__ = ["check_writable_folder"]  # re-exported: the CLI checks its folders with it
 
 
 def check_count(value: int | None, option: str) -> None:
@@ -22,7 +32,7 @@ def check_count(value: int | None, option: str) -> None:
 
 def check_device(device: str) -> None:
     """A torch device this machine has: ``cpu``, or ``cuda[:N]`` with a GPU."""
-    import torch
+    import torch  # only when a device is checked: the ONNX Runtime path runs without torch
 
     try:
         dev = torch.device(device)
@@ -40,32 +50,9 @@ def check_device(device: str) -> None:
                                      "use --device cuda:0")
 
 
-def check_writable_folder(folder: str | os.PathLike[str], option: str) -> None:
-    """``folder`` exists as a folder or can be created, and files can be
-    written in it (probed with a temporary file, as root ignores mode bits)."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{option}: {folder} is a file, not a folder", f"choose another {option}")
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise OutputError(f"{option}: cannot create {folder}, {existing} is a file", f"choose another {option}")
-    try:
-        fd, probe = tempfile.mkstemp(dir=existing, prefix=".liteasr-probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputError(f"{option}: cannot write in {existing} ({exc.strerror})",
-                          f"choose a {option} on a writable file system, in a folder you may write") from None
-
-
 def check_export_options(opts) -> None:
     """Everything ``run_export`` will need, checked before it loads anything:
     counts, device, model, rank settings, speech sets, files and folders."""
-
-    from .output_folder import check_output
-    from .sources import model_kind
 
     for value, option in ((opts.threads, "--threads"), (opts.calib_samples, "--calib-samples"),
                           (opts.eval_limit, "--eval-limit"), (opts.parity_clips, "--parity-clips"),
@@ -75,16 +62,13 @@ def check_export_options(opts) -> None:
     check_output(Path(opts.output), opts.force)
     kind = model_kind(opts.model)
     if opts.compress and kind != "lite-whisper":  # a low-rank source is exported as it is
-        from .rank_policies import make_policy
+        from .rank_policies import make_policy  # torch (through lowrank): only an export checks ranks
 
         make_policy(opts.policy, theta=opts.theta, target_size=opts.target_size, ranks=opts.ranks, preset=opts.preset)
         if opts.stats is not None:
             if not Path(opts.stats).is_file():
                 raise LiteASRError(f"--stats {opts.stats} not found", "pass a file written by --save-stats")
         else:
-            from calibration.augment import Augmenter
-            from calibration.mix import check_spec
-
             check_spec(opts.calib)
             Augmenter.parse(opts.augment)
             if opts.cache_dir is not None:
@@ -93,9 +77,6 @@ def check_export_options(opts) -> None:
             check_writable_folder(Path(opts.save_stats).parent, "--save-stats")
         check_compression_options(opts)
     if opts.validate:
-        from calibration.mix import check_spec
-        from engines.quality_gate import DEFAULT_GATE_SETS
-
         check_spec(opts.eval_set, "eval")
         extra = [n.strip() for n in opts.gate_sets.split(",") if n.strip() not in ("", "none", "default", "long")]
         for name in extra:
@@ -111,8 +92,6 @@ def check_export_options(opts) -> None:
 
 def check_fraction_or_points(value: float, option: str, upper: float | None = 1.0) -> None:
     """A finite number >= 0 (and <= ``upper`` when given)."""
-    import math
-
     if not isinstance(value, (int, float)) or math.isnan(value) or value < 0 or (upper is not None and value > upper):
         limit = f"between 0 and {upper:g}" if upper is not None else "0 or more"
         raise LiteASRError(f"{option} must be {limit}, got {value!r}", f"pass {option} {limit}")
@@ -134,8 +113,6 @@ def check_decoding_options(settings, engine: str, model: str | None = None, arti
     """Decoding choices (:class:`~liteasr_export.windowed.TranscribeOptions`):
     numbers in range, and a language and task the model can do, read from
     its tokenizer alone (before the model is loaded)."""
-    import math
-
     s = settings.search
     for value, option in ((s.beam_size, "--beam-size"), (s.best_of, "--best-of")):
         check_count(value, option)
@@ -151,26 +128,17 @@ def check_decoding_options(settings, engine: str, model: str | None = None, arti
         raise LiteASRError(f"--seed must be >= 0, got {s.seed}", "pass a whole number >= 0")
     tokenizer = _tokenizer_of(engine, model, artifacts)
     if tokenizer is not None:
-        from .tokenizer import check_language
-
         check_language(tokenizer, settings.language, settings.task)
 
 
 def _tokenizer_of(engine: str, model: str | None, artifacts: str | None):
     """The tokenizer a model or artifacts folder will use, or None when it
     cannot be found cheaply (loading the model then names the problem)."""
-    from .errors import ArtifactError, ModelSourceError
-    from .tokenizer import WhisperTokenizer
-
     try:
         if engine == "torch" and model is not None:
-            from .sources import BUNDLED, model_kind
-
             folder = BUNDLED[model].files()[0] if model_kind(model) == "bundled" else Path(model).expanduser()
             path = folder / "tokenizer.json"
         elif artifacts is not None:
-            from exporters.artifacts import load_manifest
-
             path = load_manifest(artifacts).tokenizer_path
         else:
             return None
@@ -181,8 +149,6 @@ def _tokenizer_of(engine: str, model: str | None, artifacts: str | None):
 
 def check_output_options(audio: list[str], fmt: str, output_dir: str | None, timestamps: bool) -> None:
     """``--output-format`` and ``--output-dir`` of liteasr-transcribe fit together."""
-    from .output_formats import TIMED_FORMATS, formats_of, output_path
-
     if fmt in TIMED_FORMATS and not timestamps:
         raise LiteASRError(f"--output-format {fmt} needs timestamps", "drop --no-timestamps")
     if output_dir is None:

@@ -9,17 +9,27 @@ The check sets are drawn balanced per speaker; the gate uses one draw
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
+
+from calibration.datasets import resolve_set
+from calibration.mix import balanced_sample
+from calibration.statistics import parameter_fingerprint
+from engines.runtime.ort_transcriber import OnnxTranscriber
+from engines.runtime.trt_transcriber import TrtTranscriber
+from engines.validation.parity import parity
+from engines.validation.quality_gate import (DEFAULT_GATE_SETS, LONG_MINUTES, TranscriptCache, check_set,
+                                             long_recording, run_gate)
 
 from .cache import cache_root
 from .decoding import SearchOptions
 from .errors import DatasetError
+from .frontend import split_windows
+from .graphs import graph_precision
+from .options import ExportOptions
+from .transcriber import TorchTranscriber
 from .windowed import TranscribeOptions
-
-if TYPE_CHECKING:
-    from .pipeline import ExportOptions
 
 GATE_SEED = 0
 SEARCH_SEED = 2
@@ -33,25 +43,17 @@ GATE_DECODING = TranscribeOptions(search=SearchOptions(beam_size=1))
 
 def gate_transcriber(loaded):
     """A PyTorch transcriber of ``loaded`` that decodes as the gate does."""
-    from .transcriber import TorchTranscriber
-
     return TorchTranscriber(loaded, settings=GATE_DECODING)
 
 
 def dense_key(loaded) -> str:
     """What the dense transcripts depend on: every weight and the decoding options."""
-    from calibration.statistics import parameter_fingerprint
-
     return f"{parameter_fingerprint(loaded.model)}|{loaded.decoding.to_json()}|{GATE_DECODING!r}"
 
 
 def gate_checks(opts: ExportOptions, note: Callable[[str], None] = print, seed: int = GATE_SEED) -> list:
     """The quality gate's check sets: ``--eval`` (its first ``--eval-limit``
     utterances) and the built-in sets ``--gate-sets`` names that are installed."""
-    from calibration.datasets import resolve_set
-    from calibration.mix import balanced_sample
-    from engines.quality_gate import DEFAULT_GATE_SETS, LONG_MINUTES, check_set, long_recording
-
     checks = [check_set(opts.eval_set, resolve_set(opts.eval_set, purpose="eval")[: opts.eval_limit])]
     names = [] if opts.gate_sets in ("", "none") else [n.strip() for n in opts.gate_sets.replace(
         "default", ",".join(DEFAULT_GATE_SETS)).split(",") if n.strip()]
@@ -77,23 +79,16 @@ def validate(dense, compressed, out_dir: Path, opts: ExportOptions, note: Callab
     quality gate: the artifacts against the dense model on every check set.
     Raises ToleranceError on a parity failure; the gate's verdict is returned
     (the caller decides what a failure means)."""
-    from engines.ort_transcriber import OnnxTranscriber
-    from engines.quality_gate import TranscriptCache, run_gate
-    from engines.validation import parity
-
-    from .frontend import split_windows
-
     checks = gate_checks(opts, note)
     reference = gate_transcriber(compressed)
     onnx = OnnxTranscriber(out_dir, threads=opts.threads, settings=GATE_DECODING)
     features = np.stack([reference.features(split_windows(a)[0]) for a in checks[0].audio[: opts.parity_clips]])
-    reports = parity(reference, onnx, features, opts.precision)
+    onnx_precision = graph_precision(opts.precision, "encoder")  # bf16 exports float32 graphs
+    reports = parity(reference, onnx, features, onnx_precision)
     for report in reports:
         report.raise_on_failure()
-    backends = {f"onnxruntime {opts.precision}": onnx.transcribe_many}
+    backends = {f"onnxruntime {onnx_precision}": onnx.transcribe_many}
     if opts.engine == "trt" and not opts.build_script:
-        from engines.trt_transcriber import TrtTranscriber
-
         backends[f"tensorrt {opts.precision}"] = TrtTranscriber(out_dir, settings=GATE_DECODING).transcribe_many
     gate = run_gate(checks, gate_transcriber(dense).transcribe_many, backends, dense_key(dense),
                     TranscriptCache((opts.cache_dir or cache_root()) / "transcripts"),

@@ -1,6 +1,6 @@
 """Rank policies: from the spectra of the encoder matrices to a ``low_rank_config``.
 
-* :class:`LiteASRPolicy`: the published rule (DESIGN.md section 2): per matrix,
+* :class:`LiteASRPolicy`: the published rule (the LiteASR paper): per matrix,
   the smallest multiple of 16 whose explained-variance share reaches theta;
   dense where that does not pay (``k > 0.5 d`` attention, ``k > 0.8 d`` MLP).
 * :class:`BudgetPolicy`: one global size (or FLOPs) budget shared by all

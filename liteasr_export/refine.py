@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .lowrank import LowRankLinear, iter_encoder_linears
 
@@ -86,8 +87,6 @@ def refine(
     ``batch_size`` windows. ``heldout`` windows are only scored, before and
     after, to show whether the fit generalizes.
     """
-    from tqdm.auto import tqdm
-
     params = [p for _, _, m in iter_encoder_linears(model) if isinstance(m, LowRankLinear) for p in m.parameters()]
     if not params or steps <= 0:
         return RefineResult(0, 0.0, math.nan, math.nan, None, None)

@@ -23,7 +23,10 @@ from dataclasses import replace
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from .compression_report import pays_off
+from .compressor import _iter_decompositions, factorize
 from .lowrank import LowRankLinear, encoder_layers, set_linear
 from .rank_policies import MatrixSpectrum, RankPolicy
 
@@ -52,10 +55,6 @@ def measure_sensitivity(
     (one rank per ``(layer, name)``; others keep sensitivity 1) on log-mel
     ``features`` (N, n_mels, 3000). ``model`` is the dense model; it is left
     as it was."""
-    from tqdm.auto import tqdm
-
-    from .compressor import _iter_decompositions, factorize
-
     start = time.perf_counter()
     encoder = getattr(model, "model", model).encoder
     layers = encoder_layers(model)
@@ -94,8 +93,6 @@ def measure_sensitivity(
 def probe_ranks_for(policy: RankPolicy, spectra: Sequence[MatrixSpectrum], config) -> dict[tuple[int, str], int]:
     """Where to probe: the rank ``policy`` picks, or, for a matrix it keeps
     dense, the largest rank that still pays (its mildest truncation)."""
-    from .compression_report import pays_off
-
     plan = policy.choose(spectra, config)
     ranks = {}
     for s in spectra:

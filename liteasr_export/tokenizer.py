@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tokenizers import Tokenizer
+
 from .errors import ModelSourceError
 
 TASKS = ("transcribe", "translate")
@@ -35,8 +37,6 @@ class WhisperTokenizer:
     """Thin wrapper over a ``tokenizers.Tokenizer`` loaded from tokenizer.json."""
 
     def __init__(self, path: str | Path) -> None:
-        from tokenizers import Tokenizer
-
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelSourceError(f"tokenizer.json not found: {self.path}", "export or copy the model's tokenizer.json")

@@ -18,7 +18,7 @@ class TorchTranscriber(WindowedTranscriber):
 
     def __init__(self, loaded: LoadedModel, device: str = "cpu", batch_size: int = 8,
                  settings: TranscribeOptions | None = None) -> None:
-        import torch
+        import torch  # the PyTorch backend only: importing this module stays torch-free
 
         self.loaded = loaded
         self.device = torch.device(device)
@@ -33,7 +33,7 @@ class TorchTranscriber(WindowedTranscriber):
 
     def encode(self, features: np.ndarray):
         """Encoder hidden states for log-mel ``features`` (B, n_mels, 3000)."""
-        import torch
+        import torch  # the PyTorch backend only: importing this module stays torch-free
 
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(self.device)
@@ -49,7 +49,7 @@ class TorchDecoderStep:
     grow per step, cross-attention K/V are computed at the first call."""
 
     def __init__(self, model, encoder_states, device) -> None:
-        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache  # transformers: PyTorch backend only
 
         self.cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         self.decoder, self.proj = model.model.decoder, model.proj_out
@@ -58,7 +58,7 @@ class TorchDecoderStep:
         self.rows = RowOwners(encoder_states.shape[0])
 
     def __call__(self, tokens: np.ndarray) -> np.ndarray:
-        import torch
+        import torch  # the PyTorch backend only: importing this module stays torch-free
 
         with torch.inference_mode():
             ids = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)).to(self.device)
@@ -66,7 +66,7 @@ class TorchDecoderStep:
             return self.proj(out.last_hidden_state[:, -1]).float().cpu().numpy()
 
     def reorder(self, rows: np.ndarray) -> None:
-        import torch
+        import torch  # the PyTorch backend only: importing this module stays torch-free
 
         index = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
         self.cache.self_attention_cache.reorder_cache(index)

@@ -1,5 +1,5 @@
 """The TensorRT decoder step on a machine without TensorRT: its code
-(:class:`engines.trt_transcriber.TrtDecoderStep`: torch tensors in and out,
+(:class:`engines.runtime.trt_transcriber.TrtDecoderStep`: torch tensors in and out,
 the KV cache kept as tensors, reordered with ``index_select``) driven by a
 stand-in engine that runs decoder.onnx in ONNX Runtime. What it cannot
 check is TensorRT itself; what it checks is everything this project wrote
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from engines.ort_transcriber import OnnxTranscriber
-from engines.trt_transcriber import TrtDecoderStep
+from engines.runtime.ort_transcriber import OnnxTranscriber
+from engines.runtime.trt_transcriber import TrtDecoderStep
 
 
 class OrtAsTrtEngine:
-    """The slice of :class:`engines.trt_runner.TrtEngine` a decoder step uses
+    """The slice of :class:`engines.runtime.trt_runner.TrtEngine` a decoder step uses
     (``run`` on named torch tensors, ``dtypes``, ``device``), over an ONNX
     Runtime session."""
 

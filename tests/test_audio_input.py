@@ -33,7 +33,7 @@ def test_non_finite_samples_are_refused(tmp_path, speech_clip, bad):
 
 
 def test_transcriber_refuses_non_finite_arrays(random_artifacts):
-    from engines.ort_transcriber import OnnxTranscriber
+    from engines.runtime.ort_transcriber import OnnxTranscriber
 
     audio = np.zeros(16000, np.float32)
     audio[5] = np.nan

@@ -58,3 +58,19 @@ def test_transcribe_json_on_real_weights(speech_clip_path):
     assert result.returncode == 0, result.stderr
     items = json.loads(result.stdout)
     assert items[0]["audio"] == speech_clip_path and len(items[0]["text"].split()) >= 5
+
+
+def test_export_options_are_declared_once():
+    """liteasr-export's defaults are ExportOptions' own, and every option
+    lands in an ExportOptions field."""
+    from dataclasses import fields
+
+    from liteasr_export.cli import export_defaults, export_parser
+    from liteasr_export.options import ExportOptions
+
+    parser = export_parser()
+    args = parser.parse_args([])
+    for name, default in export_defaults().items():
+        assert getattr(args, name) == (None if name == "policy" else default), name
+    dests = {action.dest for action in parser._actions} - {"help", "debug"}
+    assert dests <= {f.name for f in fields(ExportOptions)}

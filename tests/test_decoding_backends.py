@@ -10,7 +10,7 @@ import pytest
 from conftest import random_loaded
 from fake_trt import OrtAsTrtTranscriber
 
-from engines.ort_transcriber import OnnxTranscriber
+from engines.runtime.ort_transcriber import OnnxTranscriber
 from exporters.artifacts import export_artifacts
 from liteasr_export.decoding import SearchOptions, search
 from liteasr_export.frontend import SAMPLE_RATE, log_mel

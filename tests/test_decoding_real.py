@@ -31,7 +31,7 @@ def tiny_en(tmp_path_factory):
 
 
 def _backend(tiny_en, name: str, settings: TranscribeOptions):
-    from engines.ort_transcriber import OnnxTranscriber
+    from engines.runtime.ort_transcriber import OnnxTranscriber
     from liteasr_export.transcriber import TorchTranscriber
 
     loaded, out = tiny_en

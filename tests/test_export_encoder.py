@@ -10,10 +10,10 @@ import torch
 from conftest import random_whisper
 
 from exporters.encoder import export_encoder, fused_op_problem
-from engines.compare import compare
-from exporters.graph_spec import encoder_spec
+from engines.validation.compare import compare
+from liteasr_export.graphs import encoder_spec
 from liteasr_export.errors import ExportError
-from liteasr_export.standin import apply_low_rank
+from bench.standin import apply_low_rank
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -151,11 +151,11 @@ def test_bad_arguments_raise_export_errors(dense, tmp_path):
     with pytest.raises(ExportError, match="fused attention operator"):
         export_encoder(dense, tmp_path / "a.onnx", attention="fused", fused_op="FlashAttention")
     with pytest.raises(ExportError, match="precision"):
-        export_encoder(dense, tmp_path / "a.onnx", fp16=True, int8=True)
+        export_encoder(dense, tmp_path / "a.onnx", precision="fp8")
 
 
 def test_int8_quantizes_weight_matmuls(lowrank, features, tmp_path):
-    info = export_encoder(lowrank, tmp_path / "encoder.onnx", attention="unfused", int8=True)
+    info = export_encoder(lowrank, tmp_path / "encoder.onnx", attention="unfused", precision="int8")
     ops = _op_types(info.path)
     # per reduced layer: query 2, key 1, value 1, out 2, fc1 2, fc2 2 MatMuls; 2 x 2 cross K/V.
     # The second factor of query, out, fc1 and fc2 (rank-space input) stays float.
@@ -168,7 +168,7 @@ def test_int8_quantizes_weight_matmuls(lowrank, features, tmp_path):
 
 
 def test_fp16_keeps_float32_interface(lowrank, features, tmp_path):
-    info = export_encoder(lowrank, tmp_path / "encoder.onnx", fp16=True, calibration_features=[features[:1]])
+    info = export_encoder(lowrank, tmp_path / "encoder.onnx", precision="fp16", calibration_features=[features[:1]])
     model = onnx.load(info.path)
     assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in [*model.graph.input, *model.graph.output])
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engines.ort_session import create_session
+from engines.runtime.ort_session import create_session
 from exporters.frontend import build_frontend, dft_matrix, export_frontend
 from liteasr_export.frontend import N_FFT, N_SAMPLES, log_mel
 

@@ -12,8 +12,8 @@ import pytest
 from conftest import copy_artifacts, corrupt_weights
 
 import liteasr_export.integrity as integrity
-from engines.ort_transcriber import OnnxTranscriber
-from exporters.artifacts import load_manifest, update_manifest
+from engines.runtime.ort_transcriber import OnnxTranscriber
+from liteasr_export.manifest import load_manifest, update_manifest
 from liteasr_export.errors import ArtifactError, IntegrityError
 from liteasr_export.integrity import STAMP_NAME, checksums, verify_files
 

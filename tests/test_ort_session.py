@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from engines.ort_session import create_session, resolve_providers
+from engines.runtime.ort_session import create_session, resolve_providers
 from liteasr_export.errors import ArtifactError, EngineUnavailableError
 
 
@@ -88,7 +88,7 @@ def test_parallel_first_runs_share_the_cache(graph, tmp_path):
     import sys
 
     cache = tmp_path / "cache"
-    code = ("import sys, numpy as np; from engines.ort_session import create_session; "
+    code = ("import sys, numpy as np; from engines.runtime.ort_session import create_session; "
             "s = create_session(sys.argv[1], threads=1, cache_dir=sys.argv[2]); "
             "print(s.run(None, {'x': np.ones((2, 4), np.float32)})[0].sum())")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(graph), str(cache)], stdout=subprocess.PIPE,

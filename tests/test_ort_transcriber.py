@@ -16,8 +16,10 @@ import pytest
 import soundfile as sf
 from conftest import RANDOM_MAX_NEW_TOKENS, random_loaded
 
-from engines.ort_transcriber import OnnxTranscriber
-from exporters.artifacts import GRAPH_FILES, export_artifacts, load_manifest, update_manifest, write_manifest
+from engines.runtime.ort_transcriber import OnnxTranscriber
+from exporters.artifacts import export_artifacts
+from liteasr_export.graphs import GRAPH_FILES
+from liteasr_export.manifest import load_manifest, update_manifest, write_manifest
 from liteasr_export.errors import ArtifactError
 from liteasr_export.frontend import SAMPLE_RATE, log_mel, resample, split_windows
 from liteasr_export.sources import LoadedModel

@@ -18,6 +18,7 @@ import pytest
 
 from liteasr_export.cli import export_main
 from liteasr_export.integrity import sha256_file
+from liteasr_export.manifest import update_manifest
 
 
 def _args(model_dir: Path, out: Path, *extra: str) -> list[str]:
@@ -85,7 +86,7 @@ def test_perturbed_weights_fail_parity_and_leave_no_output(random_hf_dir, tmp_pa
         init.CopyFrom(onnx.numpy_helper.from_array(values.astype(np.float32), init.name))
         onnx.save(graph, str(path))
         # a defective exporter, not a corrupt copy: the manifest records the bad graph's checksum
-        artifacts.update_manifest(out_dir, sha256={**manifest.data["sha256"], "encoder.onnx": sha256_file(path)})
+        update_manifest(out_dir, sha256={**manifest.data["sha256"], "encoder.onnx": sha256_file(path)})
         return manifest
 
     monkeypatch.setattr(artifacts, "export_artifacts", export_then_perturb)

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from calibration.datasets import Utterance
-from engines.quality_gate import (
+from engines.validation.quality_gate import (
     CheckSet,
     TranscriptCache,
     check_set,
@@ -76,7 +76,7 @@ def test_gate_fails_past_either_limit_and_passes_within_them(tmp_path: Path) -> 
 
 
 def test_stop_early_ends_a_failed_set_and_skips_the_rest(monkeypatch) -> None:
-    import engines.quality_gate as gate
+    import engines.validation.quality_gate as gate
 
     monkeypatch.setattr(gate, "STOP_CHUNK", 10)
     n = 100

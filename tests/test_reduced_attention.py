@@ -1,4 +1,4 @@
-"""Attention in the reduced dimension (DESIGN.md section 3): the folded
+"""Attention in the reduced dimension (multi-query over shared keys): the folded
 multi-query form equals the model's own attention, and the per-layer choice
 follows the multiply-add count."""
 
@@ -16,7 +16,7 @@ from exporters.reduced_attention import (
     fold_attention,
     plan_attention,
 )
-from liteasr_export.standin import apply_low_rank
+from bench.standin import apply_low_rank
 
 # init_std 0.2: peaked attention, so a wrong fold cannot hide behind uniform softmax rows
 STD = 0.2

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from trt_artifacts import exported_folder
 
-from engines.trt_profiles import (
+from engines.build.trt_profiles import (
     DimRange,
     ProfileOptions,
     ShapeRange,
@@ -15,7 +15,8 @@ from engines.trt_profiles import (
     manifest_profiles,
     onnx_profile,
 )
-from exporters.artifacts import decoder_input_names, load_manifest
+from liteasr_export.graphs import decoder_input_names
+from liteasr_export.manifest import load_manifest
 from liteasr_export.errors import ExportError
 from liteasr_export.frontend import N_SAMPLES
 

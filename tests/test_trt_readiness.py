@@ -14,8 +14,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from trt_artifacts import exported_folder, model_of, tensor
 
-from engines.trt_profiles import ProfileOptions, axis_ranges
-from engines.trt_readiness import (
+from engines.build.trt_profiles import ProfileOptions, axis_ranges
+from engines.build.trt_readiness import (
     MIN_OPSET,
     TRT_SUPPORTED_OPS,
     check_artifacts,
@@ -23,7 +23,7 @@ from engines.trt_readiness import (
     check_model,
     max_opset,
 )
-from exporters.artifacts import load_manifest
+from liteasr_export.manifest import load_manifest
 from liteasr_export.errors import ExportError
 
 RANGES = axis_ranges({"n_text_ctx": 448, "n_audio_ctx": 1500})
@@ -152,8 +152,9 @@ def test_default_onnx_runtime_export_is_not_ready(tmp_path):
 def test_tensorrt_modules_import_neither_torch_nor_tensorrt():
     """``--engine trt`` is imported lazily: loading these modules (the CLI does
     when it parses options) must not pull in torch, transformers or tensorrt."""
-    code = ("import sys; import engines.trt_profiles, engines.trt_readiness, engines.trt_builder, "
-            "engines.trtexec_script, engines.trt_runner, engines.trt_transcriber, engines.trt_availability; "
+    code = ("import sys; import engines.build.trt_profiles, engines.build.trt_readiness, "
+            "engines.build.trt_builder, engines.build.trtexec_script, engines.build.trt_export, "
+            "engines.runtime.trt_runner, engines.runtime.trt_transcriber, engines.trt_availability; "
             "print(sorted(m for m in ('torch', 'transformers', 'tensorrt') if m in sys.modules))")
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,

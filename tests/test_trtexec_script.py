@@ -15,10 +15,11 @@ import onnx
 import pytest
 from trt_artifacts import exported_folder
 
-from engines.trt_builder import TrtBuildOptions, export_tensorrt, plan_precision
-from engines.trt_profiles import ProfileOptions, manifest_profiles
-from engines.trtexec_script import SCRIPT_NAME, render_script, write_build_script
-from exporters.artifacts import load_manifest
+from engines.build.trt_builder import TrtBuildOptions, plan_precision
+from engines.build.trt_export import export_tensorrt
+from engines.build.trt_profiles import ProfileOptions, manifest_profiles
+from engines.build.trtexec_script import SCRIPT_NAME, render_script, write_build_script
+from liteasr_export.manifest import load_manifest
 from liteasr_export.errors import ExportError
 
 #: records each call's arguments (one per line) and writes the --saveEngine file

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..decoding import DecodingOptions, build_options
 from ..errors import ModelSourceError
 from ..tokenizer import WhisperTokenizer
+from . import ct2
 from .bundled import BUNDLED
 
 
@@ -45,7 +46,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _whisper_config(dims: dict[str, int], tokenizer: WhisperTokenizer, suppress: list[int], begin: list[int]):
-    from transformers import WhisperConfig
+    from transformers import WhisperConfig  # transformers: only when a model is loaded
 
     return WhisperConfig(
         **dims,
@@ -60,8 +61,8 @@ def _whisper_config(dims: dict[str, int], tokenizer: WhisperTokenizer, suppress:
 
 def _model_from_state_dict(config, state_dict: dict):
     """Build the HF model without random initialisation, then load the weights."""
-    import torch
-    from transformers import WhisperForConditionalGeneration
+    import torch  # only when a model is loaded (the ONNX path never does)
+    from transformers import WhisperForConditionalGeneration  # transformers: only when a model is loaded
 
     with torch.device("meta"):
         model = WhisperForConditionalGeneration(config)
@@ -80,8 +81,6 @@ def _model_from_state_dict(config, state_dict: dict):
 def load_ctranslate2(directory: Path, model_bins: list[Path] | None = None, name: str | None = None,
                      language: str | None = "en", kind: str = "ctranslate2") -> LoadedModel:
     """A CTranslate2 Whisper folder (config.json with suppress ids, tokenizer.json)."""
-    from . import ct2
-
     bins = model_bins or ct2.model_bin_parts(directory)
     if not bins:
         raise ModelSourceError(f"no model.bin in {directory}", "pass a CTranslate2 Whisper folder")
@@ -103,7 +102,7 @@ def _tokenizer_json(directory: Path) -> Path:
     if path.is_file():
         return path
     if (directory / "vocab.json").is_file():
-        from transformers import WhisperTokenizerFast
+        from transformers import WhisperTokenizerFast  # transformers: only when a model is loaded
 
         WhisperTokenizerFast.from_pretrained(str(directory)).save_pretrained(str(directory))
         if path.is_file():
@@ -113,7 +112,7 @@ def _tokenizer_json(directory: Path) -> Path:
 
 def load_huggingface(directory: Path, language: str | None = "en") -> LoadedModel:
     """A transformers Whisper folder (config.json + safetensors / bin weights)."""
-    from transformers import WhisperForConditionalGeneration
+    from transformers import WhisperForConditionalGeneration  # transformers: only when a model is loaded
 
     tokenizer_path = _tokenizer_json(directory)
     tokenizer = WhisperTokenizer(tokenizer_path)
@@ -131,7 +130,7 @@ def load_huggingface(directory: Path, language: str | None = "en") -> LoadedMode
 
 def load_lite_whisper_source(directory: Path, language: str | None = "en") -> LoadedModel:
     """A LiteASR / lite-whisper folder, loaded into our low-rank modules."""
-    from ..lite_whisper import load_lite_whisper
+    from ..lite_whisper import load_lite_whisper  # torch: only when a lite-whisper folder is loaded
 
     tokenizer_path = _tokenizer_json(directory)
     tokenizer = WhisperTokenizer(tokenizer_path)
@@ -144,8 +143,6 @@ def load_lite_whisper_source(directory: Path, language: str | None = "en") -> Lo
 
 def detect_kind(directory: Path) -> str:
     """Which loader a folder needs, from the files it holds."""
-    from . import ct2
-
     config = directory / "config.json"
     if config.is_file() and "low_rank_config" in _read_json(config):
         return "lite-whisper"

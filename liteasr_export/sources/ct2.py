@@ -1,6 +1,7 @@
 """Import CTranslate2 / faster-whisper Whisper models (``model.bin``).
 
-The format is small and fixed (DESIGN.md section 5), and CTranslate2 itself
+The format is small and fixed (binary version 6: per variable a name, rank,
+dims, dtype id, byte count and data; then aliases), and CTranslate2 itself
 only writes it, so the reader is written here: it streams variables from one
 file or from a model.bin split into byte-concatenated parts.
 """
@@ -120,7 +121,7 @@ def whisper_dims(variables: dict[str, np.ndarray]) -> dict[str, int]:
     if any(name.endswith("weight_scale") for name in variables):
         raise ModelSourceError(
             "this CTranslate2 model is quantized (int8/int16 weights)",
-            "convert it with --quantization float16 or float32 and load that",
+            "convert it with ct2-transformers-converter --quantization float16 (or float32) and load that",
         )
     d_model, n_mels, _ = variables["encoder/conv1/weight"].shape
     vocab, _ = variables["decoder/embeddings/weight"].shape

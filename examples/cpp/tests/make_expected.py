@@ -1,5 +1,5 @@
 """Test data for the C++ example's CTest: WAV clips and the texts the Python
-ONNX Runtime path (engines.ort_transcriber.OnnxTranscriber) gives for them.
+ONNX Runtime path (engines.runtime.ort_transcriber.OnnxTranscriber) gives for them.
 
     python make_expected.py --artifacts DIR --out DATA [--model tiny.en] [--clips 5]
 
@@ -40,7 +40,7 @@ if str(REPO) not in sys.path:  # a source checkout that is not pip-installed
     sys.path.insert(0, str(REPO))
 
 from calibration.datasets import resolve_set  # noqa: E402
-from engines.ort_transcriber import OnnxTranscriber  # noqa: E402
+from engines.runtime.ort_transcriber import OnnxTranscriber  # noqa: E402
 from liteasr_export.decoding import SearchOptions  # noqa: E402
 from liteasr_export.frontend import SAMPLE_RATE, load_audio  # noqa: E402
 from liteasr_export.windowed import TranscribeOptions  # noqa: E402

@@ -3,12 +3,24 @@ graph optimisation level (numpy + onnxruntime only, no torch)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 from typing import Sequence
 
 from liteasr_export.errors import ArtifactError, EngineUnavailableError, LiteASRError, OutputError
+from liteasr_export.integrity import sha256_file
+
+
+def _ort():
+    """onnxruntime, imported on first use: importing it creates a cache folder
+    (``$XDG_CACHE_HOME/Microsoft/DeveloperTools``), which a command that fails
+    its checks must not leave behind."""
+    import onnxruntime
+
+    return onnxruntime
+
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
@@ -37,17 +49,13 @@ def _cached_optimized(path: Path, cache_dir: Path, digest: str, optimization: st
     """Where ONNX Runtime's optimized copy of ``path`` lives: keyed by the
     graph's sha256 (not its path or mtime: a rewritten graph never meets a
     stale copy), the runtime version, the level and the providers."""
-    import hashlib
-
-    import onnxruntime as ort
-
+    ort = _ort()
     key = f"{digest}|{ort.__version__}|{optimization}|{','.join(providers)}"
     return cache_dir / f"{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx"
 
 
 def _session_options(optimization: str, threads: int | None) -> "onnxruntime.SessionOptions":  # noqa: F821
-    import onnxruntime as ort
-
+    ort = _ort()
     options = ort.SessionOptions()
     options.graph_optimization_level = {
         "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -66,8 +74,7 @@ def _load_cached(cached: Path, threads: int | None, providers: list[str]):
     """The cached optimized graph as a session, or None when there is none or
     it cannot be loaded (truncated by a killed run, another runtime's...):
     then it is deleted and rebuilt."""
-    import onnxruntime as ort
-
+    ort = _ort()
     if not cached.is_file():
         return None
     try:
@@ -101,10 +108,7 @@ def create_session(
     runs and killed runs never leave a partial file. ``sha256``: the graph's
     digest when the caller verified it already (else it is computed).
     """
-    import onnxruntime as ort
-
-    from liteasr_export.integrity import sha256_file
-
+    ort = _ort()
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"ONNX graph not found: {path}", "export the artifacts folder again")

@@ -2,7 +2,7 @@
 shapes, and low-rank versions of them with a given or a published-like rank
 profile.
 
-Larger Whisper weights are not available offline (DESIGN.md section 5), so
+Larger Whisper weights are not available offline (no model hub is reachable), so
 large-v3 speed figures use random weights with large-v3 shapes and a rank
 profile matched to LiteASR's published encoder size: the layers recovered
 from the published config are kept as published, the rest are scaled
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from .compression_report import encoder_cost, pays_off
-from .errors import RankError
-from .lowrank import (
+from liteasr_export.compression_report import encoder_cost, pays_off
+from liteasr_export.errors import RankError
+from liteasr_export.lowrank import (
     ATTENTION,
     COMPRESSIBLE,
     LowRankLinear,
@@ -69,7 +69,7 @@ def encoder_parameters(config, low_rank_config: Sequence[Mapping[str, int]] | No
 
 
 def saves_parameters(config, name: str, rank: int) -> bool:
-    """DESIGN.md section 2: a factorization is kept only when ``k (d_in + d_out) < d_in d_out``."""
+    """A factorization is kept only when it saves parameters: ``k (d_in + d_out) < d_in d_out``."""
     return pays_off(*matrix_shape(config, name), rank)
 
 

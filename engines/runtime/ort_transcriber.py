@@ -13,11 +13,11 @@ from typing import Sequence
 
 import numpy as np
 
-from exporters.artifacts import Manifest, cross_names, decoder_input_names, decoder_output_names, load_manifest
 from liteasr_export.decoding import RowOwners
 from liteasr_export.errors import ArtifactError
+from liteasr_export.graphs import cross_names, decoder_input_names, decoder_output_names
+from liteasr_export.manifest import Manifest, load_manifest
 from liteasr_export.tokenizer import WhisperTokenizer
-
 from liteasr_export.windowed import TranscribeOptions, WindowedTranscriber
 
 from .ort_session import create_session

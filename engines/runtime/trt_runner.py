@@ -16,6 +16,8 @@ from typing import Mapping
 
 from liteasr_export.errors import ArtifactError, ShapeError
 
+from ..trt_availability import require_tensorrt
+
 Shape = tuple[int, ...]
 
 
@@ -41,9 +43,7 @@ class TrtEngine:
     use one instance per thread)."""
 
     def __init__(self, plan_path: str | Path, device: int = 0) -> None:
-        import torch
-
-        from .trt_availability import require_tensorrt
+        import torch  # torch and tensorrt only when an engine is opened: importing this module stays light
 
         trt = require_tensorrt()
         self.path = Path(plan_path)
@@ -78,7 +78,7 @@ class TrtEngine:
     def run(self, feeds: Mapping[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:  # noqa: F821
         """Outputs for ``feeds`` (every input by name; moved to the engine's
         device and dtype if needed), enqueued on the current CUDA stream."""
-        import torch
+        import torch  # CUDA tensors: imported where an engine runs
 
         missing, extra = sorted(set(self.inputs) - set(feeds)), sorted(set(feeds) - set(self.inputs))
         if missing or extra:
@@ -90,7 +90,7 @@ class TrtEngine:
             problem = shape_problem(name, tuple(tensor.shape), self.profile[name])
             if problem:
                 raise ShapeError(f"{self.path.name}: {problem}",
-                                 "split the batch, or rebuild the engine with larger --trt-max-* options")
+                                 "split the batch, or rebuild the engines with a larger --max-batch")
             self.context.set_input_shape(name, tuple(tensor.shape))
             self.context.set_tensor_address(name, tensor.data_ptr() if tensor.numel() else self._placeholder.data_ptr())
             held.append(tensor)

@@ -1,10 +1,10 @@
 """``build_engines.sh``: trtexec commands that build the same engines as
-:func:`engines.trt_builder.build_engines`, for the machine that will run them.
+:func:`engines.build.trt_builder.build_engines`, for the machine that will run them.
 
 TensorRT plans are specific to one GPU model and TensorRT version, so
 building on the target machine is a real use, not only a fallback for
 machines without TensorRT. The script uses the same optimization profiles
-(:mod:`engines.trt_profiles`), precision plan (which layers stay float32) and
+(:mod:`engines.build.trt_profiles`), precision plan (which layers stay float32) and
 timing cache file as the Python builder, and picks the flags of the
 TensorRT it finds: weakly typed (``--fp16 --precisionConstraints=obey
 --layerPrecisions=...``) where trtexec still has precision constraints
@@ -18,7 +18,9 @@ from pathlib import Path
 
 import onnx
 
-from .trt_builder import ENGINE_DIR, TIMING_CACHE_NAME, TrtBuildOptions, plan_precision
+from liteasr_export.manifest import ENGINE_DIR, TIMING_CACHE_NAME, load_manifest
+
+from .trt_builder import TrtBuildOptions, plan_precision
 from .trt_profiles import manifest_profiles
 
 SCRIPT_NAME = "build_engines.sh"
@@ -77,8 +79,6 @@ def graph_commands(graph: str, onnx_file: str, profile_args: list[str], precisio
 
 def render_script(artifacts_dir: str | Path, options: TrtBuildOptions = TrtBuildOptions()) -> str:
     """The script's text for the folder's graphs (``options.graphs`` that it has)."""
-    from exporters.artifacts import load_manifest
-
     manifest = load_manifest(artifacts_dir)
     graphs = [g for g in options.graphs if manifest.has_graph(g)]
     profiles = manifest_profiles(manifest, options.profile, graphs)

@@ -1,12 +1,12 @@
 """TensorRT engines from an artifacts folder, on TensorRT's Python API (10.x / 11.x).
 
 Per graph: parse the ONNX file, add one optimization profile
-(:mod:`engines.trt_profiles`), choose the precision, load and save a timing
+(:mod:`engines.build.trt_profiles`), choose the precision, load and save a timing
 cache, and write a serialized plan to ``trt/<graph>.plan``.
 
 Precision. The precision plan (:func:`plan_precision`) is computed on CPU
 from the ONNX graph: the overflow-prone operator types that the ONNX fp16
-export also keeps in float32 (:data:`exporters.precision.FP32_OP_TYPES`:
+export also keeps in float32 (:data:`liteasr_export.graphs.FP32_OP_TYPES`:
 LayerNormalization, Softmax, reductions, Pow/Exp/Log/Sqrt) plus, in a graph
 already converted to float16, every node the conversion left in float32 (its
 measured overflow islands). How it is applied depends on TensorRT:
@@ -28,23 +28,24 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import onnx
 
-from exporters.precision import FP32_OP_TYPES
 from liteasr_export.errors import EngineUnavailableError, ExportError
+from liteasr_export.graphs import FP32_OP_TYPES, TRT_PRECISIONS
+from liteasr_export.manifest import engine_path, load_manifest, timing_cache_path, update_manifest
 
+from ..trt_availability import require_tensorrt, tensorrt_version
 from .trt_profiles import GraphProfile, ProfileOptions, manifest_profiles
+from .trt_readiness import check_artifacts
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "bf16")
-#: engines and the timing cache live here inside the artifacts folder
-ENGINE_DIR = "trt"
-TIMING_CACHE_NAME = "timing.cache"
+PRECISIONS = TRT_PRECISIONS
 #: graphs an engine is built for, in build order
 ENGINE_GRAPHS = ("frontend", "encoder", "decoder")
 #: graphs always built in float32
@@ -58,14 +59,6 @@ MANIFEST_SECTION = "tensorrt"
 _ONNX_LAYER = re.compile(r"\[ONNX Layer: ([^\]]+)\]")
 #: node types whose float32 outputs in an fp16 graph are not compute islands
 _TYPE_PLUMBING = frozenset({"Cast", "Shape", "Constant", "ConstantOfShape", "Identity"})
-
-
-def engine_path(artifacts_dir: str | Path, graph: str) -> Path:
-    return Path(artifacts_dir) / ENGINE_DIR / f"{graph}.plan"
-
-
-def timing_cache_path(artifacts_dir: str | Path) -> Path:
-    return Path(artifacts_dir) / ENGINE_DIR / TIMING_CACHE_NAME
 
 
 # ---------------------------------------------------------------- precision plan (CPU)
@@ -205,7 +198,7 @@ def _pin_layers(trt, network, plan: PrecisionPlan) -> int:
 
 def _check_precision_support(precision: str) -> None:
     if precision == "bf16":
-        import torch
+        import torch  # CUDA's device query; torch is needed only where an engine is built
 
         major, minor = torch.cuda.get_device_capability()
         if (major, minor) < (8, 0):
@@ -227,10 +220,6 @@ def build_engine(
     """Build and serialize one engine. Raises :class:`EngineUnavailableError`
     without TensorRT or a CUDA device, :class:`ExportError` when parsing or
     building fails."""
-    import time
-
-    from .trt_availability import require_tensorrt
-
     trt = require_tensorrt()
     _check_precision_support(precision)
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
@@ -244,7 +233,7 @@ def build_engine(
     if not parser.parse_from_file(str(onnx_path)):  # reads external weights beside the file
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise ExportError(f"TensorRT cannot parse {onnx_path.name}: {'; '.join(errors[:5])}",
-                          "run the readiness check (engines.trt_readiness) and re-export the graph")
+                          "run the readiness check (engines.build.trt_readiness) and re-export the graph")
     inputs = {network.get_input(i).name for i in range(network.num_inputs)}
     if inputs != set(profile.shapes):
         raise ExportError(f"{onnx_path.name} inputs {sorted(inputs)} differ from its profile {sorted(profile.shapes)}",
@@ -310,12 +299,7 @@ def build_engines(artifacts_dir: str | Path, options: TrtBuildOptions = TrtBuild
     """Build an engine for every graph of the folder (``options.graphs`` that
     it has), after the readiness check, and record them in the manifest's
     ``tensorrt`` section. The plans are specific to this GPU and TensorRT version."""
-    import torch
-
-    from exporters.artifacts import load_manifest, update_manifest
-
-    from .trt_availability import require_tensorrt, tensorrt_version
-    from .trt_readiness import check_artifacts
+    import torch  # the GPU's name; torch is needed only where an engine is built
 
     trt = require_tensorrt()
     root = Path(artifacts_dir)
@@ -338,25 +322,3 @@ def build_engines(artifacts_dir: str | Path, options: TrtBuildOptions = TrtBuild
     report = TrtBuildReport(trt.__version__, torch.cuda.get_device_name(), engines)
     update_manifest(root, **{MANIFEST_SECTION: report.to_dict()})
     return report
-
-
-def export_tensorrt(artifacts_dir: str | Path, options: TrtBuildOptions = TrtBuildOptions(), *,
-                    build_script: bool = False) -> Path:
-    """The ``--engine trt`` step after the ONNX export: the readiness check
-    (always), then either engines built here or, with ``build_script``, a
-    ``build_engines.sh`` of trtexec commands for the target machine.
-    Returns the engine folder or the script."""
-    from .trt_availability import tensorrt_version
-    from .trt_readiness import REFERENCE_VERSION, check_artifacts
-
-    from exporters.artifacts import load_manifest
-
-    root = Path(artifacts_dir)
-    graphs = [g for g in options.graphs if load_manifest(root).has_graph(g)]
-    check_artifacts(root, options.profile, target=tensorrt_version() or REFERENCE_VERSION, graphs=graphs)
-    if build_script:
-        from .trtexec_script import write_build_script
-
-        return write_build_script(root, options)
-    build_engines(root, options)
-    return root / ENGINE_DIR

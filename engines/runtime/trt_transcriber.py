@@ -2,7 +2,7 @@
 (``liteasr-transcribe --engine trt``, ``liteasr-eval --engine trt``).
 
 The folder is the ONNX Runtime one plus ``trt/<graph>.plan`` (built by
-:func:`engines.trt_builder.build_engines` or the folder's
+:func:`engines.build.trt_builder.build_engines` or the folder's
 ``build_engines.sh``). Windowing, batching and decoding are
 the shared :class:`liteasr_export.windowed.WindowedTranscriber`; this class supplies the stages that differ: features (the
 frontend engine or the numpy frontend), the encoder call and a decoder step
@@ -15,13 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.artifacts import Manifest, cross_names, decoder_input_names, decoder_output_names, load_manifest
 from liteasr_export.decoding import RowOwners
 from liteasr_export.errors import ArtifactError
+from liteasr_export.graphs import cross_names, decoder_input_names, decoder_output_names
+from liteasr_export.manifest import ENGINE_DIR, Manifest, engine_path, load_manifest
 from liteasr_export.tokenizer import WhisperTokenizer
 from liteasr_export.windowed import TranscribeOptions, WindowedTranscriber
 
-from .trt_builder import ENGINE_DIR, engine_path
+from ..trt_availability import require_tensorrt
+from .trt_runner import TrtEngine
 
 FRONTENDS = ("auto", "engine", "numpy")
 
@@ -46,9 +48,6 @@ class TrtTranscriber(WindowedTranscriber):
 
     def __init__(self, artifacts_dir: str | Path, *, device: int = 0, frontend: str = "auto",
                  batch_size: int = 8, verify: bool = True, settings: TranscribeOptions | None = None) -> None:
-        from .trt_availability import require_tensorrt
-        from .trt_runner import TrtEngine
-
         if frontend not in FRONTENDS:
             raise ValueError(f"frontend must be one of {FRONTENDS}, got {frontend!r}")
         require_tensorrt()  # before anything else: the clearest message when TensorRT cannot run
@@ -84,19 +83,20 @@ class TrtTranscriber(WindowedTranscriber):
             raise ArtifactError(f"the decoder engine's profile ({self.decoder.max_dim('past_key.0', 2)} cached "
                                 f"tokens) is too small for a {prompt}-token prompt plus "
                                 f"{self.options.max_new_tokens} new tokens",
-                                "rebuild the engines with a larger --trt-max-decoder-tokens")
+                                "rebuild the engines with liteasr-export --engine trt (its decoder profile covers "
+                                "the model's whole context)")
 
     # ------------------------------------------------------------ stages
 
     def _run_frontend(self, window: np.ndarray) -> np.ndarray:
-        import torch
+        import torch  # CUDA tensors: imported where an engine runs
 
         out = self.frontend.run({"audio": torch.from_numpy(window[None])})
         return out["input_features"][0].float().cpu().numpy()
 
     def encode(self, features: np.ndarray) -> list["torch.Tensor"]:  # noqa: F821
         """Cross K/V of every decoder layer (GPU tensors) for ``features`` (B, n_mels, 3000)."""
-        import torch
+        import torch  # CUDA tensors: imported where an engine runs
 
         out = self.encoder.run({"input_features": torch.from_numpy(np.ascontiguousarray(features, np.float32))})
         return [out[name] for name in self._cross]
@@ -125,7 +125,7 @@ class TrtDecoderStep:
     """decoder.plan over one batch; past and present K/V stay torch CUDA tensors."""
 
     def __init__(self, engine, n_layers: int, cross: list["torch.Tensor"]) -> None:  # noqa: F821
-        import torch
+        import torch  # CUDA tensors: imported where an engine runs
 
         self.engine = engine
         self.names = decoder_input_names(n_layers)
@@ -137,7 +137,7 @@ class TrtDecoderStep:
         self.rows = RowOwners(batch)
 
     def __call__(self, tokens: np.ndarray) -> np.ndarray:
-        import torch
+        import torch  # CUDA tensors: imported where an engine runs
 
         ids = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
         out = self.engine.run(dict(zip(self.names, [ids, *self.past, *self.cross])))
@@ -145,7 +145,7 @@ class TrtDecoderStep:
         return out["logits"][:, -1].float().cpu().numpy()
 
     def reorder(self, rows: np.ndarray) -> None:
-        import torch
+        import torch  # CUDA tensors: imported where an engine runs
 
         index = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.engine.device)
         self.past = [p.index_select(0, index) for p in self.past]

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping
 
 from liteasr_export.errors import ExportError
 from liteasr_export.frontend import N_SAMPLES
+from liteasr_export.manifest import graph_io
 
 Shape = tuple[int, ...]
 
@@ -28,7 +29,7 @@ DEFAULT_AUDIO_CTX = 1500
 
 @dataclass(frozen=True)
 class ProfileOptions:
-    """What the engines must accept (the CLI's ``--trt-*`` options).
+    """What the engines must accept (the CLI sets ``max_batch`` with ``--max-batch``).
 
     ``max_batch``: windows encoded and decoded together (the runner splits
     larger batches). ``opt_batch``: the batch TensorRT tunes its kernels for
@@ -46,9 +47,9 @@ class ProfileOptions:
     def __post_init__(self) -> None:
         if self.max_batch < 1 or not 1 <= self.opt_batch <= self.max_batch:
             raise ExportError(f"TensorRT batch sizes need 1 <= opt ({self.opt_batch}) <= max ({self.max_batch})",
-                              "pass --trt-max-batch >= 1 and --trt-opt-batch between 1 and it")
+                              "pass --max-batch 1 or more (ProfileOptions.opt_batch must lie between 1 and it)")
         if self.max_decoder_tokens < 2:
-            raise ExportError(f"--trt-max-decoder-tokens must be >= 2, got {self.max_decoder_tokens}",
+            raise ExportError(f"ProfileOptions.max_decoder_tokens must be >= 2, got {self.max_decoder_tokens}",
                               f"use the model's decoder context ({DEFAULT_MAX_DECODER_TOKENS} for Whisper)")
         if self.opt_past < 0:
             raise ExportError(f"opt_past must be >= 0, got {self.opt_past}", "pass a cache length of 0 or more")
@@ -101,7 +102,7 @@ class GraphProfile:
 
 def axis_ranges(model_dims: Mapping[str, Any], options: ProfileOptions = ProfileOptions()) -> dict[str, DimRange]:
     """Range of every named dynamic axis the exporters write
-    (``exporters.graph_spec`` and the decoder/frontend specs name them).
+    (:data:`liteasr_export.graphs.GRAPH_SPECS` names them).
 
     ``tokens`` (fed per step: the prompt first, then one) and ``past`` (the
     self-attention cache, 0 at the first step) together never exceed the
@@ -110,7 +111,7 @@ def axis_ranges(model_dims: Mapping[str, Any], options: ProfileOptions = Profile
     n_text_ctx = int(model_dims.get("n_text_ctx", DEFAULT_MAX_DECODER_TOKENS))
     n_audio_ctx = int(model_dims.get("n_audio_ctx", DEFAULT_AUDIO_CTX))
     if options.max_decoder_tokens > n_text_ctx:
-        raise ExportError(f"--trt-max-decoder-tokens {options.max_decoder_tokens} exceeds the model's decoder "
+        raise ExportError(f"ProfileOptions.max_decoder_tokens {options.max_decoder_tokens} exceeds the model's decoder "
                           f"context of {n_text_ctx} positions", f"pass at most {n_text_ctx}")
     max_tokens = options.max_decoder_tokens
     return {
@@ -160,7 +161,6 @@ def manifest_profiles(manifest: "Manifest", options: ProfileOptions = ProfileOpt
 def onnx_profile(path: str | Path, model_dims: Mapping[str, Any], options: ProfileOptions = ProfileOptions(),
                  graph: str | None = None) -> GraphProfile:
     """Profile of one ONNX file read directly (graphs outside an artifacts folder)."""
-    from exporters.artifacts import graph_io
 
     path = Path(path)
     return graph_profile(graph or path.stem, graph_io(path)["inputs"], axis_ranges(model_dims, options))

@@ -1,5 +1,5 @@
 """Validation of exported artifacts against the PyTorch model: encoder and
-decoder parity (through :mod:`engines.compare`) and WER per backend.
+decoder parity (through :mod:`engines.validation.compare`) and WER per backend.
 
 Each side's encoder runs once on the parity clips; its outputs feed both the
 encoder comparison and that side's decoder, so the decoder comparison covers
@@ -10,21 +10,20 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+import torch
 
-from exporters.artifacts import cross_names
 from liteasr_export.decoding import greedy_decode
+from liteasr_export.graphs import cross_names
 
 from .compare import ParityReport, compare
 
-#: decoder steps compared (the issue's bar: logits over a 20-step greedy decode)
+#: decoder steps compared (logits over a 20-step greedy decode)
 PARITY_STEPS = 20
 
 
 def torch_encoder_outputs(transcriber, features: np.ndarray):
     """The PyTorch model's hidden states (a tensor, for its decoder) and what
     encoder.onnx returns, as numpy."""
-    import torch
-
     model = transcriber.model
     heads = model.config.decoder_attention_heads
     with torch.inference_mode():

@@ -13,7 +13,7 @@ checked from the graph itself, before any engine is built (and on every
   ``com.microsoft``, which need plugins), new enough for the target version,
   with the restrictions TensorRT documents for ``Attention``;
 * input dtypes TensorRT accepts, and every dynamic input dimension covered by
-  an optimization profile (:mod:`engines.trt_profiles`).
+  an optimization profile (:mod:`engines.build.trt_profiles`).
 
 onnx only (no tensorrt, no torch).
 """
@@ -28,11 +28,11 @@ from typing import Any, Iterable, Mapping
 import onnx
 
 from liteasr_export.errors import ExportError
+from liteasr_export.graphs import MIN_OPSET
+from liteasr_export.manifest import load_manifest
 
 from .trt_profiles import DimRange, ProfileOptions, axis_ranges, uncovered_dims
 
-#: LayerNormalization is one ONNX node from opset 17 on (DESIGN.md section 4)
-MIN_OPSET = 17
 #: control flow the project's graphs must not contain
 CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan"})
 #: the TensorRT version the operator table below describes
@@ -159,7 +159,7 @@ def check_model(
 ) -> ReadinessReport:
     """Check an in-memory graph (external weights need not be loaded).
 
-    ``ranges``: the profile axis ranges (:func:`engines.trt_profiles.axis_ranges`);
+    ``ranges``: the profile axis ranges (:func:`engines.build.trt_profiles.axis_ranges`);
     None skips the dynamic-dimension check. ``target``: the TensorRT version
     (major, minor) that will parse the graph."""
     target = tuple(target)[:2]
@@ -232,8 +232,6 @@ def check_artifacts(artifacts_dir: str | Path, options: ProfileOptions = Profile
                     graphs: Iterable[str] | None = None) -> dict[str, ReadinessReport]:
     """Check every graph of an artifacts folder; with ``raise_on_problems``
     an :class:`ExportError` lists the problems of every failing graph."""
-    from exporters.artifacts import load_manifest
-
     manifest = load_manifest(artifacts_dir)
     names = list(graphs) if graphs is not None else list(manifest.data["graphs"])
     reports = {g: check_graph(manifest.graph_path(g), manifest.model, options=options, target=target, graph=g)

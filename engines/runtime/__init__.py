@@ -1,0 +1,2 @@
+"""Run an artifacts folder: ONNX Runtime sessions and TensorRT engines, and
+the transcribers on top of them."""

@@ -1,0 +1,225 @@
+"""Each ONNX graph's interface declared as data: file name, input/output
+names, dtypes, shapes with their dynamic axes, opset, and the parity
+tolerances its validation uses.
+
+One entry per graph (frontend, encoder, decoder) in :data:`GRAPH_SPECS` (a
+function of the model's ``WhisperConfig``, read only through its attributes):
+exporters, runtimes, TensorRT profiles, the readiness check, validation and
+the manifest read names, opsets and tolerances from here instead of repeating
+them. Standard library only (onnx is imported where a spec becomes a
+``ValueInfoProto``): the torch-free ONNX Runtime path imports this module.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Callable
+
+#: Whisper's mel frames per 30 s window (the encoder's fixed input length)
+N_MEL_FRAMES = 3000
+
+#: an export's precision, one value from the command line (``--fp16``,
+#: ``--bf16``, ``--int8`` or none of them) to every exporter and builder
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+#: the precisions a TensorRT engine is built in
+TRT_PRECISIONS = ("fp32", "fp16", "bf16")
+#: what each ONNX graph is under each export precision. ``fp16``: the encoder
+#: graph is float16 with float32 islands; the decoder graph stays float32 (its
+#: logits and K/V cache), and TensorRT builds both in fp16. ``bf16`` (TensorRT
+#: only): every graph stays float32 and TensorRT builds the encoder and decoder
+#: in bf16. ``int8``: dynamic int8 MatMuls in the encoder and decoder (ONNX
+#: Runtime's CPU provider). The frontend is always float32.
+GRAPH_PRECISION = {
+    "fp32": {"frontend": "fp32", "encoder": "fp32", "decoder": "fp32"},
+    "fp16": {"frontend": "fp32", "encoder": "fp16", "decoder": "fp32"},
+    "bf16": {"frontend": "fp32", "encoder": "fp32", "decoder": "fp32"},
+    "int8": {"frontend": "fp32", "encoder": "int8", "decoder": "int8"},
+}
+
+
+def graph_precision(precision: str, graph: str) -> str:
+    """The precision of ONNX graph ``graph`` in an export at ``precision``."""
+    if precision not in GRAPH_PRECISION:
+        raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    return GRAPH_PRECISION[precision][graph]
+
+
+#: graph name -> file name inside an artifacts folder
+GRAPH_FILES = {"frontend": "frontend.onnx", "encoder": "encoder.onnx", "decoder": "decoder.onnx"}
+#: graphs a runtime cannot do without (the frontend has a numpy twin)
+REQUIRED_GRAPHS = ("encoder", "decoder")
+#: lowest opset of any graph: LayerNormalization is one node from 17 on
+MIN_OPSET = 17
+#: the opset each graph is exported with (the encoder's fused ``Attention``
+#: operator exists from opset 23 on; the decoder is traced by torch.onnx at 18)
+OPSETS = {"frontend": 17, "encoder": 23, "decoder": 18}
+#: names of ``frontend.onnx``'s input and output
+FRONTEND_INPUT = "audio"
+FRONTEND_OUTPUT = "input_features"
+#: operator types kept in float32 whatever the activations say, in the fp16
+#: ONNX export and in fp16 / bf16 TensorRT engines
+FP32_OP_TYPES: tuple[str, ...] = (
+    "LayerNormalization",
+    "SkipLayerNormalization",
+    "SimplifiedLayerNormalization",
+    "Softmax",
+    "LogSoftmax",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceSumSquare",
+    "Pow",
+    "Sqrt",
+    "Exp",
+    "Log",
+)
+
+
+def cross_names(n_layers: int) -> list[str]:
+    """Cross K/V tensors, outputs of ``encoder.onnx`` and inputs of ``decoder.onnx``."""
+    return [f"cross_{kind}.{i}" for i in range(n_layers) for kind in ("key", "value")]
+
+
+def decoder_input_names(n_layers: int) -> list[str]:
+    past = [f"past_{kind}.{i}" for i in range(n_layers) for kind in ("key", "value")]
+    return ["input_ids", *past, *cross_names(n_layers)]
+
+
+def decoder_output_names(n_layers: int) -> list[str]:
+    return ["logits"] + [f"present_{kind}.{i}" for i in range(n_layers) for kind in ("key", "value")]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output; string dims are dynamic axes."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+
+    def value_info(self):
+        """This tensor as an ``onnx.ValueInfoProto``."""
+        from onnx import TensorProto, helper  # only the exporters build graphs; runtimes never need onnx here
+
+        types = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "int64": TensorProto.INT64}
+        return helper.make_tensor_value_info(self.name, types[self.dtype], list(self.shape))
+
+    @property
+    def dynamic_axes(self) -> dict[int, str]:
+        return {i: d for i, d in enumerate(self.shape) if isinstance(d, str)}
+
+
+@dataclass(frozen=True)
+class OutputTolerance:
+    """How far an artifact's output may be from the PyTorch float32 model."""
+
+    atol: float
+    rtol: float
+    #: "elemwise": every element within atol or rtol (Polygraphy's rule);
+    #: "mean": the mean abs error within atol + rtol * mean |reference|
+    stat: str = "elemwise"
+    min_cosine: float = 0.0
+
+
+_FP32 = OutputTolerance(1e-3, 1e-3)  # float32 graphs match PyTorch to 1e-3
+#: fp16 and int8 round a few elements far off by design (tiny.en int8: max abs
+#: 14.5 on hidden states averaging 0.66, WER unchanged), so error statistics
+#: judge them; measured on tiny.en (4 built-in clips): fp16 mean abs 7e-4,
+#: cosine > 0.99999; int8 mean abs 0.07 (hidden) and 0.43 (logits), cosine >= 0.992
+_FP16 = OutputTolerance(1e-2, 1e-2, "mean", 0.9995)
+_INT8 = OutputTolerance(5e-2, 0.1, "mean", 0.98)
+#: frontend.onnx against the Python frontend: always float32
+_FRONTEND = OutputTolerance(1e-4, 0.0)
+
+#: precision -> output-name pattern -> tolerance, for every graph's outputs
+#: (WER is the real check of fp16 and int8)
+PARITY_TOLERANCES: dict[str, dict[str, OutputTolerance]] = {
+    precision: {"last_hidden_state": tol, "cross_*": tol, "logits": tol, "input_features": _FRONTEND}
+    for precision, tol in (("fp32", _FP32), ("fp16", _FP16), ("int8", _INT8))
+}
+
+
+def tolerance_for(precision: str, output: str) -> OutputTolerance:
+    for pattern, tol in PARITY_TOLERANCES[precision].items():
+        if fnmatch.fnmatch(output, pattern):
+            return tol
+    raise KeyError(f"no {precision} tolerance declared for output {output!r}")
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    name: str
+    filename: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    opset: int = MIN_OPSET
+
+    def output(self, name: str) -> TensorSpec:
+        return next(t for t in self.outputs if t.name == name)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+    def tolerance(self, precision: str, output: str) -> OutputTolerance:
+        """The parity tolerance of one output at ``precision`` (the frontend is always float32)."""
+        return tolerance_for(precision, output)
+
+
+def frontend_spec(config) -> GraphSpec:
+    """``frontend.onnx``: 16 kHz PCM (at most one 30 s window per row) -> normalized log-mel."""
+    return GraphSpec(
+        "frontend",
+        GRAPH_FILES["frontend"],
+        (TensorSpec(FRONTEND_INPUT, "float32", ("batch", "samples")),),
+        (TensorSpec(FRONTEND_OUTPUT, "float32", ("batch", config.num_mel_bins, N_MEL_FRAMES)),),
+        OPSETS["frontend"],
+    )
+
+
+def encoder_spec(config) -> GraphSpec:
+    """``encoder.onnx``: log-mel -> hidden states + every decoder layer's cross K/V."""
+    frames = config.max_source_positions
+    heads = config.decoder_attention_heads
+    head_dim = config.d_model // heads
+    outputs = [TensorSpec("last_hidden_state", "float32", ("batch", frames, config.d_model))]
+    for i in range(config.decoder_layers):
+        for kind in ("key", "value"):
+            outputs.append(TensorSpec(f"cross_{kind}.{i}", "float32", ("batch", heads, frames, head_dim)))
+    return GraphSpec(
+        name="encoder",
+        filename=GRAPH_FILES["encoder"],
+        inputs=(TensorSpec("input_features", "float32", ("batch", config.num_mel_bins, N_MEL_FRAMES)),),
+        outputs=tuple(outputs),
+        opset=OPSETS["encoder"],
+    )
+
+
+def decoder_spec(config) -> GraphSpec:
+    """``decoder.onnx``: tokens + past self-attention K/V + cross K/V -> logits + present K/V."""
+    heads = config.decoder_attention_heads
+    head_dim = config.d_model // heads
+    n = config.decoder_layers
+
+    def kv(name: str, length: str | int) -> TensorSpec:
+        return TensorSpec(name, "float32", ("batch", heads, length, head_dim))
+
+    names = decoder_input_names(n)
+    inputs = [TensorSpec("input_ids", "int64", ("batch", "tokens"))]
+    inputs += [kv(name, "past") for name in names[1 : 1 + 2 * n]]
+    inputs += [kv(name, "frames") for name in names[1 + 2 * n :]]  # 1500 from encoder.onnx
+    outputs = [TensorSpec("logits", "float32", ("batch", "tokens", config.vocab_size))]
+    outputs += [kv(name, "past + tokens") for name in decoder_output_names(n)[1:]]
+    return GraphSpec("decoder", GRAPH_FILES["decoder"], tuple(inputs), tuple(outputs), OPSETS["decoder"])
+
+
+#: graph name -> spec builder taking a WhisperConfig
+GRAPH_SPECS: dict[str, Callable[[object], GraphSpec]] = {
+    "frontend": frontend_spec,
+    "encoder": encoder_spec,
+    "decoder": decoder_spec,
+}
