@@ -103,7 +103,7 @@ def select_spectra(loaded, stats, policy, opts: ExportOptions):
         cache = _sensitivity_cache(loaded, spectra, features, probe_ranks, policy.weights, opts)
         if cache.is_file():
             measured = {(layer, name): value for layer, name, value in json.loads(cache.read_text())}
-            return [replace(s, sensitivity=measured.get((s.layer, s.name), s.sensitivity)) for s in spectra]
+            return sensitivity.with_sensitivities(spectra, measured)
         spectra = sensitivity.measure_sensitivity(loaded.model, stats, spectra, features, probe_ranks,
                                                   policy.weights, opts.shrinkage, progress=opts.progress)
         write_atomic(cache, json.dumps([[s.layer, s.name, s.sensitivity] for s in spectra if s.sensitivity != 1.0]))

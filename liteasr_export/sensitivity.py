@@ -87,6 +87,11 @@ def measure_sensitivity(
         share = max(by_key[(index, name)].tail(rank, weights), MIN_SHARE)
         measured[(index, name)] = error / share
     log.info("probed %d matrices in %.1f s", len(measured), time.perf_counter() - start)
+    return with_sensitivities(spectra, measured)
+
+
+def with_sensitivities(spectra: Sequence[MatrixSpectrum], measured: dict[tuple[int, str], float]) -> list[MatrixSpectrum]:
+    """``spectra`` with the ``measured`` sensitivities set (others unchanged)."""
     return [replace(s, sensitivity=measured.get((s.layer, s.name), s.sensitivity)) for s in spectra]
 
 

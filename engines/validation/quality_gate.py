@@ -238,11 +238,14 @@ def transcribe_until_failed(check: CheckSet, dense: list[str], transcribe: Trans
     base = score(check.ids, check.references, dense).wer if labeled else 0.0
     limit = base + max_wer_increase if labeled else max_disagreement
     texts: list[str] = []
+    errors = 0  # corpus errors add up clip by clip, so each chunk is scored once
     for start in range(0, len(check.audio), STOP_CHUNK):
-        texts += transcribe(check.audio[start:start + STOP_CHUNK])
+        chunk = transcribe(check.audio[start:start + STOP_CHUNK])
+        errors += score(check.ids[start:start + len(chunk)], targets[start:start + len(chunk)], chunk).errors
+        texts += chunk
         if len(texts) == len(check.audio):
             break
-        bound = 100.0 * score(check.ids[:len(texts)], targets[:len(texts)], texts).errors / max(words, 1)
+        bound = 100.0 * errors / max(words, 1)
         if bound > limit:
             what = (f"WER at least {bound:.2f} % against dense {base:.2f} % (limit +{max_wer_increase:g})" if labeled
                     else f"at least {bound:.2f} % of the dense transcript's words differ (limit {max_disagreement:g} %)")
