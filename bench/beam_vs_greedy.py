@@ -6,8 +6,10 @@ and compressed models.
 
     python bench/beam_vs_greedy.py --models tiny.en base --sets builtin asterisk fotaq --limit 100
 
-PyTorch backend (the reference every other backend matches token for
-token), windows batched 8 at a time. Writes bench/results/beam_vs_greedy.json.
+ONNX Runtime backend by default (each model exported once to a temporary
+folder; bench/backend_tokens.py shows it decodes token for token as
+PyTorch does), ``--backend torch`` for PyTorch; windows batched 8 at a time.
+Writes bench/results/beam_vs_greedy.json.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engines.runtime.ort_transcriber import OnnxTranscriber  # noqa: E402
+from exporters.artifacts import export_artifacts  # noqa: E402
 from bench.decoding_common import RESULTS, SETS, available_sets, transcribe_set, variants  # noqa: E402
 from liteasr_export.decoding import SearchOptions  # noqa: E402
 from liteasr_export.frontend import load_audio  # noqa: E402
@@ -35,6 +40,7 @@ def main() -> None:
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-compressed", dest="compressed", action="store_false")
+    parser.add_argument("--backend", choices=("onnx", "torch"), default="onnx")
     parser.add_argument("--output", type=Path, default=RESULTS / "beam_vs_greedy.json")
     args = parser.parse_args()
 
@@ -44,13 +50,18 @@ def main() -> None:
     sets = available_sets(args.sets, args.limit)
     audio = {name: [load_audio(u.audio) for u in utts] for name, utts in sets.items()}
     searches = {"greedy": SearchOptions(beam_size=1), f"beam {args.beam_size}": SearchOptions(beam_size=args.beam_size)}
-    out = {"command": " ".join(sys.argv), "threads": args.threads, "limit": args.limit,
+    out = {"command": " ".join(sys.argv), "threads": args.threads, "limit": args.limit, "backend": args.backend,
            "sets": {k: len(v) for k, v in sets.items()}, "rows": []}
     for label, loaded in variants(args.models, args.compressed):
+        folder = tempfile.TemporaryDirectory()
+        if args.backend == "onnx":
+            export_artifacts(loaded, folder.name)
         for set_name, utterances in sets.items():
             row = {"model": label, "set": set_name}
             for search_name, search in searches.items():
-                transcriber = TorchTranscriber(loaded, batch_size=8, settings=TranscribeOptions(search=search))
+                settings = TranscribeOptions(search=search)
+                transcriber = (OnnxTranscriber(folder.name, threads=args.threads, batch_size=8, settings=settings)
+                               if args.backend == "onnx" else TorchTranscriber(loaded, batch_size=8, settings=settings))
                 result = transcribe_set(transcriber, utterances, audio[set_name])
                 row[search_name] = {k: v for k, v in result.items() if k != "texts"}
             greedy, beam = row["greedy"], row[f"beam {args.beam_size}"]
@@ -61,6 +72,7 @@ def main() -> None:
                   f"({beam['seconds']:6.1f} s)  {'ok' if row['beam_not_worse'] else 'BEAM WORSE'}", flush=True)
             args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(json.dumps(out, indent=2) + "\n")  # after each row: partial results survive
+        folder.cleanup()
     out["finished"] = time.strftime("%Y-%m-%d %H:%M")
     args.output.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.output}")

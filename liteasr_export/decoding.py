@@ -136,20 +136,38 @@ class DecoderStep(Protocol):
 
 
 class RowOwners:
-    """Which encoded window each decoder row reads. A step's ``reorder``
-    asks it whether the encoder-side tensors (cross K/V) must be gathered
-    too: they must when rows move between windows (expanding into beams,
-    picking a subset), not when beams of one window swap places, which is
-    every step of a beam search."""
+    """Which encoded window each decoder row reads, and which windows the
+    encoder-side tensors (cross K/V) hold, one per cross row. A step's
+    ``reorder`` asks it which cross rows to gather, if any: none when beams
+    of one window swap places (every step of a beam search).
 
-    def __init__(self, n_rows: int) -> None:
+    ``shared``: the decoder graph lets a window's rows share one copy
+    (:func:`liteasr_export.graphs.shares_cross`): row ``r`` reads cross row
+    ``r // (rows / windows)``. Rows grouped window by window in equal numbers
+    (beams, samples) then need each window once, and expanding into beams
+    gathers nothing; any other layout falls back to one copy per row, which
+    the same graph also takes."""
+
+    def __init__(self, n_rows: int, shared: bool = False) -> None:
         self.owners = np.arange(n_rows)
+        self.cross_windows = self.owners
+        self.shared = shared
 
-    def moves_windows(self, rows: np.ndarray) -> bool:
-        new = self.owners[np.asarray(rows, dtype=np.int64)]
-        moved = new.shape != self.owners.shape or not np.array_equal(new, self.owners)
-        self.owners = new
-        return moved
+    def reorder(self, rows: np.ndarray) -> np.ndarray | None:
+        """Row ``i`` becomes what row ``rows[i]`` was; returns the cross rows
+        to gather (indices into the current ones), or None to keep them."""
+        self.owners = self.owners[np.asarray(rows, dtype=np.int64)]
+        target = self.owners
+        if self.shared and len(target):
+            windows = target[np.sort(np.unique(target, return_index=True)[1])]  # in order of appearance
+            group = len(target) // len(windows)
+            if np.array_equal(target, np.repeat(windows, group)):
+                target = windows
+        if np.array_equal(target, self.cross_windows):
+            return None
+        position = {int(w): i for i, w in reversed(list(enumerate(self.cross_windows.tolist())))}
+        self.cross_windows = target
+        return np.asarray([position[int(w)] for w in target], dtype=np.int64)
 
 
 # ---------------------------------------------------------------- logit rules

@@ -199,19 +199,31 @@ def encoder_spec(config) -> GraphSpec:
     )
 
 
+#: the cross K/V axis of ``decoder.onnx`` when rows share their window's
+#: cross K/V (``batch`` is then a multiple of it); graphs exported before
+#: this sharing name it ``batch`` and need one copy per row
+CROSS_WINDOWS_AXIS = "windows"
+
+
+def shares_cross(cross_shape) -> bool:
+    """Whether a decoder graph whose ``cross_key.0`` has this shape (names
+    for dynamic axes) lets rows share their window's cross K/V."""
+    return bool(cross_shape) and cross_shape[0] == CROSS_WINDOWS_AXIS
+
+
 def decoder_spec(config) -> GraphSpec:
     """``decoder.onnx``: tokens + past self-attention K/V + cross K/V -> logits + present K/V."""
     heads = config.decoder_attention_heads
     head_dim = config.d_model // heads
     n = config.decoder_layers
 
-    def kv(name: str, length: str | int) -> TensorSpec:
-        return TensorSpec(name, "float32", ("batch", heads, length, head_dim))
+    def kv(name: str, length: str | int, rows: str = "batch") -> TensorSpec:
+        return TensorSpec(name, "float32", (rows, heads, length, head_dim))
 
     names = decoder_input_names(n)
     inputs = [TensorSpec("input_ids", "int64", ("batch", "tokens"))]
     inputs += [kv(name, "past") for name in names[1 : 1 + 2 * n]]
-    inputs += [kv(name, "frames") for name in names[1 + 2 * n :]]  # 1500 from encoder.onnx
+    inputs += [kv(name, "frames", CROSS_WINDOWS_AXIS) for name in names[1 + 2 * n :]]  # 1500 from encoder.onnx
     outputs = [TensorSpec("logits", "float32", ("batch", "tokens", config.vocab_size))]
     outputs += [kv(name, "past + tokens") for name in decoder_output_names(n)[1:]]
     return GraphSpec("decoder", GRAPH_FILES["decoder"], tuple(inputs), tuple(outputs), OPSETS["decoder"])

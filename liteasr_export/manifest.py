@@ -20,7 +20,7 @@ from typing import Any, Iterable
 from .decoding import DecodingOptions
 from .errors import ArtifactError
 from .frontend import FrontendParams
-from .graphs import GRAPH_FILES, REQUIRED_GRAPHS
+from .graphs import GRAPH_FILES, REQUIRED_GRAPHS, shares_cross
 from .integrity import verify_files
 
 MANIFEST_NAME = "manifest.json"
@@ -81,6 +81,13 @@ class Manifest:
         files = [f for g in graphs for f in self.graph_files(g)] + [self.data["tokenizer"], *extra]
         expected = self.data.get("sha256")
         return verify_files(self.root, expected if isinstance(expected, dict) else {}, files)
+
+    @property
+    def decoder_shares_cross(self) -> bool:
+        """Whether the decoder graph lets a window's rows share its cross K/V
+        (exports before that take one copy per row)."""
+        inputs = self.data["graphs"].get("decoder", {}).get("inputs", [])
+        return any(t["name"] == "cross_key.0" and shares_cross(t["shape"]) for t in inputs)
 
     def graph_path(self, name: str) -> Path:
         if not self.has_graph(name):

@@ -70,6 +70,8 @@ class TorchDecoderStep:
 
         index = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
         self.cache.self_attention_cache.reorder_cache(index)
-        if self.rows.moves_windows(rows):
-            self.cache.cross_attention_cache.reorder_cache(index)
-            self.states = self.states.index_select(0, index)
+        gather = self.rows.reorder(rows)  # transformers' cache holds one copy per row
+        if gather is not None:
+            gather = torch.as_tensor(gather, device=self.device)
+            self.cache.cross_attention_cache.reorder_cache(gather)
+            self.states = self.states.index_select(0, gather)

@@ -154,12 +154,23 @@ def test_sampling_is_reproducible_and_per_window():
     assert len({tuple(t) for t in run(list(range(6)))}) > 1  # and they do vary with the seed
 
 
-def test_row_owners_tell_when_cross_rows_must_move():
-    owners = RowOwners(2)
-    assert owners.moves_windows(np.array([0, 0, 1, 1]))  # expanding into beams
-    assert not owners.moves_windows(np.array([1, 0, 3, 2]))  # beams swapping within a window
-    assert owners.moves_windows(np.array([0, 1]))  # picking rows of both windows
+def test_row_owners_tell_which_cross_rows_to_gather():
+    owners = RowOwners(2)  # one copy of the cross K/V per row
+    assert owners.reorder(np.array([0, 0, 1, 1])).tolist() == [0, 0, 1, 1]  # expanding into beams
+    assert owners.reorder(np.array([1, 0, 3, 2])) is None  # beams swapping within a window
+    assert owners.reorder(np.array([0, 1])).tolist() == [0, 0]  # picking rows of the first window
     assert owners.owners.tolist() == [0, 0]
+
+
+def test_shared_row_owners_gather_only_when_the_windows_change():
+    owners = RowOwners(3, shared=True)  # rows share their window's copy
+    assert owners.reorder(np.repeat(np.arange(3), 4)) is None  # expanding into beams: no copy
+    assert owners.reorder(np.array([1, 0, 2, 2, 5, 4, 6, 6, 8, 9, 9, 8])) is None  # beams swapping
+    assert owners.reorder(np.array([4, 5, 6, 7])).tolist() == [1]  # one window's beams: keep its copy
+    assert owners.cross_windows.tolist() == [1]
+    owners = RowOwners(3, shared=True)
+    assert owners.reorder(np.array([2, 0, 0])).tolist() == [2, 0, 0]  # unequal groups: one copy per row
+    assert owners.reorder(np.array([1, 2])).tolist() == [1]  # both rows read window 0: one copy again
 
 
 # ---------------------------------------------------------------- timestamp rules

@@ -88,7 +88,7 @@ def test_graph_has_no_control_flow_and_the_agreed_interface(model, decoder_path)
             for v in [*proto.graph.input, *proto.graph.output]}
     assert dims["input_ids"] == ["batch", "tokens"]
     assert dims["past_key.1"] == ["batch", 4, "past", 16]
-    assert dims["cross_value.0"] == ["batch", 4, "frames", 16]
+    assert dims["cross_value.0"] == ["windows", 4, "frames", 16]  # shared by a window's rows
     assert dims["logits"] == ["batch", "tokens", 51864]
     assert dims["present_value.1"][0] == "batch" and dims["present_value.1"][2] not in (0, "past")
     spec = decoder_spec(model.config)
@@ -116,6 +116,24 @@ def test_several_new_tokens_after_a_past_are_causally_masked(model, session):
     assert present[0].shape == (2, 4, 5, 16)
     np.testing.assert_allclose(first, ref[:, :2], atol=1e-4)
     np.testing.assert_allclose(second, ref[:, 2:], atol=1e-4)
+
+
+def test_rows_of_a_window_share_its_cross_kv(model, session):
+    """Three windows of four rows each (beams) read one copy of their
+    window's cross K/V: logits equal PyTorch's over one copy per row, and
+    the rows of different windows differ."""
+    hidden = _hidden(3, seed=5)
+    group = 4
+    rows = np.random.default_rng(0).integers(0, 50000, (3 * group, 1))
+    ids = np.concatenate([np.full((3 * group, 1), SOT), rows], axis=1)
+    with torch.no_grad():
+        per_row = hidden.repeat_interleave(group, 0)
+        ref = model(encoder_outputs=(per_row,), decoder_input_ids=torch.tensor(ids), use_cache=False).logits.numpy()
+        cross = [t.numpy() for t in cross_kv(model, hidden)]
+    empty = [np.zeros((3 * group, 4, 0, 16), np.float32)] * 4
+    logits, *_ = session.run(None, dict(zip(decoder_input_names(2), [ids, *empty, *cross])))
+    np.testing.assert_allclose(logits, ref, atol=1e-4)
+    assert not np.allclose(logits[0], logits[group])
 
 
 def test_cross_length_is_dynamic(model, decoder_path, session):

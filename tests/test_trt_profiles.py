@@ -26,6 +26,7 @@ DIMS = {"n_text_ctx": 448, "n_audio_ctx": 1500}
 def test_axis_ranges_follow_model_and_options():
     ranges = axis_ranges(DIMS, ProfileOptions(max_batch=4, opt_batch=2, max_decoder_tokens=200, opt_past=32))
     assert ranges["batch"] == DimRange(1, 2, 4)
+    assert ranges["windows"] == DimRange(1, 2, 4)  # the decoder's cross K/V, one per window at most
     assert ranges["tokens"] == DimRange(1, 1, 200)
     assert ranges["past"] == DimRange(0, 32, 199)  # the cache starts empty
     assert ranges["frames"] == DimRange(1500, 1500, 1500)

@@ -104,7 +104,8 @@ def axis_ranges(model_dims: Mapping[str, Any], options: ProfileOptions = Profile
     """Range of every named dynamic axis the exporters write
     (:data:`liteasr_export.graphs.GRAPH_SPECS` names them).
 
-    ``tokens`` (fed per step: the prompt first, then one) and ``past`` (the
+    ``windows`` (the decoder's cross K/V, shared by a window's rows) never
+    exceeds ``batch`` (the decoder's rows). ``tokens`` (fed per step: the prompt first, then one) and ``past`` (the
     self-attention cache, 0 at the first step) together never exceed the
     decoder context; ``frames`` (cross K/V length) is always the encoder's
     output length; ``samples`` is one 30 s window at most."""
@@ -116,6 +117,7 @@ def axis_ranges(model_dims: Mapping[str, Any], options: ProfileOptions = Profile
     max_tokens = options.max_decoder_tokens
     return {
         "batch": DimRange(1, options.opt_batch, options.max_batch),
+        "windows": DimRange(1, options.opt_batch, options.max_batch),  # decoder cross K/V: at most one per row
         "tokens": DimRange(1, 1, max_tokens),
         "past": DimRange(0, min(options.opt_past, max_tokens - 1), max_tokens - 1),
         "frames": DimRange(n_audio_ctx, n_audio_ctx, n_audio_ctx),

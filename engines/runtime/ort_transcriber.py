@@ -109,19 +109,19 @@ class OnnxTranscriber(WindowedTranscriber):
     def decoder_step(self, cross: list[np.ndarray]) -> "OrtDecoderStep":
         """A decoder step over one batch's cross K/V, holding the self-attention cache."""
         return OrtDecoderStep(self.decoder, decoder_input_names(self.n_layers), cross, self.heads, self.head_dim,
-                              self._kv_dtype)
+                              self._kv_dtype, self.manifest.decoder_shares_cross)
 
 
 class OrtDecoderStep:
     """decoder.onnx over one batch: present K/V become the next call's past."""
 
     def __init__(self, session, names: list[str], cross: list[np.ndarray], heads: int, head_dim: int,
-                 kv_dtype) -> None:
+                 kv_dtype, shared_cross: bool = False) -> None:
         self.session, self.names = session, names
         self.cross = [np.ascontiguousarray(c, dtype=kv_dtype) for c in cross]
         batch = self.cross[0].shape[0]
         self.past = [np.zeros((batch, heads, 0, head_dim), kv_dtype)] * (len(self.cross))
-        self.rows = RowOwners(batch)
+        self.rows = RowOwners(batch, shared_cross)
 
     def __call__(self, tokens: np.ndarray) -> np.ndarray:
         feeds = dict(zip(self.names, [np.ascontiguousarray(tokens, dtype=np.int64), *self.past, *self.cross]))
@@ -131,5 +131,6 @@ class OrtDecoderStep:
     def reorder(self, rows: np.ndarray) -> None:
         rows = np.asarray(rows, dtype=np.int64)
         self.past = [p[rows] for p in self.past]
-        if self.rows.moves_windows(rows):
-            self.cross = [c[rows] for c in self.cross]
+        gather = self.rows.reorder(rows)
+        if gather is not None:
+            self.cross = [c[gather] for c in self.cross]

@@ -118,13 +118,14 @@ class TrtTranscriber(WindowedTranscriber):
 
     def decoder_step(self, cross: list["torch.Tensor"]) -> "TrtDecoderStep":  # noqa: F821
         """A decoder step over one batch's cross K/V, holding the self-attention cache on the GPU."""
-        return TrtDecoderStep(self.decoder, self.n_layers, cross)
+        return TrtDecoderStep(self.decoder, self.n_layers, cross, self.manifest.decoder_shares_cross)
 
 
 class TrtDecoderStep:
     """decoder.plan over one batch; past and present K/V stay torch CUDA tensors."""
 
-    def __init__(self, engine, n_layers: int, cross: list["torch.Tensor"]) -> None:  # noqa: F821
+    def __init__(self, engine, n_layers: int, cross: list["torch.Tensor"],  # noqa: F821
+                 shared_cross: bool = False) -> None:
         import torch  # CUDA tensors: imported where an engine runs
 
         self.engine = engine
@@ -134,7 +135,7 @@ class TrtDecoderStep:
         batch, heads, _, head_dim = cross[0].shape
         kv_dtype = engine.dtypes["past_key.0"]
         self.past = [torch.zeros((batch, heads, 0, head_dim), dtype=kv_dtype, device=engine.device)] * (2 * n_layers)
-        self.rows = RowOwners(batch)
+        self.rows = RowOwners(batch, shared_cross)
 
     def __call__(self, tokens: np.ndarray) -> np.ndarray:
         import torch  # CUDA tensors: imported where an engine runs
@@ -149,5 +150,7 @@ class TrtDecoderStep:
 
         index = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.engine.device)
         self.past = [p.index_select(0, index) for p in self.past]
-        if self.rows.moves_windows(rows):
-            self.cross = [c.index_select(0, index) for c in self.cross]
+        gather = self.rows.reorder(rows)
+        if gather is not None:
+            gather = torch.as_tensor(gather, device=self.engine.device)
+            self.cross = [c.index_select(0, gather) for c in self.cross]
