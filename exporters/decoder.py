@@ -36,8 +36,8 @@ import onnx
 import onnxscript.optimizer
 import torch
 from transformers import AttentionInterface
-from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 from transformers.models.whisper.modeling_whisper import eager_attention_forward
 
 from liteasr_export.errors import ExportError
