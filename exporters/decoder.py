@@ -17,10 +17,10 @@ and compressed models.
 
 Rows share their window's cross K/V: ``batch`` is a multiple of ``windows``
 and row ``r`` attends to window ``r // (batch / windows)``, so the beams (or
-samples) of a window read one copy instead of one each. Cross K/V are most
-of what a decoder step reads (tiny.en: 18 MB per window and step against
-80 MB of vocabulary projection shared by all rows), so beam 5 over 8 windows
-reads 147 MB per step instead of 737 MB. With as many windows as rows (greedy
+samples) of a window read one copy instead of one each. Cross K/V are what a
+decoder step reads per row (tiny.en: 18 MB; the 80 MB vocabulary projection
+is read once for all rows), so beam 5 over 8 windows reads 147 MB of them
+per step instead of 737 MB. With as many windows as rows (greedy
 decoding, the C++ runtime) the graph computes what a plain decoder does.
 """
 
