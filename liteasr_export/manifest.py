@@ -82,6 +82,11 @@ class Manifest:
         expected = self.data.get("sha256")
         return verify_files(self.root, expected if isinstance(expected, dict) else {}, files)
 
+    def verify_all(self) -> dict[str, str]:
+        """:meth:`verify` every graph the manifest lists (a service checks the
+        whole folder before it starts its replicas)."""
+        return self.verify(list(self.data["graphs"]))
+
     def graph_path(self, name: str) -> Path:
         if not self.has_graph(name):
             raise ArtifactError(f"{self.root} has no {name} graph in its manifest",
