@@ -58,16 +58,16 @@ def _shards(windows: list[np.ndarray], size: int) -> list[dict[str, np.ndarray]]
 
 def ray_window_statistics(model: Any, windows: Iterable[np.ndarray], address: str | None = None,
                           batch_size: int = 8, source: str = "", extra: dict[str, Any] | None = None,
-                          progress: bool = True) -> ActivationStats:
+                          progress: bool = True, shard_batches: int = SHARD_BATCHES) -> ActivationStats:
     """:func:`~calibration.statistics.collect_window_statistics` of ``windows``,
     mapped over a Ray cluster (``address``; None: a local Ray instance) and
-    summed."""
+    summed; a shard holds ``shard_batches`` encoder batches."""
     import torch
 
     windows = [np.ascontiguousarray(w, dtype=np.float32) for w in windows]
     if not windows:
         return collect_window_statistics(model, [], batch_size, source=source, extra=extra)
-    shards = _shards(windows, SHARD_BATCHES * batch_size)
+    shards = _shards(windows, shard_batches * batch_size)
     layers: list[dict[str, Moments]] | None = None
     n_layers = int(model.config.encoder_layers)
     n_windows = 0

@@ -31,6 +31,8 @@ MODEL_ALIASES = ("whisper-1",)
 #: OpenAI's temperature step when a window fails its thresholds (openai-whisper's CLI)
 TEMPERATURE_INCREMENT = 0.2
 IGNORED_HEADER = "X-LiteASR-Ignored"
+#: how many requests the replica decoded together with this one
+BATCH_HEADER = "X-LiteASR-Batch-Size"
 
 
 class ApiError(Exception):

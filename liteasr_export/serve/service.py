@@ -37,7 +37,7 @@ from ..errors import LiteASRError
 from ..manifest import load_manifest
 from ..ray_cluster import LOCAL, ray_session
 from ..windowed import Transcript, TranscribeOptions
-from .openai_api import (IGNORED_HEADER, ApiError, check_upload_size, decode_upload, error_body, parse_fields, render,
+from .openai_api import (BATCH_HEADER, IGNORED_HEADER, ApiError, check_upload_size, decode_upload, error_body, parse_fields, render,
                          settings_error)
 
 APP_NAME = "liteasr"
@@ -159,20 +159,24 @@ class TranscriptionService:
         result = await self._batch(_Job(audio, fields.settings))
         if isinstance(result, ApiError):
             raise result
-        body, media_type = render(result, fields.response_format, fields.settings.task)
-        headers = {IGNORED_HEADER: ",".join(fields.ignored)} if fields.ignored else None
+        transcript, batch_size = result
+        body, media_type = render(transcript, fields.response_format, fields.settings.task)
+        headers = {BATCH_HEADER: str(batch_size)}
+        if fields.ignored:
+            headers[IGNORED_HEADER] = ",".join(fields.ignored)
         if isinstance(body, dict):
             return JSONResponse(body, headers=headers)
         return Response(body, media_type=media_type, headers=headers)
 
     @serve.batch(max_batch_size=DEFAULT_MAX_BATCH, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S)
-    async def _batch(self, jobs: list[_Job]) -> list[Transcript | ApiError]:
+    async def _batch(self, jobs: list[_Job]) -> list[tuple[Transcript, int] | ApiError]:
         return await asyncio.to_thread(self._decode, jobs)
 
-    def _decode(self, jobs: list[_Job]) -> list[Transcript | ApiError]:
+    def _decode(self, jobs: list[_Job]) -> list[tuple[Transcript, int] | ApiError]:
         """Decode a batch, one group per decoding setting; a recording the
-        decoder refuses gets its own error, the others their transcripts."""
-        results: list[Transcript | ApiError | None] = [None] * len(jobs)
+        decoder refuses gets its own error, the others their transcripts
+        (with the batch's size, which the response reports)."""
+        results: list[tuple[Transcript, int] | ApiError | None] = [None] * len(jobs)
         groups: dict[TranscribeOptions, list[int]] = {}
         for i, job in enumerate(jobs):
             groups.setdefault(job.settings, []).append(i)
@@ -180,11 +184,11 @@ class TranscriptionService:
             self.transcriber.configure(settings)
             try:
                 for i, t in zip(rows, self.transcriber.transcribe_detailed([jobs[i].audio for i in rows])):
-                    results[i] = t
+                    results[i] = (t, len(jobs))
             except LiteASRError:  # find the culprit: decode one by one
                 for i in rows:
                     try:
-                        results[i] = self.transcriber.transcribe_detailed([jobs[i].audio])[0]
+                        results[i] = (self.transcriber.transcribe_detailed([jobs[i].audio])[0], len(jobs))
                     except LiteASRError as exc:
                         results[i] = ApiError(400, str(exc), "file", "invalid_audio")
         return results
