@@ -120,3 +120,45 @@ def test_liteasr_serve_refuses_corrupt_artifacts_before_starting(tiny_en, tmp_pa
     assert serve_main(["--artifacts", str(broken), "--port", str(free_port())]) == 2
     err = capsys.readouterr().err
     assert "encoder.onnx is corrupt or was modified" in err and "re-export" in err
+
+
+def test_liteasr_serve_starts_its_own_ray_and_stops_it_on_ctrl_c(tiny_en, tmp_path):
+    """The command as users run it: a local Ray of its own (next to the
+    module's), serving until SIGINT, then exit 130 with every process it
+    started gone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    code = "import sys; from liteasr_export.cli import serve_main; sys.exit(serve_main(sys.argv[1:]))"
+    log = open(tmp_path / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-c", code, "--artifacts", str(tiny_en), "--port", str(port),
+                             "--num-cpus", "1"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + TIMEOUT
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).json()["data"][0]["id"] == "tiny.en"
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=120) == 130
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+        time.sleep(2)
+        left = subprocess.run(["ps", "-o", "pid=,args=", "--sid", str(proc.pid)], capture_output=True, text=True).stdout
+        assert left.strip() == "", left
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
