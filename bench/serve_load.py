@@ -10,7 +10,8 @@ Ray Data job over the Asterisk prompts killed halfway and resumed.
    threads), ``--max-batch-size 8`` against ``--max-batch-size 1`` (the same
    service otherwise), alternating ``--repeats`` times; throughput, p50 /
    p95 latency, mean batch, failures. Once with liteasr-transcribe's
-   decoding (beam 5, timestamps), once greedy without timestamps.
+   decoding (beam 5, timestamps), once greedy without timestamps
+   (``--replicas 2``: two replicas of one CPU each instead).
 2. ``replica_kill``: two replicas of one CPU each; once a quarter of the
    requests are answered, one replica's process is killed (SIGKILL). A
    request answered with a 5xx is retried (up to 5 times); counts of
@@ -181,14 +182,21 @@ DECODINGS = {
 }
 
 
+def _layout(args) -> list[str]:
+    """liteasr-serve's replica flags of the batching scenario."""
+    cpus = args.replica_cpus or os.cpu_count() // args.replicas
+    return ["--replicas", str(args.replicas), "--replica-cpus", str(cpus)]
+
+
 def batching(args, clips, decoding: str) -> dict:
     runs: dict[int, list[dict]] = {b: [] for b in (args.max_batch, 1)}
+    load = [round(x, 2) for x in os.getloadavg()]  # the machine is shared: how quiet it was
     commands = {}
     texts: dict[int, list] = {}
     for repeat in range(args.repeats):
         for batch in runs:  # alternate, so drifts in the machine's load hit both
-            service = Service(args.artifacts, f"{decoding}-batch{batch}-{repeat}", "--replicas", "1", "--replica-cpus",
-                              str(os.cpu_count()), "--max-batch-size", str(batch), *DECODINGS[decoding])
+            service = Service(args.artifacts, f"{decoding}-batch{batch}-{repeat}", *_layout(args),
+                              "--max-batch-size", str(batch), *DECODINGS[decoding])
             commands[batch] = service.command
             try:
                 service.wait_ready()
@@ -205,7 +213,7 @@ def batching(args, clips, decoding: str) -> dict:
                   f"failed {summary['failed']}", flush=True)
     best = {b: max(r["requests_per_s"] for r in rs) for b, rs in runs.items()}
     median = {b: statistics.median(r["requests_per_s"] for r in rs) for b, rs in runs.items()}
-    return {"commands": commands, "runs": {str(b): rs for b, rs in runs.items()},
+    return {"commands": commands, "load_average_at_start": load, "runs": {str(b): rs for b, rs in runs.items()},
             "median_requests_per_s": {str(b): round(v, 3) for b, v in median.items()},
             "throughput_ratio_median": round(median[args.max_batch] / median[1], 3),
             "throughput_ratio_best": round(best[args.max_batch] / best[1], 3),
@@ -343,6 +351,9 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--ray-set", default="asterisk-all", help="speech set of the Ray Data job (killed at half)")
+    parser.add_argument("--replicas", type=int, default=1, help="replicas in the batching scenario")
+    parser.add_argument("--replica-cpus", type=int, default=None,
+                        help="CPUs (ONNX Runtime threads) per replica in the batching scenario (default: all / replicas)")
     parser.add_argument("--decodings", choices=tuple(DECODINGS), nargs="+", default=list(DECODINGS),
                         help="decoding settings of the batching scenario")
     parser.add_argument("--only", choices=("batching", "replica_kill", "ray_data"), nargs="+",
@@ -359,12 +370,13 @@ def main() -> None:
         "concurrency": args.concurrency})
     args.output.parent.mkdir(parents=True, exist_ok=True)
     for scenario in args.only:
-        # the machine is shared: the load average says how quiet it was
-        out.setdefault("load_average_at_start", {})[scenario] = [round(x, 2) for x in os.getloadavg()]
+        if scenario != "batching":  # the machine is shared: how quiet it was (batching: per decoding)
+            out.setdefault("load_average_at_start", {})[scenario] = [round(x, 2) for x in os.getloadavg()]
         if scenario == "batching":
             out.setdefault("batching", {})
             for decoding in args.decodings:
-                out["batching"][decoding] = batching(args, clips, decoding)
+                key = decoding if args.replicas == 1 else f"{decoding}, {args.replicas} replicas"
+                out["batching"][key] = batching(args, clips, decoding)
                 args.output.write_text(json.dumps(out, indent=2) + "\n")
             continue
         out[scenario] = replica_kill(args, clips) if scenario == "replica_kill" else ray_data(args)
