@@ -83,6 +83,12 @@ class Moments:
     def to(self, device: torch.device | str) -> Moments:
         return Moments(self.count, self.sum.to(device), self.outer.to(device))
 
+    def add(self, other: Moments) -> None:
+        """Add the moments of other rows (another shard of the same pass)."""
+        self.count += other.count
+        self.sum += other.sum.to(self.sum.device)
+        self.outer += other.outer.to(self.outer.device)
+
 
 def model_info(model: nn.Module) -> dict[str, Any]:
     """The shapes statistics depend on, plus a fingerprint of the encoder weights."""

@@ -29,6 +29,7 @@ from .interrupts import Terminated, signals_as_interrupts
 from .options import ExportOptions
 from .output_formats import FORMATS, WRITERS, formats_of, output_path, write_atomic
 from .preflight import check_decoding_options, check_device, check_output_options, check_writable_folder
+from .ray_cluster import LOCAL, is_address
 from .windowed import TranscribeOptions
 
 
@@ -203,9 +204,24 @@ def _open(args: argparse.Namespace):
                             batch_size=args.batch_size)
 
 
+class _TranscribeParser(_Parser):
+    """``--ray [ADDR] INPUTS...``: a value of ``--ray`` that is no cluster
+    address is the first input (argparse cannot tell them apart)."""
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed = super().parse_args(args, namespace)
+        if parsed.ray is not None and not is_address(parsed.ray):
+            parsed.audio.insert(0, parsed.ray)
+            parsed.ray = LOCAL
+        if not parsed.audio:
+            self.error("the following arguments are required: audio")
+        return parsed
+
+
 def transcribe_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="liteasr-transcribe", description="Transcribe audio files with a model or exported artifacts.")
-    parser.add_argument("audio", nargs="+", help="wav / flac / ogg / mp3 files")
+    parser = _TranscribeParser(prog="liteasr-transcribe",
+                               description="Transcribe audio files with a model or exported artifacts.")
+    parser.add_argument("audio", nargs="*", help="wav / flac / ogg / mp3 files")
     parser.add_argument("--output-format", "-f", choices=FORMATS, default="txt",
                         help="txt (default), json (segments, language, and how each window was decoded), "
                              "srt, vtt or tsv subtitles, or all of them (with --output-dir)")
@@ -213,12 +229,54 @@ def transcribe_parser() -> argparse.ArgumentParser:
                         help="the same as --output-format json")
     parser.add_argument("--output-dir", "-o", default=None,
                         help="write one file per input, AUDIO_STEM.FORMAT, here (default: print)")
+    ray = parser.add_argument_group("batch jobs on Ray Data (the [serve] extra)")
+    ray.add_argument("--ray", nargs="?", const=LOCAL, default=None, metavar="ADDR",
+                     help="transcribe on Ray Data: on a local Ray instance, or on the cluster at ADDR (auto, "
+                          "ray://HEAD:10001); AUDIO may then also be folders, .jsonl manifests or set names "
+                          "(asterisk-all); needs --artifacts and --output")
+    ray.add_argument("--output", default=None, metavar="RESULTS.jsonl",
+                     help="--ray: one JSON record per file, appended as files finish; a rerun skips the files "
+                          "already recorded")
+    ray.add_argument("--actors", type=_count, default=None,
+                     help="--ray: transcribers in the actor pool (default: the cluster's CPUs / --threads)")
+    ray.add_argument("--retry-failed", action="store_true",
+                     help="--ray: transcribe again the files the output records as failed")
     _backend_args(parser)
     _decoding_args(parser, language="auto", timestamps=True)
     return parser
 
 
+def _transcribe_on_ray(args: argparse.Namespace) -> int:
+    """``--ray``: a resumable Ray Data job writing JSON lines."""
+    from .ray_transcribe import transcribe_job  # Ray only for --ray
+
+    if args.artifacts is None or args.engine == "trt":
+        raise LiteASRError("--ray runs ONNX Runtime transcribers on exported artifacts",
+                           "pass --artifacts OUT (made by liteasr-export)")
+    if args.output is None:
+        raise LiteASRError("--ray needs a results file", "pass --output results.jsonl")
+    args.engine = "onnx"
+    _check_backend_args(args)
+    summary = transcribe_job(args.audio, args.output, args.artifacts, _settings(args), address=args.ray,
+                             batch_size=args.batch_size, actors=args.actors, threads=args.threads or 1,
+                             provider=args.provider, ort_cache=args.ort_cache, verify=args.verify,
+                             retry_failed=args.retry_failed)
+    wer = f", WER {summary.wer:.2f}% on the {summary.scored} with a reference" if summary.wer is not None else ""
+    print(f"{summary.output}: {summary.files} files, {summary.skipped} already done, {summary.transcribed} "
+          f"transcribed now, {summary.failed} failed now{wer}")
+    if summary.failed_total:
+        print(f"liteasr-transcribe: error: {summary.failed_total} file(s) could not be transcribed; their records "
+              f"in {summary.output} say why (--retry-failed tries them again)", file=sys.stderr)
+        return EXIT_ITEMS_FAILED
+    return 0
+
+
 def _transcribe(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        return _transcribe_on_ray(args)
+    if args.output is not None:
+        raise LiteASRError("--output (a JSON-lines results file) goes with --ray",
+                           "add --ray, or use --output-dir DIR for one file per input")
     _check_backend_args(args)
     check_output_options(args.audio, args.output_format, args.output_dir, args.timestamps)
     audio = [load_audio(path) for path in args.audio]  # fail on bad files before loading a model
@@ -273,6 +331,82 @@ def transcribe_main(argv: Sequence[str] | None = None) -> int:
 
 def eval_main(argv: Sequence[str] | None = None) -> int:
     return _run(_eval, eval_parser(), argv)
+
+
+def _positive(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = _number_or_off(text)
+    if value is None or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """argparse type: a finite number of seconds >= 0."""
+    value = _number_or_off(text)
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _count(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number (1-65535), got {text!r}")
+    return value
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="liteasr-serve",
+                     description="OpenAI-compatible transcription service (POST /v1/audio/transcriptions) on Ray Serve, "
+                                 "batching requests across clients.")
+    parser.add_argument("--artifacts", required=True, help="folder written by liteasr-export")
+    parser.add_argument("--address", default=None, metavar="ADDR",
+                        help="join the Ray cluster at ADDR (auto, ray://HEAD:10001); default: start Ray on this "
+                             "machine and stop it on exit")
+    parser.add_argument("--replicas", type=_count, default=1, help="replicas of the model (default 1)")
+    parser.add_argument("--replica-cpus", type=_positive, default=1.0,
+                        help="CPUs Ray reserves for each replica (default 1)")
+    parser.add_argument("--num-cpus", type=_count, default=None,
+                        help="CPUs of the local Ray instance (default: all; ignored with --address)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    parser.add_argument("--max-batch-size", type=_count, default=8,
+                        help="requests decoded together by a replica (default 8; 1: no batching)")
+    parser.add_argument("--batch-wait-timeout", type=_seconds, default=0.05,
+                        help="seconds a batch waits to fill up (default 0.05)")
+    parser.add_argument("--max-upload-mb", type=_positive, default=25.0,
+                        help="largest audio upload accepted, in MB (default 25, OpenAI's limit)")
+    parser.add_argument("--provider", default=None, help="ONNX Runtime providers in order, e.g. cuda,cpu (default cpu)")
+    parser.add_argument("--ort-cache", default=None, help="folder for ONNX Runtime's optimized graphs (faster start)")
+    _common(parser)
+    _decoding_args(parser, language="auto", timestamps=True)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .ray_cluster import import_ray
+
+    import_ray()  # a clear error when the [serve] extra is missing
+    from .serve.service import ServiceConfig, run_service
+
+    args.engine = "onnx"
+    args.verify = True
+    if args.ort_cache is not None:
+        check_writable_folder(args.ort_cache, "--ort-cache")
+    check_decoding_options(_settings(args), "onnx", None, args.artifacts)
+    threads = args.threads or max(1, round(args.replica_cpus))
+    config = ServiceConfig(args.artifacts, _settings(args), max_batch_size=args.max_batch_size,
+                           batch_wait_timeout_s=args.batch_wait_timeout, max_upload_mb=args.max_upload_mb,
+                           threads=threads, provider=args.provider, ort_cache=args.ort_cache,
+                           window_batch_size=args.batch_size)
+    run_service(config, address=args.address, host=args.host, port=args.port, replicas=args.replicas,
+                replica_cpus=args.replica_cpus, num_cpus=args.num_cpus)
+    return 0
+
+
+def serve_main(argv: Sequence[str] | None = None) -> int:
+    return _run(_serve, serve_parser(), argv)
 
 
 def export_parser() -> argparse.ArgumentParser:
@@ -349,6 +483,9 @@ def export_parser() -> argparse.ArgumentParser:
     val.add_argument("--allow-degradation", action="store_true",
                      help="write an export that fails the quality gate, marked as degraded in the manifest and report")
     parser.add_argument("--device", help="torch device for calibration and reference (cpu, cuda)")
+    parser.add_argument("--ray", nargs="?", const=LOCAL, default=None, metavar="ADDR",
+                        help="compute the calibration statistics with Ray Data: on a local Ray instance, or on the "
+                             "cluster at ADDR (auto, ray://HEAD:10001); needs the [serve] extra")
     parser.add_argument("--quiet", dest="progress", action="store_false", help="no progress output")
     parser.add_argument("--language", help="language of the model's prompt (multilingual models; default en)")
     _common(parser)

@@ -72,7 +72,12 @@ def calibrate(loaded, opts: ExportOptions, progress_note: Note = print):
     summary = WindowSummary()
     windows = tqdm(mix_windows(mix, opts.packing, augmenter, summary), desc="calibrating", unit="window",
                    disable=not opts.progress)
-    stats = collect_window_statistics(loaded.model, windows, device=opts.device, source=opts.calib)
+    if opts.ray is not None:  # the same moments, one shard of windows per Ray Data row, summed
+        from .ray_stats import ray_window_statistics  # Ray: only for --ray
+
+        stats = ray_window_statistics(loaded.model, windows, opts.ray, source=opts.calib, progress=False)
+    else:
+        stats = collect_window_statistics(loaded.model, windows, device=opts.device, source=opts.calib)
     if stats.n_windows == 0:
         raise DatasetError(f"the calibration set {opts.calib!r} has no usable audio ({summary.skipped} files "
                            "could not be read)", "pass a set of readable wav/flac/ogg/mp3 files (--calib)")

@@ -89,6 +89,11 @@ class Manifest:
         inputs = self.data["graphs"].get("decoder", {}).get("inputs", [])
         return any(t["name"] == "cross_key.0" and shares_cross(t["shape"]) for t in inputs)
 
+    def verify_all(self) -> dict[str, str]:
+        """:meth:`verify` every graph the manifest lists (a service checks the
+        whole folder before it starts its replicas)."""
+        return self.verify(list(self.data["graphs"]))
+
     def graph_path(self, name: str) -> Path:
         if not self.has_graph(name):
             raise ArtifactError(f"{self.root} has no {name} graph in its manifest",

@@ -52,6 +52,7 @@ class ExportOptions:
     allow_degradation: bool = False
     threads: int | None = None
     device: str = "cpu"
+    ray: str | None = None  # calibration statistics on Ray Data: "local" (this machine) or a cluster's address
     language: str | None = "en"
     build_script: bool = False
     trt_max_batch: int = 8
