@@ -141,7 +141,7 @@ def build(loaded, stats, policy, spectra, opts: ExportOptions, note: Note = prin
 def compress_model(loaded, stats, opts: ExportOptions, note: Note = print):
     """The compressed model and its report, at the ranks the options ask for."""
     policy = make_policy(opts.policy, theta=opts.theta, target_size=opts.target_size, ranks=opts.ranks,
-                         preset=opts.preset)
+                         preset=opts.preset, config=loaded.model.config)
     return build(loaded, stats, policy, select_spectra(loaded, stats, policy, opts), opts, note)
 
 

@@ -199,3 +199,14 @@ def test_presets_and_make_policy():
         make_policy("magic")
     with pytest.raises(RankError, match="unknown preset"):
         make_policy(preset="tiny")
+
+
+def test_the_default_size_keeps_more_of_tiny_width_encoders():
+    from types import SimpleNamespace
+
+    from liteasr_export.rank_policies import default_target_size
+
+    assert make_policy(config=SimpleNamespace(d_model=384)) == BudgetPolicy(0.95)  # tiny
+    assert make_policy(config=SimpleNamespace(d_model=512)) == BudgetPolicy(0.9)  # base and wider
+    assert make_policy(target_size=0.8, config=SimpleNamespace(d_model=384)) == BudgetPolicy(0.8)  # asked for
+    assert default_target_size(None) == 0.9
