@@ -145,3 +145,12 @@ def corrupt_weights(graph: Path, size: int = 1 << 20) -> None:
     with open(graph, "r+b") as f:
         f.seek(start + (len(raw) - size) // 2)
         f.write(np.full(size // 4, 1e4, np.float32).tobytes())
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a child that a test interrupts with SIGINT (Ctrl-C):
+    a job a shell starts in the background has SIGINT ignored, which the
+    child would inherit, and then it never sees the interrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -1,6 +1,6 @@
 """Every ``--flag`` an error message or hint names exists in one of the
-command lines (liteasr-export, liteasr-transcribe, liteasr-eval, and
-``python -m calibration.fotaq``): a hint that names a missing flag sends the
+command lines (liteasr-export, liteasr-transcribe, liteasr-eval,
+liteasr-serve and ``python -m calibration.fotaq``): a hint that names a missing flag sends the
 user nowhere."""
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ def _parser_flags(parser: argparse.ArgumentParser) -> set[str]:
 
 def cli_flags() -> set[str]:
     from calibration import fotaq
-    from liteasr_export.cli import eval_parser, export_parser, transcribe_parser
+    from liteasr_export.cli import eval_parser, export_parser, serve_parser, transcribe_parser
 
     flags = set()
-    for make in (export_parser, transcribe_parser, eval_parser):
+    for make in (export_parser, transcribe_parser, eval_parser, serve_parser):
         flags |= _parser_flags(make())
     captured = {}
 

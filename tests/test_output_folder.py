@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import default_sigint
 
 from liteasr_export import output_folder
 from liteasr_export.cli import export_main
@@ -65,7 +66,7 @@ def out(old_export, tmp_path) -> Path:
 def start_paused(args: list[str], point: str, code: str = EXPORT) -> subprocess.Popen:
     """Start an export and return once it waits at ``point``."""
     proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, PAUSE_ENV: point})
+                            text=True, env={**os.environ, PAUSE_ENV: point}, preexec_fn=default_sigint)
     seen = []
     for line in proc.stderr:
         seen.append(line)

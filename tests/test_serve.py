@@ -7,6 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 
 import pytest
+from conftest import default_sigint
 from ray_local import free_port, start_local_ray
 
 from liteasr_export.cli import serve_main, transcribe_main
@@ -140,7 +141,8 @@ def test_liteasr_serve_starts_its_own_ray_and_stops_it_on_ctrl_c(tiny_en, tmp_pa
     code = "import sys; from liteasr_export.cli import serve_main; sys.exit(serve_main(sys.argv[1:]))"
     log = open(tmp_path / "serve.log", "w")
     proc = subprocess.Popen([sys.executable, "-c", code, "--artifacts", str(tiny_en), "--port", str(port),
-                             "--num-cpus", "1"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                             "--num-cpus", "1"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=default_sigint)
     try:
         deadline = time.time() + TIMEOUT
         while time.time() < deadline and proc.poll() is None:
