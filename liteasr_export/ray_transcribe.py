@@ -104,9 +104,6 @@ class _TranscribeActor:
         self.transcriber = OnnxTranscriber(artifacts, threads=threads, providers=provider, cache_dir=ort_cache,
                                            verify=verify, batch_size=batch_size, settings=settings)
 
-    def _one(self, audio: np.ndarray) -> Transcript:
-        return self.transcriber.transcribe_detailed([audio])[0]
-
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         items = [{"audio": str(a), "id": str(i), "reference": str(r)}
                  for a, i, r in zip(batch["audio"], batch["id"], batch["reference"])]
@@ -117,19 +114,9 @@ class _TranscribeActor:
                 loaded.append((row, load_audio(item["audio"])))
             except AudioError as exc:
                 records[row] = _record(item, error=str(exc))
-        try:
-            transcripts = self.transcriber.transcribe_detailed([audio for _, audio in loaded])
-        except LiteASRError:  # one recording spoils the batch: find it
-            transcripts = []
-            for row, audio in loaded:
-                try:
-                    transcripts.append(self._one(audio))
-                except LiteASRError as exc:
-                    transcripts.append(None)
-                    records[row] = _record(items[row], error=str(exc))
-        for (row, _), transcript in zip(loaded, transcripts):
-            if transcript is not None:
-                records[row] = _record(items[row], transcript)
+        for (row, _), result in zip(loaded, self.transcriber.transcribe_each([audio for _, audio in loaded])):
+            records[row] = (_record(items[row], error=str(result)) if isinstance(result, LiteASRError)
+                            else _record(items[row], result))
         return {"record": np.array(records, dtype=object)}
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from .decoding import (NO_SPEECH, REPETITIVE, TIME_PRECISION, DecoderStep, DecodingOptions, SearchOptions,
                        WindowDecode, build_options, decode_with_fallback)
-from .errors import AudioError
+from .errors import AudioError, LiteASRError
 from .frontend import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, check_samples, log_mel, resample, window_bounds
 from .tokenizer import check_language
 
@@ -271,6 +271,24 @@ class WindowedTranscriber:
             for (r, start, end), result in zip(ready, results):
                 self._advance(r, start, end, result, options)
         return [self._transcript(r) for r in recordings]
+
+    def transcribe_each(self, audios: list[np.ndarray],
+                        sample_rate: int = SAMPLE_RATE) -> list[Transcript | LiteASRError]:
+        """:meth:`transcribe_detailed` of a batch that may hold a recording the
+        decoder refuses: the batch is decoded together, and when that fails,
+        one by one, so the others still get their transcript and the culprit
+        its error (a service's or a batch job's requests)."""
+        try:
+            return list(self.transcribe_detailed(audios, sample_rate))
+        except LiteASRError:
+            pass
+        out: list[Transcript | LiteASRError] = []
+        for audio in audios:
+            try:
+                out.append(self.transcribe_detailed([audio], sample_rate)[0])
+            except LiteASRError as exc:
+                out.append(exc)
+        return out
 
     def _advance(self, r: _Recording, start: int, end: int, result: WindowDecode, options: DecodingOptions) -> None:
         """Record one decoded window and move its recording on."""

@@ -58,3 +58,22 @@ def test_each_exported_graph_describes_itself(random_artifacts):
         assert props["liteasr.format"] == manifest.data["format"] and props["liteasr.graph"] == graph
         assert props["liteasr.name"] == manifest.data["name"] and props["liteasr.precision"] == "fp32"
         assert json.loads(props["liteasr.model"]) == manifest.model
+
+
+def test_a_manifest_says_whether_its_decoder_shares_cross_kv():
+    """Folders exported before the sharing (cross K/V batched like the rows)
+    are decoded with one copy per row; newer ones with one per window."""
+    from pathlib import Path
+
+    from liteasr_export.graphs import shares_cross
+    from liteasr_export.manifest import Manifest
+
+    def manifest(first_axis):
+        inputs = [{"name": "input_ids", "shape": ["batch", "tokens"]},
+                  {"name": "cross_key.0", "shape": [first_axis, 6, "frames", 64]}]
+        return Manifest(Path("."), {"graphs": {"decoder": {"inputs": inputs}}})
+
+    assert manifest("windows").decoder_shares_cross
+    assert not manifest("batch").decoder_shares_cross
+    assert not Manifest(Path("."), {"graphs": {}}).decoder_shares_cross
+    assert shares_cross(["windows", 6]) and not shares_cross(["batch", 6]) and not shares_cross([])

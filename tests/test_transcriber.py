@@ -44,3 +44,28 @@ def test_two_minute_file_comes_back_complete(transcriber):
     assert result.wer < 20.0, result.items[0].hypothesis
     last_words = texts[-1].split()[-4:]
     assert any(w.strip(".,").lower() in result.items[0].hypothesis.lower() for w in last_words)
+
+
+def test_transcribe_each_isolates_the_recording_the_decoder_refuses():
+    """A batch with one refused recording: the others get their transcripts,
+    the culprit its error (what the service and the Ray job rely on)."""
+    import numpy as np
+
+    from liteasr_export.errors import AudioError
+    from liteasr_export.windowed import WindowedTranscriber
+
+    class Stub:
+        calls = []
+
+        def transcribe_detailed(self, audios, sample_rate=16000):
+            self.calls.append(len(audios))
+            if any(a.size == 0 for a in audios):
+                raise AudioError("audio has no samples", "pass a non-empty recording")
+            return [f"text of {a.size}" for a in audios]
+
+    stub = Stub()
+    out = WindowedTranscriber.transcribe_each(stub, [np.ones(3), np.ones(0), np.ones(5)])
+    assert out[0] == "text of 3" and out[2] == "text of 5"
+    assert isinstance(out[1], AudioError)
+    assert stub.calls == [3, 1, 1, 1]  # the batch, then one by one
+    assert WindowedTranscriber.transcribe_each(stub, [np.ones(2)]) == ["text of 2"]

@@ -182,15 +182,9 @@ class TranscriptionService:
             groups.setdefault(job.settings, []).append(i)
         for settings, rows in groups.items():
             self.transcriber.configure(settings)
-            try:
-                for i, t in zip(rows, self.transcriber.transcribe_detailed([jobs[i].audio for i in rows])):
-                    results[i] = (t, len(jobs))
-            except LiteASRError:  # find the culprit: decode one by one
-                for i in rows:
-                    try:
-                        results[i] = (self.transcriber.transcribe_detailed([jobs[i].audio])[0], len(jobs))
-                    except LiteASRError as exc:
-                        results[i] = ApiError(400, str(exc), "file", "invalid_audio")
+            for i, t in zip(rows, self.transcriber.transcribe_each([jobs[i].audio for i in rows])):
+                results[i] = ApiError(400, str(t), "file", "invalid_audio") if isinstance(t, LiteASRError) \
+                    else (t, len(jobs))
         return results
 
 
