@@ -35,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--eval", default="builtin")
+    parser.add_argument("--limit", type=int, default=None, help="N clips of --eval, drawn speaker-balanced")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
@@ -46,7 +47,7 @@ def main() -> None:
     from exporters.artifacts import export_artifacts
     from liteasr_export.sources import load_model
 
-    utterances = eval_subset(args.eval, None)
+    utterances = eval_subset(args.eval, args.limit)
     audio = [load_audio(u.audio) for u in utterances]
     seconds_of_audio = sum(a.size for a in audio) / SAMPLE_RATE
     searches = {"beam 5 (default)": SearchOptions()}

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import zlib
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -152,6 +152,26 @@ class RowOwners:
         self.owners = np.arange(n_rows)
         self.cross_windows = self.owners
         self.shared = shared
+        self.owns_cross = False  # the cross tensors came from the caller, who may pass them to another step
+
+    def gather(self, cross: list, index: np.ndarray, take: Callable[[Any, np.ndarray], Any]) -> list:
+        """The cross tensors (numpy arrays or torch tensors, cross rows
+        first) after :meth:`reorder` returned ``index``. When the rows only
+        shrink, each kept row that lies beyond the new end moves into a
+        freed row, in place, and the tensors become views of their first
+        rows: a window leaving the batch copies one window, not all.
+        ``take(tensor, index)`` gathers into a new tensor otherwise, and the
+        first time a row has to move: the caller's tensors are never
+        written."""
+        size = len(index)
+        moves = [(row, int(source)) for row, source in enumerate(index.tolist()) if row != source]
+        if moves and not (self.owns_cross and all(source >= size for _, source in moves)):
+            self.owns_cross = True
+            return [take(tensor, index) for tensor in cross]
+        for tensor in cross:  # the last windows left (views only), or kept ones move into freed rows
+            for row, source in moves:
+                tensor[row] = tensor[source]
+        return [tensor[:size] for tensor in cross]
 
     def reorder(self, rows: np.ndarray) -> np.ndarray | None:
         """Row ``i`` becomes what row ``rows[i]`` was; returns the cross rows
@@ -168,6 +188,19 @@ class RowOwners:
         position = {int(w): i for i, w in reversed(list(enumerate(self.cross_windows.tolist())))}
         self.cross_windows = target
         return np.asarray([position[int(w)] for w in target], dtype=np.int64)
+
+
+def fill_from_tail(leaving: np.ndarray) -> np.ndarray:
+    """Positions that stay when those marked ``leaving`` go, in their new
+    order: the gaps are filled, in order, by the staying positions beyond the new
+    end, the others keep their place. Then only the movers' cross K/V are
+    copied (:meth:`RowOwners.gather`), not every staying window's."""
+    leaving = np.asarray(leaving, dtype=bool)
+    size = int((~leaving).sum())
+    order = np.arange(size)
+    gaps = np.flatnonzero(leaving[:size])
+    order[gaps] = np.flatnonzero(~leaving[size:]) + size
+    return order
 
 
 # ---------------------------------------------------------------- logit rules
@@ -315,7 +348,12 @@ def search(
     the best of ``best_of`` samples (``temperature`` > 0, drawn from each
     window's generator in ``rngs``, so a window's result does not depend on
     the rest of the batch). ``detect``: windows whose language is detected
-    and written into their prompt (multilingual models)."""
+    and written into their prompt (multilingual models).
+
+    A window leaves the batch as soon as its result is final (its rows
+    ended, or its beam search has its candidates), through ``step.reorder``:
+    a batch costs the sum of its windows' lengths, not its longest times its
+    size, and each window's result is the one it gets when decoded alone."""
     prompts = np.asarray(prompts, dtype=np.int64)
     n_windows = prompts.shape[0]
     sampling = temperature > 0
@@ -330,6 +368,7 @@ def search(
         step.reorder(expand)
         logits = logits[expand]
     rows = n_windows * group
+    live = np.arange(n_windows)  # windows still decoding, in row order, ``group`` rows each
     history = np.zeros((rows, 0), dtype=np.int64)
     last_timestamp = np.full(rows, -1, dtype=np.int64)
     sum_logprobs = np.zeros(rows)
@@ -341,6 +380,24 @@ def search(
     next_prefix = n_windows
     timestamp_begin = options.timestamp_begin if options.timestamp_begin is not None else np.iinfo(np.int64).max
     next_tokens = np.zeros(rows, dtype=np.int64)  # fed back from the second step on
+    outcomes: dict[int, list[tuple[list[int], float]]] = {}  # candidates of windows that left the batch
+
+    def candidates_of(position: int) -> list[tuple[list[int], float]]:
+        """The final candidates of the window at ``position`` in ``live``."""
+        window, block = int(live[position]), range(position * group, (position + 1) * group)
+        if beam:
+            pairs = dict(done[window])
+            if len(pairs) < beam_size:  # not enough finished: add the live beams, best first
+                for row in sorted(block, key=lambda r: sum_logprobs[r], reverse=True):
+                    pairs.setdefault(tuple(history[row].tolist()), float(sum_logprobs[row]))
+                    if len(pairs) >= beam_size:
+                        break
+            return [(list(seq), lp) for seq, lp in pairs.items()]
+        out = []
+        for row in block:
+            seq = history[row].tolist()
+            out.append((seq[: seq.index(options.eot)] if options.eot in seq else seq, float(sum_logprobs[row])))
+        return out
 
     for index in range(options.max_new_tokens):
         if index:
@@ -348,9 +405,10 @@ def search(
         logits = np.array(logits, dtype=np.float32, copy=True)
         apply_rules(logits, history, last_timestamp, options)
         normalizer = _logsumexp(logits)  # log-probabilities are logits minus this (no full log-softmax needed)
+        source = np.arange(rows)
         if not beam:
             if sampling:
-                uniform = np.concatenate([rng.random(group) for rng in rngs])
+                uniform = np.concatenate([rngs[w].random(group) for w in live])
                 next_tokens = _sample(logits, temperature, uniform)
             else:
                 next_tokens = logits.argmax(axis=-1)
@@ -360,62 +418,62 @@ def search(
             finished |= next_tokens == options.eot
             history = np.concatenate([history, next_tokens[:, None]], axis=1)
             last_timestamp = np.where(next_tokens >= timestamp_begin, next_tokens, last_timestamp)
-            if finished.all():
-                break
-            continue
-        # beam search: each beam proposes its beam_size + 1 likeliest tokens
-        top = np.argpartition(-logits, beam_size, axis=-1)[:, : beam_size + 1]
-        top_logprobs = np.take_along_axis(logits, top, axis=-1) - normalizer[:, None]
-        sources, tokens, scores = [], [], []
-        for window in range(n_windows):
-            candidates: dict[tuple[int, int], tuple[float, int]] = {}
-            for row in range(window * group, (window + 1) * group):
-                for token, logprob in zip(top[row].tolist(), top_logprobs[row].tolist()):
-                    candidates[(int(prefix[row]), token)] = (sum_logprobs[row] + logprob, row)
-            saved, finished_now = 0, {}
-            for key in sorted(candidates, key=lambda k: candidates[k][0], reverse=True):
-                score, row = candidates[key]
-                if key[1] == options.eot:
-                    finished_now[tuple(history[row].tolist())] = score
-                    continue
-                sources.append(row)
-                tokens.append(key[1])
-                scores.append(score)
-                saved += 1
-                if saved == beam_size:
-                    break
-            for sequence in sorted(finished_now, key=finished_now.get, reverse=True):
-                if len(done[window]) >= max_candidates:
-                    break
-                done[window][sequence] = finished_now[sequence]
-        source = np.asarray(sources, dtype=np.int64)
-        next_tokens = np.asarray(tokens, dtype=np.int64)
-        sum_logprobs = np.asarray(scores, dtype=np.float64)
-        history = np.concatenate([history[source], next_tokens[:, None]], axis=1)
-        last_timestamp = np.where(next_tokens >= timestamp_begin, next_tokens, last_timestamp[source])
-        prefix = np.arange(next_prefix, next_prefix + rows)
-        next_prefix += rows
-        if all(len(d) >= max_candidates for d in done):
+            complete = finished.reshape(-1, group).all(axis=1)
+        else:
+            # beam search: each beam proposes its beam_size + 1 likeliest tokens
+            top = np.argpartition(-logits, beam_size, axis=-1)[:, : beam_size + 1]
+            top_logprobs = np.take_along_axis(logits, top, axis=-1) - normalizer[:, None]
+            sources, tokens, scores = [], [], []
+            for position, window in enumerate(live.tolist()):
+                candidates: dict[tuple[int, int], tuple[float, int]] = {}
+                for row in range(position * group, (position + 1) * group):
+                    for token, logprob in zip(top[row].tolist(), top_logprobs[row].tolist()):
+                        candidates[(int(prefix[row]), token)] = (sum_logprobs[row] + logprob, row)
+                saved, finished_now = 0, {}
+                for key in sorted(candidates, key=lambda k: candidates[k][0], reverse=True):
+                    score, row = candidates[key]
+                    if key[1] == options.eot:
+                        finished_now[tuple(history[row].tolist())] = score
+                        continue
+                    sources.append(row)
+                    tokens.append(key[1])
+                    scores.append(score)
+                    saved += 1
+                    if saved == beam_size:
+                        break
+                for sequence in sorted(finished_now, key=finished_now.get, reverse=True):
+                    if len(done[window]) >= max_candidates:
+                        break
+                    done[window][sequence] = finished_now[sequence]
+            source = np.asarray(sources, dtype=np.int64)
+            next_tokens = np.asarray(tokens, dtype=np.int64)
+            sum_logprobs = np.asarray(scores, dtype=np.float64)
+            history = np.concatenate([history[source], next_tokens[:, None]], axis=1)
+            last_timestamp = np.where(next_tokens >= timestamp_begin, next_tokens, last_timestamp[source])
+            prefix = np.arange(next_prefix, next_prefix + rows)
+            next_prefix += rows
+            # complete: the window's candidates are final (with patience < 1 its live beams join them now,
+            # as when it is decoded alone: a window's result does not depend on the rest of the batch)
+            complete = np.asarray([len(done[w]) >= max_candidates for w in live])
+        if complete.all():
             break
-        if not np.array_equal(source, np.arange(rows)):
+        if complete.any():
+            # a finished window leaves the batch: later steps no longer compute its rows
+            for position in np.flatnonzero(complete):
+                outcomes[int(live[position])] = candidates_of(int(position))
+            stay = fill_from_tail(complete)
+            keep = (stay[:, None] * group + np.arange(group)).ravel()
+            source, history, last_timestamp = source[keep], history[keep], last_timestamp[keep]
+            next_tokens, sum_logprobs, finished, prefix = next_tokens[keep], sum_logprobs[keep], finished[keep], prefix[keep]
+            live, rows = live[stay], len(keep)
+        if len(source) != len(logits) or not np.array_equal(source, np.arange(len(source))):
             step.reorder(source)
 
+    for position in range(len(live)):
+        outcomes[int(live[position])] = candidates_of(position)
     results = []
     for window in range(n_windows):
-        block = range(window * group, (window + 1) * group)
-        if beam:
-            candidates = dict(done[window])
-            if len(candidates) < beam_size:  # not enough finished: add the live beams, best first
-                for row in sorted(block, key=lambda r: sum_logprobs[r], reverse=True):
-                    candidates.setdefault(tuple(history[row].tolist()), float(sum_logprobs[row]))
-                    if len(candidates) >= beam_size:
-                        break
-            pairs = [(list(seq), lp) for seq, lp in candidates.items()]
-        else:
-            pairs = []
-            for row in block:
-                seq = history[row].tolist()
-                pairs.append((seq[: seq.index(options.eot)] if options.eot in seq else seq, float(sum_logprobs[row])))
+        pairs = outcomes[window]
         best = _rank(pairs, length_penalty) if len(pairs) > 1 else 0
         results.append(Hypothesis(pairs[best][0], pairs[best][1], float(no_speech[window]),
                                   languages[window], probabilities[window]))

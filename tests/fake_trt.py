@@ -43,4 +43,4 @@ class OrtAsTrtTranscriber(OnnxTranscriber):
         return [torch.from_numpy(np.ascontiguousarray(c)) for c in super().encode(features)]
 
     def decoder_step(self, cross):
-        return TrtDecoderStep(OrtAsTrtEngine(self.decoder), self.n_layers, cross)
+        return TrtDecoderStep(OrtAsTrtEngine(self.decoder), self.n_layers, cross, self.manifest.decoder_shares_cross)

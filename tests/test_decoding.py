@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from liteasr_export.decoding import (KEPT_BEST, NO_SPEECH, OK, REPETITIVE, DecodingOptions, RowOwners, SearchOptions,
-                                     apply_rules, compression_ratio, decode_with_fallback, greedy_decode, search)
+                                     apply_rules, compression_ratio, decode_with_fallback, fill_from_tail, greedy_decode,
+                                     search)
 from liteasr_export.windowed import timestamp_segments
 
 VOCAB = 10
@@ -16,10 +17,11 @@ EOT = 5
 
 
 class ScriptedStep:
-    """Logits favouring plan[b][call] for each row b (row order never changes)."""
+    """Logits favouring plan[b][call] for each row b; greedy decoding reorders
+    only to drop the rows of finished windows (``kept`` records each)."""
 
     def __init__(self, plan: list[list[int]], seen: list[np.ndarray]) -> None:
-        self.plan, self.seen, self.calls = plan, seen, 0
+        self.plan, self.seen, self.calls, self.kept = plan, seen, 0, []
 
     def __call__(self, tokens: np.ndarray) -> np.ndarray:
         self.seen.append(tokens.copy())
@@ -31,17 +33,22 @@ class ScriptedStep:
         return logits
 
     def reorder(self, rows: np.ndarray) -> None:
-        raise AssertionError("greedy decoding never reorders")
+        rows = np.asarray(rows).tolist()
+        assert rows == sorted(set(rows)) and len(rows) < len(self.plan), "greedy decoding only drops rows"
+        self.kept.append(rows)
+        self.plan = [self.plan[r] for r in rows]
 
 
 def test_stops_per_row_and_feeds_only_new_tokens():
     seen: list[np.ndarray] = []
     options = DecodingOptions(prompt=[7, 8], eot=EOT)
-    out = greedy_decode(ScriptedStep([[1, 2, EOT], [4, EOT, 9]], seen), 2, options)
+    step = ScriptedStep([[1, 2, EOT], [4, EOT, 9]], seen)
+    out = greedy_decode(step, 2, options)
     assert out == [[1, 2], [4]]
     assert seen[0].tolist() == [[7, 8], [7, 8]]
     assert seen[1].tolist() == [[1], [4]]
-    assert seen[2].tolist() == [[2], [EOT]]  # finished rows keep feeding eot
+    assert step.kept == [[0]]  # the finished window left the batch
+    assert seen[2].tolist() == [[2]]
     assert len(seen) == 3
 
 
@@ -129,6 +136,32 @@ def test_beam_search_reorders_the_cache_and_batches_windows_independently():
     assert together[0].tokens != together[1].tokens
 
 
+@pytest.mark.parametrize("how", [dict(beam_size=3), dict(beam_size=3, patience=0.5), dict(beam_size=3, patience=2.0),
+                                 dict(), dict(temperature=1.0, best_of=3)])
+def test_finished_windows_leave_the_batch_without_changing_any_result(how):
+    # windows 0 and 1 end within a few tokens; window 2's audio loops on token 6 until max_new_tokens
+    bias = np.zeros((3, 8))
+    bias[1, 1] = 1.0
+    bias[2, 6] = 8.0
+    options = DecodingOptions(prompt=[0], eot=5, max_new_tokens=8)
+
+    def run(windows, log):
+        rngs = [np.random.default_rng(w) for w in windows] if "temperature" in how else None
+        step = ToyLM(GARDEN, bias[windows], log)
+        return search(step, np.zeros((len(windows), 1), dtype=np.int64), options, rngs=rngs, **how)
+
+    log: list = []
+    together = run([0, 1, 2], log)
+    alone = [run([w], [])[0] for w in range(3)]
+    assert [(h.tokens, h.sum_logprob) for h in together] == [(h.tokens, h.sum_logprob) for h in alone]
+    assert len(together[2].tokens) == 8 and len(together[0].tokens) < 8
+    group = how.get("beam_size", how.get("best_of", 1))
+    rows = [shape[0] for shape in log]
+    assert rows[0] == 3  # the prompts, before they expand into beams or samples
+    assert rows[1] == 3 * group and rows[-1] == group  # only the looping window is still fed at the end
+    assert rows[1:] == sorted(rows[1:], reverse=True)
+
+
 def test_length_penalty_changes_what_is_ranked():
     # the empty path ends at once (log 0.5); the other needs three tokens (log 0.45 + 2 log 0.99)
     table = {-1: _probs((5, 0.5), (1, 0.45)), 1: _probs((2, 0.99)), 2: _probs((5, 0.99))}
@@ -171,6 +204,34 @@ def test_shared_row_owners_gather_only_when_the_windows_change():
     owners = RowOwners(3, shared=True)
     assert owners.reorder(np.array([2, 0, 0])).tolist() == [2, 0, 0]  # unequal groups: one copy per row
     assert owners.reorder(np.array([1, 2])).tolist() == [1]  # both rows read window 0: one copy again
+
+
+def test_leaving_windows_are_replaced_from_the_tail():
+    assert fill_from_tail(np.array([0, 1, 0, 0, 1, 0], bool)).tolist() == [0, 5, 2, 3]  # 5 fills 1's gap
+    assert fill_from_tail(np.array([1, 1, 0, 0], bool)).tolist() == [2, 3]
+    assert fill_from_tail(np.array([0, 0, 1], bool)).tolist() == [0, 1]  # the last left: nothing moves
+    assert fill_from_tail(np.array([1, 1], bool)).tolist() == []
+
+
+def test_cross_rows_shrink_in_place_after_one_copy():
+    cross = np.arange(6 * 3, dtype=np.float32).reshape(6, 3)
+    original = cross.copy()
+    owners = RowOwners(6, shared=True)
+    take = lambda tensor, index: tensor[index]  # noqa: E731
+    index = owners.reorder(np.arange(5))  # the last window leaves: a view, nothing copied
+    view = owners.gather([cross], index, take)[0]
+    assert np.shares_memory(view, cross) and np.array_equal(view, original[:5])
+    index = owners.reorder(np.array([0, 4, 2, 3]))  # window 1 leaves and 4 fills its gap
+    first = owners.gather([view], index, take)[0]
+    assert np.array_equal(cross, original)  # the caller's tensor is never written: copied once
+    assert not np.shares_memory(first, cross) and np.array_equal(first, original[[0, 4, 2, 3]])
+    index = owners.reorder(np.array([0, 3, 2]))  # window 4 leaves, 3 fills its gap
+    second = owners.gather([first], index, take)[0]
+    assert np.shares_memory(second, first)  # moved in place: one window copied, not all
+    assert np.array_equal(second, original[[0, 3, 2]])
+    index = owners.reorder(np.array([2, 1, 0]))  # not a shrink: gathered into a new tensor
+    third = owners.gather([second], index, take)[0]
+    assert not np.shares_memory(third, second) and np.array_equal(third, original[[2, 3, 0]])
 
 
 # ---------------------------------------------------------------- timestamp rules

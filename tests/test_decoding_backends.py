@@ -62,6 +62,20 @@ class Recompute:
         self.owner = self.owner[rows]
 
 
+class Counted:
+    """A decoder step that records how many rows each call feeds."""
+
+    def __init__(self, step) -> None:
+        self.step, self.rows = step, []
+
+    def __call__(self, tokens: np.ndarray) -> np.ndarray:
+        self.rows.append(len(tokens))
+        return self.step(tokens)
+
+    def reorder(self, rows: np.ndarray) -> None:
+        self.step.reorder(rows)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_beam_search_reorders_the_cache_like_recomputing(model, backend, speech_clip):
     transcriber = _transcriber(model, backend)
@@ -69,11 +83,13 @@ def test_beam_search_reorders_the_cache_like_recomputing(model, backend, speech_
     features = np.stack([transcriber.features(c) for c in _clips(speech_clip)])
     encoded = transcriber.encode(features)
     prompts = np.tile(np.asarray(options.prompt), (len(features), 1))
-    cached = search(transcriber.decoder_step(encoded), prompts, options, beam_size=4)
+    step = Counted(transcriber.decoder_step(encoded))
+    cached = search(step, prompts, options, beam_size=4)
     fresh = search(Recompute(lambda: transcriber.decoder_step(encoded), len(features)), prompts, options, beam_size=4)
     assert [h.tokens for h in cached] == [h.tokens for h in fresh]
     assert [round(h.sum_logprob, 3) for h in cached] == [round(h.sum_logprob, 3) for h in fresh]
     assert any(len(set(h.tokens)) > 1 for h in cached)  # the search did choose among tokens
+    assert step.rows[1] == 4 * len(features)  # (random weights never end a window early: see test_decoding_real)
 
 
 @pytest.mark.parametrize("search_options", [SearchOptions.greedy(), SearchOptions(beam_size=3)], ids=["greedy", "beam"])

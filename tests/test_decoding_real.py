@@ -9,6 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 from fake_trt import OrtAsTrtTranscriber
+from test_decoding_backends import Counted
 
 from liteasr_export.decoding import SearchOptions, compression_ratio
 from liteasr_export.frontend import SAMPLE_RATE
@@ -57,6 +58,39 @@ def test_fallback_never_emits_a_repetition_loop(tiny_en, backend):
         assert w.outcome != "ok" or w.compression_ratio <= THRESHOLD
     assert compression_ratio(guarded.text) <= THRESHOLD
     assert all(compression_ratio(s.text) <= THRESHOLD for s in guarded.segments)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx", "trt-step"])
+def test_windows_leave_a_batch_without_changing_its_transcripts(tiny_en, backend):
+    """Beam search over a batch whose windows end at different steps: the
+    speech clips end within a few tokens, the noise runs long and falls back.
+    Finished windows leave the batch (the decoder is fed fewer rows; the
+    ONNX Runtime and TensorRT steps compact the cross K/V in place), and
+    every transcript equals the one decoded alone, the fallback's included
+    (it reads the batch's encoder output again, which compaction must not
+    have overwritten)."""
+    from calibration.datasets import resolve_set
+    from liteasr_export.frontend import load_audio
+
+    speech = [load_audio(u.audio) for u in resolve_set("builtin", purpose="eval")[:3]]
+    noise = (0.05 * np.random.default_rng(0).standard_normal(30 * SAMPLE_RATE)).astype(np.float32)
+    audios = [speech[0], noise, speech[1], speech[2]]
+    settings = TranscribeOptions(timestamps=True)
+    batched = _backend(tiny_en, backend, settings)
+    steps = []
+    make_step = batched.decoder_step
+    batched.decoder_step = lambda cross: steps.append(Counted(make_step(cross))) or steps[-1]
+    together = batched.transcribe_detailed(audios)
+    alone = [_backend(tiny_en, backend, settings).transcribe_detailed([a])[0] for a in audios]
+    for batch, single in zip(together, alone):  # PyTorch's CPU kernels round differently per batch shape: 1e-7
+        assert batch.text == single.text and batch.segments == single.segments
+        for w, v in zip(batch.windows, single.windows, strict=True):
+            assert (w.start, w.end, w.temperature, w.outcome, w.temperatures_tried) == \
+                (v.start, v.end, v.temperature, v.outcome, v.temperatures_tried)
+            assert w.avg_logprob == pytest.approx(v.avg_logprob, abs=1e-5)
+    assert together[1].windows[0].fallback and not together[0].windows[0].fallback
+    first = steps[0].rows
+    assert first[1] == 5 * len(audios) and first[-1] == 5  # beams of all four, then of the noise alone
 
 
 #: espeak-ng voices that base recognizes (its French and Portuguese voices

@@ -133,4 +133,4 @@ class OrtDecoderStep:
         self.past = [p[rows] for p in self.past]
         gather = self.rows.reorder(rows)
         if gather is not None:
-            self.cross = [c[gather] for c in self.cross]
+            self.cross = self.rows.gather(self.cross, gather, lambda c, index: c[index])

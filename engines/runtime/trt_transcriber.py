@@ -152,5 +152,6 @@ class TrtDecoderStep:
         self.past = [p.index_select(0, index) for p in self.past]
         gather = self.rows.reorder(rows)
         if gather is not None:
-            gather = torch.as_tensor(gather, device=self.engine.device)
-            self.cross = [c.index_select(0, gather) for c in self.cross]
+            device = self.engine.device
+            self.cross = self.rows.gather(self.cross, gather,
+                                          lambda c, index: c.index_select(0, torch.as_tensor(index, device=device)))
