@@ -376,10 +376,11 @@ def main() -> None:
             out.setdefault("batching", {})
             for decoding in args.decodings:
                 key = decoding if args.replicas == 1 else f"{decoding}, {args.replicas} replicas"
-                out["batching"][key] = batching(args, clips, decoding)
+                out["batching"][key] = {"bench_command": " ".join(sys.argv), **batching(args, clips, decoding)}
                 args.output.write_text(json.dumps(out, indent=2) + "\n")
             continue
-        out[scenario] = replica_kill(args, clips) if scenario == "replica_kill" else ray_data(args)
+        result = replica_kill(args, clips) if scenario == "replica_kill" else ray_data(args)
+        out[scenario] = {"bench_command": " ".join(sys.argv), **result}  # the file gathers several runs
         args.output.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.output}")
 

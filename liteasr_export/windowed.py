@@ -260,6 +260,9 @@ class WindowedTranscriber:
             ready = [(r, start, end) for r in recordings for start, end in r.ready()][: self.batch_size]
             if not ready:
                 break
+            # longest first: short windows tend to finish first, and a window leaving from the end of a
+            # batch frees its rows without moving any other (decoding.RowOwners.gather)
+            ready.sort(key=lambda item: item[2] - item[1], reverse=True)
             features = np.stack([self.features(r.audio[start:end]) for r, start, end in ready])
             prompts = np.tile(np.asarray(options.prompt, dtype=np.int64), (len(ready), 1))
             for row, (r, _, _) in enumerate(ready):
