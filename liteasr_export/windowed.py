@@ -260,19 +260,22 @@ class WindowedTranscriber:
             ready = [(r, start, end) for r in recordings for start, end in r.ready()][: self.batch_size]
             if not ready:
                 break
-            # longest first: short windows tend to finish first, and a window leaving from the end of a
-            # batch frees its rows without moving any other (decoding.RowOwners.gather)
-            ready.sort(key=lambda item: item[2] - item[1], reverse=True)
-            features = np.stack([self.features(r.audio[start:end]) for r, start, end in ready])
-            prompts = np.tile(np.asarray(options.prompt, dtype=np.int64), (len(ready), 1))
-            for row, (r, _, _) in enumerate(ready):
+            # decoded longest first: short windows tend to finish first, and a window leaving from the end
+            # of a batch frees its rows without moving any other (decoding.RowOwners.gather); a recording's
+            # windows are still recorded in their order
+            order = sorted(range(len(ready)), key=lambda i: ready[i][2] - ready[i][1], reverse=True)
+            batch = [ready[i] for i in order]
+            features = np.stack([self.features(r.audio[start:end]) for r, start, end in batch])
+            prompts = np.tile(np.asarray(options.prompt, dtype=np.int64), (len(batch), 1))
+            for row, (r, _, _) in enumerate(batch):
                 if r.language is not None:
                     prompts[row, sot + 1] = r.language
-            wanted = np.asarray([r.detect for r, _, _ in ready])
-            results = self._decode(features, prompts, options, [start for _, start, _ in ready],
+            wanted = np.asarray([r.detect for r, _, _ in batch])
+            decoded = self._decode(features, prompts, options, [start for _, start, _ in batch],
                                    wanted if wanted.any() else None)
-            for (r, start, end), result in zip(ready, results):
-                self._advance(r, start, end, result, options)
+            results = dict(zip(order, decoded))
+            for i, (r, start, end) in enumerate(ready):
+                self._advance(r, start, end, results[i], options)
         return [self._transcript(r) for r in recordings]
 
     def transcribe_each(self, audios: list[np.ndarray],
