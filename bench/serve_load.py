@@ -295,7 +295,6 @@ def ray_data(args) -> dict:
     log = open(LOGS / "ray-data.log", "w")
     first = subprocess.Popen(_cli("transcribe_main", flags), env=ENV, stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True)
-    total = None
     start = time.perf_counter()
     while first.poll() is None:
         written = len(_lines(output)) if output.exists() else 0

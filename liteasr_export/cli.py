@@ -390,8 +390,6 @@ def _serve(args: argparse.Namespace) -> int:
     import_ray()  # a clear error when the [serve] extra is missing
     from .serve.service import ServiceConfig, run_service
 
-    args.engine = "onnx"
-    args.verify = True
     if args.ort_cache is not None:
         check_writable_folder(args.ort_cache, "--ort-cache")
     check_decoding_options(_settings(args), "onnx", None, args.artifacts)

@@ -75,7 +75,7 @@ def calibrate(loaded, opts: ExportOptions, progress_note: Note = print):
     if opts.ray is not None:  # the same moments, one shard of windows per Ray Data row, summed
         from .ray_stats import ray_window_statistics  # Ray: only for --ray
 
-        stats = ray_window_statistics(loaded.model, windows, opts.ray, source=opts.calib, progress=False)
+        stats = ray_window_statistics(loaded.model, windows, opts.ray, source=opts.calib, progress=opts.progress)
     else:
         stats = collect_window_statistics(loaded.model, windows, device=opts.device, source=opts.calib)
     if stats.n_windows == 0:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,9 +135,6 @@ class JobSummary:
     wer: float | None = None
     scored: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def transcribe_job(inputs: list[str], output: str | os.PathLike[str], artifacts: str | os.PathLike[str],
                    settings: TranscribeOptions, address: str | None = None, batch_size: int = 8,
@@ -172,7 +169,7 @@ def transcribe_job(inputs: list[str], output: str | os.PathLike[str], artifacts:
                 compute=ray.data.ActorPoolStrategy(size=pool),
                 fn_constructor_kwargs=dict(artifacts=str(artifacts), settings=settings, threads=threads,
                                            batch_size=batch_size, provider=provider, ort_cache=ort_cache,
-                                           verify=False))  # verified above, on the driver
+                                           verify=verify))  # cheap: the driver's verify_all() stamped the files
             with open(output, "a", encoding="utf-8") as sink, \
                     tqdm(total=len(rows), desc="transcribing (ray)", unit="file", disable=not progress,
                          mininterval=1.0) as bar:

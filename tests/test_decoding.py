@@ -213,25 +213,46 @@ def test_leaving_windows_are_replaced_from_the_tail():
     assert fill_from_tail(np.array([1, 1], bool)).tolist() == []
 
 
-def test_cross_rows_shrink_in_place_after_one_copy():
-    cross = np.arange(6 * 3, dtype=np.float32).reshape(6, 3)
-    original = cross.copy()
+def _numpy_take(tensor, index):
+    return tensor[index]
+
+
+def _torch_take(tensor, index):
+    import torch
+
+    return tensor.index_select(0, torch.as_tensor(index))
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])  # the ONNX Runtime step's tensors, and TensorRT's
+def test_cross_rows_shrink_in_place_after_one_copy(kind):
+    original = np.arange(6 * 3, dtype=np.float32).reshape(6, 3)
+    if kind == "torch":
+        torch = pytest.importorskip("torch")
+        cross, take = torch.from_numpy(original.copy()), _torch_take
+
+        def shares(a, b):
+            return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+    else:
+        cross, take, shares = original.copy(), _numpy_take, np.shares_memory
+
+    def values(tensor):
+        return np.asarray(tensor)
+
     owners = RowOwners(6, shared=True)
-    take = lambda tensor, index: tensor[index]  # noqa: E731
     index = owners.reorder(np.arange(5))  # the last window leaves: a view, nothing copied
     view = owners.gather([cross], index, take)[0]
-    assert np.shares_memory(view, cross) and np.array_equal(view, original[:5])
+    assert shares(view, cross) and np.array_equal(values(view), original[:5])
     index = owners.reorder(np.array([0, 4, 2, 3]))  # window 1 leaves and 4 fills its gap
     first = owners.gather([view], index, take)[0]
-    assert np.array_equal(cross, original)  # the caller's tensor is never written: copied once
-    assert not np.shares_memory(first, cross) and np.array_equal(first, original[[0, 4, 2, 3]])
+    assert np.array_equal(values(cross), original)  # the caller's tensor is never written: copied once
+    assert not shares(first, cross) and np.array_equal(values(first), original[[0, 4, 2, 3]])
     index = owners.reorder(np.array([0, 3, 2]))  # window 4 leaves, 3 fills its gap
     second = owners.gather([first], index, take)[0]
-    assert np.shares_memory(second, first)  # moved in place: one window copied, not all
-    assert np.array_equal(second, original[[0, 3, 2]])
+    assert shares(second, first)  # moved in place: one window copied, not all
+    assert np.array_equal(values(second), original[[0, 3, 2]])
     index = owners.reorder(np.array([2, 1, 0]))  # not a shrink: gathered into a new tensor
     third = owners.gather([second], index, take)[0]
-    assert not np.shares_memory(third, second) and np.array_equal(third, original[[2, 3, 0]])
+    assert not shares(third, second) and np.array_equal(values(third), original[[2, 3, 0]])
 
 
 # ---------------------------------------------------------------- timestamp rules

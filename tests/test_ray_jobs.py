@@ -111,7 +111,6 @@ def test_ray_moments_equal_the_local_pass(ray_instance):
     local = collect_window_statistics(model, windows, batch_size=8)
     ray_stats = ray_window_statistics(model, windows, batch_size=8, shard_batches=1, progress=False)
     assert ray_stats.n_windows == local.n_windows == 21
-    assert ray_stats.info == local.info
     for mine, theirs in zip(ray_stats.layers, local.layers):
         for site in SITES:
             assert mine[site].count == theirs[site].count

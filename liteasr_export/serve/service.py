@@ -18,7 +18,6 @@ import asyncio
 import os
 import socket
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,8 +201,7 @@ def deploy(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, rep
 
 
 def run_service(config: ServiceConfig, address: str | None = None, host: str = "127.0.0.1", port: int = 8000,
-                replicas: int = 1, replica_cpus: float = 1.0, num_cpus: int | None = None,
-                ready: threading.Event | None = None) -> None:
+                replicas: int = 1, replica_cpus: float = 1.0, num_cpus: int | None = None) -> None:
     """``liteasr-serve``: deploy, serve until interrupted (Ctrl-C, SIGTERM),
     then remove the application; a local Ray instance (no ``address``) is
     stopped as well, a joined cluster keeps running."""
@@ -218,8 +216,6 @@ def run_service(config: ServiceConfig, address: str | None = None, host: str = "
         print(f"liteasr-serve: serving {model_id(config.artifacts)} at {url}/v1 ({replicas} replica(s), "
               f"max batch {config.max_batch_size}, wait {config.batch_wait_timeout_s * 1000:g} ms); Ctrl-C stops",
               file=sys.stderr, flush=True)
-        if ready is not None:
-            ready.set()
         try:
             while True:  # until Ctrl-C or SIGTERM raises here
                 time.sleep(3600)
