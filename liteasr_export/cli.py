@@ -357,6 +357,8 @@ def _port(text: str) -> int:
 
 
 def serve_parser() -> argparse.ArgumentParser:
+    from .serve.openai_api import DEFAULT_BATCH_WAIT_S, DEFAULT_MAX_BATCH, DEFAULT_MAX_UPLOAD_MB  # no Ray there
+
     parser = _Parser(prog="liteasr-serve",
                      description="OpenAI-compatible transcription service (POST /v1/audio/transcriptions) on Ray Serve, "
                                  "batching requests across clients.")
@@ -371,12 +373,12 @@ def serve_parser() -> argparse.ArgumentParser:
                         help="CPUs of the local Ray instance (default: all; ignored with --address)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
-    parser.add_argument("--max-batch-size", type=_count, default=8,
-                        help="requests decoded together by a replica (default 8; 1: no batching)")
-    parser.add_argument("--batch-wait-timeout", type=_seconds, default=0.05,
-                        help="seconds a batch waits to fill up (default 0.05)")
-    parser.add_argument("--max-upload-mb", type=_positive, default=25.0,
-                        help="largest audio upload accepted, in MB (default 25, OpenAI's limit)")
+    parser.add_argument("--max-batch-size", type=_count, default=DEFAULT_MAX_BATCH,
+                        help=f"requests decoded together by a replica (default {DEFAULT_MAX_BATCH}; 1: no batching)")
+    parser.add_argument("--batch-wait-timeout", type=_seconds, default=DEFAULT_BATCH_WAIT_S,
+                        help=f"seconds a batch waits to fill up (default {DEFAULT_BATCH_WAIT_S:g})")
+    parser.add_argument("--max-upload-mb", type=_positive, default=DEFAULT_MAX_UPLOAD_MB,
+                        help=f"largest audio upload accepted, in MB (default {DEFAULT_MAX_UPLOAD_MB:g}, OpenAI's limit)")
     parser.add_argument("--provider", default=None, help="ONNX Runtime providers in order, e.g. cuda,cpu (default cpu)")
     parser.add_argument("--ort-cache", default=None, help="folder for ONNX Runtime's optimized graphs (faster start)")
     _common(parser)

@@ -26,6 +26,11 @@ from ..output_formats import WRITERS
 from ..windowed import Transcript, TranscribeOptions
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+#: recordings decoded together by default, and how long a batch waits to fill
+#: (here, without Ray, so that liteasr-serve's flags can name them)
+DEFAULT_MAX_BATCH = 8
+DEFAULT_BATCH_WAIT_S = 0.05
+DEFAULT_MAX_UPLOAD_MB = 25.0  # OpenAI's own limit
 #: accepted as ``model`` besides the served model's own id (the name OpenAI's examples use)
 MODEL_ALIASES = ("whisper-1",)
 #: OpenAI's temperature step when a window fails its thresholds (openai-whisper's CLI)

@@ -36,14 +36,10 @@ from ..errors import LiteASRError
 from ..manifest import load_manifest
 from ..ray_cluster import LOCAL, ray_session
 from ..windowed import Transcript, TranscribeOptions
-from .openai_api import (BATCH_HEADER, IGNORED_HEADER, ApiError, check_upload_size, decode_upload, error_body, parse_fields, render,
-                         settings_error)
+from .openai_api import (BATCH_HEADER, DEFAULT_BATCH_WAIT_S, DEFAULT_MAX_BATCH, DEFAULT_MAX_UPLOAD_MB, IGNORED_HEADER,
+                         ApiError, check_upload_size, decode_upload, error_body, parse_fields, render, settings_error)
 
 APP_NAME = "liteasr"
-#: recordings decoded together by default, and how long a batch waits to fill
-DEFAULT_MAX_BATCH = 8
-DEFAULT_BATCH_WAIT_S = 0.05
-DEFAULT_MAX_UPLOAD_MB = 25.0  # OpenAI's own limit
 
 
 @dataclass(frozen=True)
