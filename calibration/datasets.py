@@ -39,12 +39,21 @@ SPLIT_SETS = ("builtin", "asterisk", "fotaq")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 PURPOSES = ("calib", "eval")
 
-ASTERISK_SOUND_DIRS = (
+#: environment variable naming the folders (``:``-separated) to look for the
+#: English G.722 prompts in, instead of the Debian package's
+ASTERISK_SOUNDS_ENV = "LITEASR_ASTERISK_SOUNDS"
+DEBIAN_ASTERISK_SOUND_DIRS = (
     Path("/usr/share/asterisk/sounds/en"),
     Path("/usr/share/asterisk/sounds/en_US_f_Allison"),
     Path("/var/lib/asterisk/sounds/en"),
 )
 ASTERISK_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+
+
+def asterisk_sound_dirs() -> tuple[Path, ...]:
+    """Where the prompts are looked for: ``$LITEASR_ASTERISK_SOUNDS`` or Debian's folders."""
+    named = os.environ.get(ASTERISK_SOUNDS_ENV)
+    return tuple(Path(p) for p in named.split(os.pathsep) if p) if named is not None else DEBIAN_ASTERISK_SOUND_DIRS
 ASTERISK_INSTALL = "run: apt-get install asterisk-core-sounds-en-g722 asterisk-core-sounds-en && pip install g722"
 # Prompts whose transcript does not say how the recording reads its numbers
 # ("extension 8500", "28.8 kilobit", "H.323"), so a reference text would be a guess.
@@ -210,7 +219,7 @@ def asterisk_part(utterance: Utterance) -> str:
 def asterisk_available() -> bool:
     """The G.722 prompts, their transcripts and the decoder are installed."""
     return (importlib.util.find_spec("G722") is not None and ASTERISK_TRANSCRIPTS.is_file()
-            and any(any(d.glob("*.g722")) for d in ASTERISK_SOUND_DIRS))
+            and any(any(d.glob("*.g722")) for d in asterisk_sound_dirs()))
 
 
 def asterisk_set(
@@ -226,10 +235,10 @@ def asterisk_set(
     (silence, tones) or without a recording are skipped.
     """
     if sounds_dir is None:
-        sounds_dir = next((d for d in ASTERISK_SOUND_DIRS if any(d.glob("*.g722"))), None)
+        sounds_dir = next((d for d in asterisk_sound_dirs() if any(d.glob("*.g722"))), None)
     transcripts = Path(transcripts) if transcripts is not None else ASTERISK_TRANSCRIPTS
     if sounds_dir is None or not any(Path(sounds_dir).glob("*.g722")):
-        where = sounds_dir or " or ".join(map(str, ASTERISK_SOUND_DIRS))
+        where = sounds_dir or " or ".join(map(str, asterisk_sound_dirs())) or f"${ASTERISK_SOUNDS_ENV} (empty)"
         raise DatasetError(f"no G.722 Asterisk prompts in {where}", ASTERISK_INSTALL)
     if not transcripts.is_file():
         raise DatasetError(f"Asterisk transcripts not found: {transcripts}", ASTERISK_INSTALL)

@@ -51,6 +51,9 @@ ARCHIVE_IN_PACKAGE = Path("usr/share/scummvm/flight-of-the-amazon-queen/queen.1c
 SYSTEM_ARCHIVE = Path("/") / ARCHIVE_IN_PACKAGE
 #: environment variable naming another copy of ``queen.1c``
 ARCHIVE_ENV = "LITEASR_FOTAQ_ARCHIVE"
+#: environment variable that, set to 1, forbids downloading (an offline
+#: machine, or CI trying the quick start as a user without the speech would)
+NO_FETCH_ENV = "LITEASR_NO_FETCH"
 FETCH_HINT = (
     f"run: python -m calibration.fotaq fetch (apt-get download {PACKAGE}, unpacked into the cache; "
     f"no install needed), or apt-get install {PACKAGE}, or set {ARCHIVE_ENV}=/path/to/queen.1c"
@@ -278,6 +281,9 @@ def fetch(dest: Path | None = None) -> Path:
     target = dest / "queen.1c"
     if target.is_file():
         return target
+    if os.environ.get(NO_FETCH_ENV, "") not in ("", "0"):
+        raise DatasetError(f"{PACKAGE} is not in {dest} and downloading is off ({NO_FETCH_ENV} is set)",
+                           f"unset {NO_FETCH_ENV} to fetch it, or set {ARCHIVE_ENV}=/path/to/queen.1c")
     for tool in ("apt-get", "dpkg-deb"):
         if shutil.which(tool) is None:
             raise DatasetError(f"{tool} is not available to fetch {PACKAGE}",

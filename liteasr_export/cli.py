@@ -531,9 +531,12 @@ def _export(args: argparse.Namespace) -> int:
         gate = validation["quality"]
         for row in gate["sets"]:
             for backend, agree in row["agreement"].items():
-                wer = (f"WER {row['dense_wer']:.2f}% dense -> {row['wer'][backend]:.2f}% ({row['increase'][backend]:+.2f})"
+                wer = (f"WER {row['dense_wer']:.2f}% dense -> {row['wer'][backend]:.2f}% "
+                       f"({row['increase'][backend]:+.2f} ± {row['increase_se'][backend]:.2f})"
                        if row["labeled"] else "no references")
                 print(f"{row['name']} ({row['utterances']} clips): {wer}, {agree:.2f}% of words differ from dense [{backend}]")
+        for step in validation.get("default_size_steps", [])[:-1]:
+            print(f"default size: {100 * step['size_ratio']:.1f}% of dense did not pass with margin, stepped up")
         print("quality gate: " + ("passed" if gate["passed"] else "FAILED, written anyway (--allow-degradation)"))
     else:
         print("quality: not checked (--no-validate)")

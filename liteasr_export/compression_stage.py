@@ -34,7 +34,7 @@ from .integrity import sha256_file
 from .options import ExportOptions
 from .output_formats import write_atomic
 from .quality_stage import SEARCH_SEED, dense_key, gate_checks, gate_transcriber
-from .rank_policies import BudgetPolicy, make_policy
+from .rank_policies import BudgetPolicy, default_size_ladder, make_policy
 from .refine import refine
 from .target_search import search_target_size
 
@@ -138,11 +138,26 @@ def build(loaded, stats, policy, spectra, opts: ExportOptions, note: Note = prin
     return replace(loaded, model=model), report
 
 
-def compress_model(loaded, stats, opts: ExportOptions, note: Note = print):
-    """The compressed model and its report, at the ranks the options ask for."""
+def compress_model(loaded, stats, opts: ExportOptions, note: Note = print, size: float | None = None):
+    """The compressed model and its report, at the ranks the options ask for,
+    or with the budget policy at ``size`` (a step of :func:`size_steps`;
+    its sensitivities are the ones probed for the options' own policy, so a
+    step reuses them from the cache instead of probing again)."""
     policy = make_policy(opts.policy, theta=opts.theta, target_size=opts.target_size, ranks=opts.ranks,
                          preset=opts.preset, config=loaded.model.config)
-    return build(loaded, stats, policy, select_spectra(loaded, stats, policy, opts), opts, note)
+    spectra = select_spectra(loaded, stats, policy, opts)
+    if size is not None:
+        policy = make_policy("budget", target_size=size)
+    return build(loaded, stats, policy, spectra, opts, note)
+
+
+def size_steps(loaded, opts: ExportOptions) -> list[float]:
+    """The larger sizes an export steps to when the quality gate does not
+    pass the default size with margin: none when the options chose the
+    size, the ranks or a search (a size the user chose is judged as it is)."""
+    chosen = (opts.target_size is not None or opts.preset is not None or opts.policy != "budget"
+              or opts.ranks is not None or opts.target_wer_increase is not None)
+    return [] if chosen else default_size_ladder(loaded.model.config)[1:]
 
 
 def search_compression(loaded, stats, opts: ExportOptions, note: Note = print):

@@ -71,6 +71,26 @@ def word_errors(references: list[str], hypotheses: list[str]) -> list[tuple[int,
     return out
 
 
+def errors_by_reference_word(reference: str, hypothesis: str) -> np.ndarray:
+    """Errors attributed to the words of the normalized ``reference``: a
+    substitution or deletion to its word, an insertion to the reference word
+    it precedes (the last word at the end). Sums to the pair's word errors;
+    lets one long recording be scored in pieces (by position in its text)."""
+    ref_n, hyp_n = normalize(reference).split(), normalize(hypothesis).split()
+    counts = np.zeros(max(len(ref_n), 1), dtype=np.int64)
+    if not ref_n:
+        counts[0] = len(hyp_n)
+        return counts
+    if not hyp_n:
+        return counts + 1
+    for chunk in jiwer.process_words(" ".join(ref_n), " ".join(hyp_n)).alignments[0]:
+        if chunk.type in ("substitute", "delete"):
+            counts[chunk.ref_start_idx:chunk.ref_end_idx] += 1
+        elif chunk.type == "insert":
+            counts[min(chunk.ref_start_idx, len(ref_n) - 1)] += chunk.hyp_end_idx - chunk.hyp_start_idx
+    return counts
+
+
 def score(audio: list[str], references: list[str], hypotheses: list[str], seconds: float = 0.0) -> EvalResult:
     """Corpus WER of given transcripts."""
     counts = word_errors(references, hypotheses)

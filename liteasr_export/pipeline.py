@@ -24,10 +24,11 @@ from engines.build.trt_builder import TrtBuildOptions
 from engines.build.trt_export import export_tensorrt
 from engines.build.trt_profiles import ProfileOptions
 from engines.trt_availability import require_tensorrt
+from engines.validation.quality_gate import MARGIN_SE
 from exporters import artifacts
 
 from . import sources
-from .compression_stage import calibrate, compress_model, overflow_check_features, search_compression
+from .compression_stage import calibrate, compress_model, overflow_check_features, search_compression, size_steps
 from .errors import LiteASRError, QualityGateError
 from .integrity import checksums
 from .interrupts import pause_point
@@ -36,7 +37,7 @@ from .manifest import load_manifest, update_manifest
 from .options import PRECISIONS, ExportOptions
 from .output_folder import OutputFolder
 from .preflight import check_export_options
-from .quality_stage import validate
+from .quality_stage import gate_checks, validate
 
 __all__ = ["ExportOptions", "ExportResult", "run_export"]
 
@@ -63,7 +64,14 @@ class _Stages:
         pause_point(name)
         start = time.perf_counter()
         yield
-        self.timings[name] = round(time.perf_counter() - start, 2)
+        seconds = time.perf_counter() - start
+        self.add(name, seconds)
+        if self.progress:
+            print(f"  ({name}: {seconds:.1f} s)", flush=True)
+
+    def add(self, name: str, seconds: float) -> None:
+        """Count ``seconds`` to ``name`` (a stage run again adds up)."""
+        self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 2)
 
 
 def _check_options(opts: ExportOptions) -> None:
@@ -137,9 +145,44 @@ def _report_markdown(name: str, opts: ExportOptions, compression_md: str | None,
                              f"{o['cosine']:.6f} | {o['stat']} | {o['atol']:g} | {o['rtol']:g} | "
                              f"{'pass' if o['passed'] else 'FAIL'} |")
         lines += [""] + gate.to_markdown(level=2)
+        if validation.get("default_size_steps"):
+            lines += ["## Default size", "",
+                      "No size was chosen, so the default had to pass every check set by more than "
+                      f"{MARGIN_SE:g} standard error of its increase; each size that did not was replaced by "
+                      "the next larger one.", "",
+                      "| encoder size | gate | with margin | why not |", "|---:|---|---|---|"]
+            for step in validation["default_size_steps"]:
+                why = "; ".join(step["failures"] or step["short_of_margin"]) or "-"
+                lines.append(f"| {100 * step['size_ratio']:.1f} % | {'pass' if step['passed'] else 'FAIL'} | "
+                             f"{'yes' if step['passed_with_margin'] else 'no'} | {why} |")
+            lines.append("")
     lines += ["## Stage times (s)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()] + [""]
     return "\n".join(lines)
+
+
+def _export_candidate(compressed, compression, tmp: Path, opts: ExportOptions, stage: _Stages) -> dict | None:
+    """Write one compressed model into ``tmp``: its checkpoint and report,
+    the ONNX graphs and, for ``--engine trt``, the engines or their build
+    script (replacing an earlier candidate's files). Returns the TensorRT
+    entry of the manifest (None without TensorRT)."""
+    if compression is not None:
+        save_lite_whisper(compressed.model, tmp / "checkpoint", compressed.tokenizer_path)
+        compression.write(tmp)
+    attention = "unfused" if opts.engine == "trt" else opts.attention
+    with stage("export", f"ONNX graphs ({opts.precision}, attention {attention})"):
+        encoder_options = None
+        if opts.precision == "fp16":  # activations checked for fp16 overflow on calibration speech
+            encoder_options = {"calibration_features": overflow_check_features(compressed, opts)}
+        artifacts.export_artifacts(compressed, tmp, attention=attention, precision=opts.precision,
+                                   frontend=opts.frontend_graph, encoder_options=encoder_options)
+    if opts.engine != "trt":
+        return None
+    build = TrtBuildOptions(precision=opts.precision, profile=ProfileOptions(max_batch=opts.trt_max_batch))
+    with stage("build", "TensorRT engines" if not opts.build_script else "trtexec build script"):
+        built = export_tensorrt(tmp, build, build_script=opts.build_script)
+    return {"built": not opts.build_script, "path": str(built.relative_to(tmp)),
+            "note": "run build_engines.sh on the target GPU" if opts.build_script else ""}
 
 
 def run_export(opts: ExportOptions) -> ExportResult:
@@ -157,6 +200,7 @@ def run_export(opts: ExportOptions) -> ExportResult:
         with stage("load", f"loading {opts.model}"):
             dense = sources.load_model(opts.model, language=opts.language)
         compressed, compression, calib_note, search = dense, None, None, None
+        steps: list[float] = []  # larger sizes to try while the gate does not pass the default with margin
         if opts.compress and not dense.is_low_rank:
             with stage("calibrate", f"calibration statistics ({opts.calib})"):
                 stats, calib_note = calibrate(dense, opts)
@@ -168,38 +212,46 @@ def run_export(opts: ExportOptions) -> ExportResult:
             else:
                 with stage("compress", "LiteASR low-rank factorization"):
                     compressed, compression = compress_model(dense, stats, opts)
-            if compression is not None:
-                save_lite_whisper(compressed.model, tmp / "checkpoint", compressed.tokenizer_path)
-                compression.write(tmp)
-        attention = "unfused" if opts.engine == "trt" else opts.attention
-        with stage("export", f"ONNX graphs ({opts.precision}, attention {attention})"):
-            encoder_options = None
-            if opts.precision == "fp16":  # activations checked for fp16 overflow on calibration speech
-                encoder_options = {"calibration_features": overflow_check_features(compressed, opts)}
-            artifacts.export_artifacts(compressed, tmp, attention=attention, precision=opts.precision,
-                                       frontend=opts.frontend_graph,
-                             encoder_options=encoder_options)
-        engines_info = None
-        if opts.engine == "trt":
-            build = TrtBuildOptions(precision=opts.precision, profile=ProfileOptions(max_batch=opts.trt_max_batch))
-            with stage("build", "TensorRT engines" if not opts.build_script else "trtexec build script"):
-                built = export_tensorrt(tmp, build, build_script=opts.build_script)
-            engines_info = {"built": not opts.build_script, "path": str(built.relative_to(tmp)),
-                            "note": "run build_engines.sh on the target GPU" if opts.build_script else ""}
-        validation, gate = None, None
-        if opts.validate:
-            with stage("validate", f"parity, then compressed against dense on {opts.eval_set} and the check sets"):
-                validation = validate(dense, compressed, tmp, opts)
-                gate = validation.pop("quality")
-                validation["quality"] = gate.to_dict()
-            if not gate.passed and not opts.allow_degradation:
-                raise QualityGateError(
-                    f"quality gate failed: {gate.failures[0]}"
-                    + (f" (and {len(gate.failures) - 1} more)" if len(gate.failures) > 1 else ""),
-                    "nothing was written; try a larger --target-size, --refine 200, --target-wer-increase "
-                    f"{opts.max_wer_increase:g} (the smallest encoder that passes), or --allow-degradation to write it anyway",
-                    gate=validation["quality"],
-                )
+                steps = size_steps(dense, opts) if opts.validate else []
+        checks = gate_checks(opts) if opts.validate else None
+        attempts: list[dict] = []
+        while True:
+            engines_info = _export_candidate(compressed, compression, tmp, opts, stage)
+            validation, gate = None, None
+            if opts.validate:
+                with stage("validate", f"parity, then compressed against dense on {opts.eval_set} and the check sets"):
+                    validation = validate(dense, compressed, tmp, opts, checks=checks,
+                                          margin=MARGIN_SE if steps else None)
+                    gate = validation.pop("quality")
+                    validation["quality"] = gate.to_dict()
+                for name, seconds in validation["timings_s"].items():
+                    stage.add(name, seconds)
+            if compression is None or gate is None or not (steps or attempts):
+                break  # nothing to step: a size the user chose, no compression, or no gate
+            attempts.append({"policy": compression.policy, "size_ratio": round(compression.size_ratio, 4),
+                             "passed": gate.passed, "passed_with_margin": gate.passed_with_margin,
+                             "short_of_margin": gate.margin_shortfalls(), "failures": gate.failures})
+            if gate.passed_with_margin or not steps:
+                break
+            size = steps.pop(0)
+            why = (gate.failures or gate.margin_shortfalls() or ["not every set was checked"])[0]
+            print(f"quality gate: the default encoder ({100 * compression.size_ratio:.1f} % of dense) did not pass "
+                  f"with margin ({why}); trying budget size {size:g}", flush=True)
+            with stage("compress", f"LiteASR low-rank factorization, budget size {size:g}"):
+                compressed, compression = compress_model(dense, stats, opts, size=size)
+        if attempts:
+            validation["default_size_steps"] = attempts
+            if not gate.passed_with_margin and gate.passed:
+                print("quality gate: passed, but not by more than its sampling uncertainty on every set "
+                      "(see the report)", flush=True)
+        if gate is not None and not gate.passed and not opts.allow_degradation:
+            raise QualityGateError(
+                f"quality gate failed: {gate.failures[0]}"
+                + (f" (and {len(gate.failures) - 1} more)" if len(gate.failures) > 1 else ""),
+                "nothing was written; try a larger --target-size, --refine 200, --target-wer-increase "
+                f"{opts.max_wer_increase:g} (the smallest encoder that passes), or --allow-degradation to write it anyway",
+                gate=validation["quality"],
+            )
         summary = {
             "precision": opts.precision,
             "engine": opts.engine,

@@ -8,6 +8,7 @@ The check sets are drawn balanced per speaker; the gate uses one draw
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -74,12 +75,17 @@ def gate_checks(opts: ExportOptions, note: Callable[[str], None] = print, seed: 
     return checks
 
 
-def validate(dense, compressed, out_dir: Path, opts: ExportOptions, note: Callable[[str], None] = print) -> dict:
+def validate(dense, compressed, out_dir: Path, opts: ExportOptions, note: Callable[[str], None] = print,
+             checks: list | None = None, margin: float | None = None) -> dict:
     """Parity of the graphs against the compressed PyTorch model, then the
-    quality gate: the artifacts against the dense model on every check set.
-    Raises ToleranceError on a parity failure; the gate's verdict is returned
-    (the caller decides what a failure means)."""
-    checks = gate_checks(opts, note)
+    quality gate: the artifacts against the dense model on every check set
+    (``checks``: :func:`gate_checks`, built once by a caller that validates
+    several candidates). Raises ToleranceError on a parity failure; the
+    gate's verdict is returned (the caller decides what a failure means).
+    ``margin``: stop at the first set passed by no more than this many
+    standard errors (a candidate that will be replaced anyway)."""
+    checks = checks if checks is not None else gate_checks(opts, note)
+    start = time.perf_counter()
     reference = gate_transcriber(compressed)
     onnx = OnnxTranscriber(out_dir, threads=opts.threads, settings=GATE_DECODING)
     features = np.stack([reference.features(split_windows(a)[0]) for a in checks[0].audio[: opts.parity_clips]])
@@ -87,12 +93,15 @@ def validate(dense, compressed, out_dir: Path, opts: ExportOptions, note: Callab
     reports = parity(reference, onnx, features, onnx_precision)
     for report in reports:
         report.raise_on_failure()
+    timings = {"parity": round(time.perf_counter() - start, 2)}
+    start = time.perf_counter()
     backends = {f"onnxruntime {onnx_precision}": onnx.transcribe_many}
     if opts.engine == "trt" and not opts.build_script:
         backends[f"tensorrt {opts.precision}"] = TrtTranscriber(out_dir, settings=GATE_DECODING).transcribe_many
     gate = run_gate(checks, gate_transcriber(dense).transcribe_many, backends, dense_key(dense),
                     TranscriptCache((opts.cache_dir or cache_root()) / "transcripts"),
                     opts.max_wer_increase, opts.max_disagreement, progress=note if opts.progress else None,
-                    stop_early=not opts.allow_degradation)
+                    stop_early=not opts.allow_degradation, stop_short_of_margin=margin)
     gate.allowed_degradation = opts.allow_degradation
-    return {"parity": [p.to_dict() for p in reports], "quality": gate}
+    timings["gate"] = round(time.perf_counter() - start, 2)
+    return {"parity": [p.to_dict() for p in reports], "quality": gate, "timings_s": timings}

@@ -48,6 +48,21 @@ def default_target_size(config=None) -> float:
     return DEFAULT_TARGET_SIZE
 
 
+#: the largest size the default steps up to (see :func:`default_size_ladder`)
+LADDER_TOP = 0.99
+
+
+def default_size_ladder(config=None) -> list[float]:
+    """The sizes an export tries when the user chose none: the default, then
+    each time halfway to dense (0.95 -> 0.975 -> 0.9875), while at most
+    :data:`LADDER_TOP`. The quality gate moves to the next when a size does
+    not pass with margin."""
+    sizes = [default_target_size(config)]
+    while 1.0 - (1.0 - sizes[-1]) / 2 <= LADDER_TOP:
+        sizes.append(round(1.0 - (1.0 - sizes[-1]) / 2, 4))
+    return sizes
+
+
 @dataclass
 class MatrixSpectrum:
     """What a policy sees of one encoder matrix: its shape and output spectrum."""

@@ -20,7 +20,7 @@ from liteasr_export.errors import DatasetError
 
 HAVE_G722 = importlib.util.find_spec("G722") is not None
 HAVE_ASTERISK = HAVE_G722 and ds.ASTERISK_TRANSCRIPTS.is_file() and any(
-    any(d.glob("*.g722")) for d in ds.ASTERISK_SOUND_DIRS
+    any(d.glob("*.g722")) for d in ds.asterisk_sound_dirs()
 )
 
 
@@ -230,3 +230,16 @@ def test_asterisk_real_prompts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert {u.id for u in calib}.isdisjoint(u.id for u in evaluation)
     assert sorted(u.id for u in calib + evaluation) == sorted(by_id)
     assert 0.15 < len(calib) / len(got) < 0.35
+
+
+def test_asterisk_folders_can_be_named_in_the_environment(tmp_path: Path, monkeypatch) -> None:
+    """$LITEASR_ASTERISK_SOUNDS replaces Debian's folders: an empty folder
+    there makes the prompts unavailable even where the package is installed
+    (CI's first-run job tries the quick start as a user without them)."""
+    monkeypatch.setenv(ds.ASTERISK_SOUNDS_ENV, str(tmp_path))
+    assert ds.asterisk_sound_dirs() == (tmp_path,)
+    assert not ds.asterisk_available()
+    with pytest.raises(DatasetError, match=f"no G.722 Asterisk prompts in {tmp_path}"):
+        ds.resolve_set("asterisk", "eval")
+    monkeypatch.delenv(ds.ASTERISK_SOUNDS_ENV)
+    assert ds.asterisk_sound_dirs() == ds.DEBIAN_ASTERISK_SOUND_DIRS

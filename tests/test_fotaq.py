@@ -160,3 +160,18 @@ def test_real_archive_splits_by_character() -> None:
     speakers = {p: {c.speaker for c in chosen} for p, chosen in parts.items()}
     assert speakers["calib"] & speakers["eval"] == {"JOE"}
     assert all(len(chosen) > 1000 for chosen in parts.values())
+
+
+def test_fetching_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LITEASR_NO_FETCH=1: no download is tried; the demo's optional fetch
+    then goes on without the speech (exit 0, a warning)."""
+    monkeypatch.setenv(fotaq.NO_FETCH_ENV, "1")
+    monkeypatch.setattr(fotaq.shutil, "which", lambda tool: pytest.fail(f"{tool} looked up with fetching off"))
+    with pytest.raises(DatasetError, match="downloading is off"):
+        fotaq.fetch(tmp_path / "empty")
+    assert not (tmp_path / "empty").exists()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv(fotaq.ARCHIVE_ENV, raising=False)
+    monkeypatch.setattr(fotaq, "SYSTEM_ARCHIVE", tmp_path / "none" / "queen.1c")
+    assert fotaq.main(["fetch", "--optional"]) == 0
+    assert fotaq.main(["fetch"]) == 2

@@ -138,3 +138,52 @@ def test_trt_build_script_is_written(random_hf_dir, tmp_path):
     assert manifest["tensorrt"]["built"] is False
     encoder = onnx.load(str(out / "encoder.onnx"), load_external_data=False)
     assert not any(n.domain == "com.microsoft" for n in encoder.graph.node)  # unfused for TensorRT
+
+
+def _gate_short_of_margin_at_first(monkeypatch) -> list[float]:
+    """Make the first candidate's gate pass without margin (a huge standard
+    error on its first labeled set), as a default on the edge of the limit
+    does; returns the budget sizes validated, in order."""
+    import liteasr_export.pipeline as pipeline
+
+    real, sizes = pipeline.validate, []
+
+    def validate(dense, compressed, out_dir, opts, **kwargs):
+        result = real(dense, compressed, out_dir, opts, **kwargs)
+        policy = json.loads((Path(out_dir) / "compression_report.json").read_text())["policy"]
+        sizes.append(policy["target_size"])
+        if len(sizes) == 1:
+            first = next(s for s in result["quality"].sets if s.labeled)
+            first.increase_se = {name: 1e6 for name in first.increase}
+        return result
+
+    monkeypatch.setattr(pipeline, "validate", validate)
+    return sizes
+
+
+def test_default_size_steps_up_when_the_gate_passes_within_its_noise(random_hf_dir, tmp_path, monkeypatch, capsys):
+    sizes = _gate_short_of_margin_at_first(monkeypatch)
+    out = tmp_path / "out"
+    assert export_main([a for a in _args(random_hf_dir, out) if a != "--quiet"]) == 0
+    assert sizes == [0.95, 0.975]  # d_model 64: the narrow encoders' default, then halfway to dense
+    printed = capsys.readouterr().out
+    assert "did not pass with margin" in printed and "trying budget size 0.975" in printed
+    manifest = json.loads((out / "manifest.json").read_text())
+    steps = manifest["validation"]["default_size_steps"]
+    assert [s["passed_with_margin"] for s in steps] == [False, True]
+    assert [s["policy"]["target_size"] for s in steps] == sizes
+    assert manifest["compression"]["policy"]["target_size"] == 0.975
+    assert manifest["validation"]["quality"]["passed_with_margin"] is True
+    report = (out / "report.md").read_text()
+    assert "## Default size" in report and "± 1000000.00" in report
+    assert {"parity", "gate", "validate", "export", "compress"} <= set(manifest["timings_s"])
+
+
+def test_a_chosen_size_is_judged_as_it_is(random_hf_dir, tmp_path, monkeypatch):
+    sizes = _gate_short_of_margin_at_first(monkeypatch)
+    out = tmp_path / "out"
+    assert export_main(_args(random_hf_dir, out, "--target-size", "0.9")) == 0
+    assert sizes == [0.9]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "default_size_steps" not in manifest["validation"]
+    assert manifest["validation"]["quality"]["passed"] and not manifest["validation"]["quality"]["passed_with_margin"]

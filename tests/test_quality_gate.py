@@ -165,3 +165,53 @@ def test_gate_refuses_a_broken_compression_and_passes_a_sound_one(tmp_path: Path
     manifest = json.loads((tmp_path / "out-mild" / "manifest.json").read_text())
     assert manifest["degraded"] is False and manifest["validation"]["quality"]["passed"] is True
     assert ExportOptions.__dataclass_fields__["max_wer_increase"].default == 1.0
+
+
+def test_increase_uncertainty_is_paired_per_utterance() -> None:
+    refs = ["red green blue white"] * 6
+    dense = list(refs)
+    # the same +2 errors on every clip: a real shift, no spread, so no uncertainty
+    shifted = ["red green"] * 6
+    result = compare(_check(refs), dense, {"shift": shifted}, {})
+    assert result.increase["shift"] == pytest.approx(50.0) and result.increase_se["shift"] == 0.0
+    assert result.units == 6
+    # +4 errors on one clip only: the same increase would be +16.7 points, but it rests on one clip
+    lumpy = ["", *refs[1:]]
+    lumped = compare(_check(refs), dense, {"lumpy": lumpy}, {})
+    diffs = np.array([4, 0, 0, 0, 0, 0], float)
+    expected = 100 * np.sqrt(6 * diffs.var(ddof=1)) / 24
+    assert lumped.increase["lumpy"] == pytest.approx(100 * 4 / 24, abs=1e-3)
+    assert lumped.increase_se["lumpy"] == pytest.approx(expected, abs=1e-3)
+
+
+def test_long_recording_is_scored_per_block_of_its_text() -> None:
+    words = [f"w{i}" for i in range(40)]
+    reference = " ".join(words)
+    # 120 s of audio: four 30-s blocks of 10 reference words each
+    long = CheckSet("long", ["long/1"], [np.zeros(120 * SAMPLE_RATE, np.float32)], [reference], "fp",
+                    block_seconds=30.0)
+    damaged = " ".join(words[:30])  # the last block deleted: 10 errors, all in one block
+    result = compare(long, [reference], {"c": [damaged]}, {})
+    assert result.units == 4 and result.increase["c"] == pytest.approx(25.0)
+    diffs = np.array([0, 0, 0, 10], float)
+    assert result.increase_se["c"] == pytest.approx(100 * np.sqrt(4 * diffs.var(ddof=1)) / 40, abs=1e-3)
+    whole = CheckSet("long", ["long/1"], long.audio, [reference], "fp")  # one unit: no estimate
+    assert compare(whole, [reference], {"c": [damaged]}, {}).increase_se["c"] == float("inf")
+
+
+def test_margin_separates_a_clear_pass_from_one_within_the_noise() -> None:
+    refs = ["alpha beta gamma delta epsilon"] * 20  # 100 words: one error is 1 point
+    clear = list(refs)
+    clear[0] = "alpha beta gamma delta"  # +1 error on one clip: +1.0, at the limit, but within noise
+    within = run_gate([_check(refs)], lambda a: list(refs), {"c": lambda a: clear}, "m", None, 1.0, 10.0)
+    assert within.passed and not within.passed_with_margin
+    assert "set: +1.00 ± 1.00 points (c), limit 1" in within.margin_shortfalls()[0]
+    same = run_gate([_check(refs)], lambda a: list(refs), {"c": lambda a: list(refs)}, "m", None, 1.0, 10.0)
+    assert same.passed_with_margin and same.to_dict()["passed_with_margin"] is True
+    # stopping short of the margin skips the sets after the first one that falls short
+    later = _check(["x y"], "later")
+    stopped = run_gate([_check(refs), later], lambda a: list(refs) if len(a) == 20 else ["x y"],
+                       {"c": lambda a: clear if len(a) == 20 else ["x y"]}, "m", None, 1.0, 10.0,
+                       stop_short_of_margin=1.0)
+    assert stopped.skipped == ["later"] and not stopped.passed_with_margin
+    assert "± 1.00" in "\n".join(stopped.to_markdown())

@@ -30,18 +30,25 @@ from pathlib import Path
 import numpy as np
 
 from liteasr_export.errors import DatasetError
-from liteasr_export.evaluation import score
+from liteasr_export.evaluation import errors_by_reference_word, score, word_errors
 from liteasr_export.frontend import SAMPLE_RATE, load_audio
 from liteasr_export.output_formats import write_atomic
 
-#: built-in check sets added to ``--eval`` when installed
-DEFAULT_GATE_SETS = ("fotaq-eval", "asterisk-eval", "long")
+#: built-in check sets added to ``--eval`` when installed, cheapest first (a
+#: gate that stops at its first failure then spends the least on a bad model)
+DEFAULT_GATE_SETS = ("long", "fotaq-eval", "asterisk-eval")
 #: clips drawn (balanced per speaker) from each built-in check set
 DEFAULT_GATE_CLIPS = 150
 #: minutes of the long recording
 LONG_MINUTES = 4.0
 #: silence between clips of the long recording
 LONG_GAP_SECONDS = 0.3
+#: the long recording is scored in pieces of this much audio (about one decoding
+#: window each) to estimate its sampling uncertainty
+BLOCK_SECONDS = 30.0
+#: a default the user did not choose must pass every set by more than this
+#: many standard errors of its increase (see :meth:`GateResult.passed_with_margin`)
+MARGIN_SE = 1.0
 DEFAULT_MAX_WER_INCREASE = 1.0
 DEFAULT_MAX_DISAGREEMENT = 10.0
 #: clips transcribed between two looks at whether a set has failed already
@@ -59,6 +66,9 @@ class CheckSet:
     audio: list[np.ndarray]
     references: list[str] | None
     fingerprint: str  # of the recordings' contents, for the transcript cache
+    #: one recording scored in pieces of this many seconds (the long
+    #: recording); None: each recording is one paired unit
+    block_seconds: float | None = None
 
     @property
     def seconds(self) -> float:
@@ -104,7 +114,35 @@ def long_recording(utterances: Sequence, minutes: float = LONG_MINUTES, name: st
     labeled = all(t is not None for t in texts)
     inner = check_set(name, used[: len(utterances)])
     return CheckSet(name, [f"{name}/{len(used)}-clips"], [np.concatenate(pieces)],
-                    [" ".join(texts)] if labeled else None, f"{inner.fingerprint}|{minutes}")
+                    [" ".join(texts)] if labeled else None, f"{inner.fingerprint}|{minutes}", BLOCK_SECONDS)
+
+
+def unit_errors(check: CheckSet, targets: list[str], texts: list[str]) -> np.ndarray:
+    """Word errors of ``texts`` against ``targets`` per paired unit: per
+    recording, or, for a set scored in blocks, per block of its text (the
+    reference words split evenly into one block per ``block_seconds`` of
+    audio: about one decoding window each)."""
+    if check.block_seconds is None:
+        return np.array([e for e, _ in word_errors(targets, texts)], dtype=np.float64)
+    units = []
+    for target, text, audio in zip(targets, texts, check.audio):
+        per_word = errors_by_reference_word(target, text)
+        blocks = max(1, min(len(per_word), int(np.ceil(audio.size / SAMPLE_RATE / check.block_seconds))))
+        units += [float(part.sum()) for part in np.array_split(per_word, blocks)]
+    return np.array(units, dtype=np.float64)
+
+
+def increase_uncertainty(check: CheckSet, targets: list[str], dense: list[str], texts: list[str]) -> tuple[float, int]:
+    """Standard error (points) of the increase ``WER(texts) - WER(dense)``
+    against ``targets``, paired per unit (:func:`unit_errors`): both models
+    are scored on the same units, so the spread of their per-unit
+    differences is the sampling noise of the increase. Also returns the
+    number of units (inf when there is only one)."""
+    difference = unit_errors(check, targets, texts) - unit_errors(check, targets, dense)
+    words = score(check.ids, targets, targets).words
+    if difference.size < 2:
+        return float("inf"), int(difference.size)
+    return float(100.0 * np.sqrt(difference.size * difference.var(ddof=1)) / max(words, 1)), int(difference.size)
 
 
 @dataclass
@@ -119,8 +157,14 @@ class SetResult:
     dense_wer: float | None
     wer: dict[str, float] = field(default_factory=dict)
     increase: dict[str, float] = field(default_factory=dict)
+    #: standard error of each increase (points), paired per utterance, or
+    #: per block of the long recording; ``units``: how many were paired
+    increase_se: dict[str, float] = field(default_factory=dict)
+    units: int = 0
     agreement: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: seconds the dense reference took; None when its transcripts came from the cache
+    dense_seconds: float | None = None
     #: when the gate stopped early: the set's full size (``utterances`` and
     #: every figure then cover only the clips transcribed before the stop)
     stopped_of: int | None = None
@@ -142,9 +186,30 @@ class GateResult:
     def passed(self) -> bool:
         return not self.failures
 
+    def margin_shortfalls(self, margin_se: float = MARGIN_SE) -> list[str]:
+        """The labeled sets a backend passes by no more than ``margin_se``
+        standard errors of its increase (failed sets included): a verdict
+        within the sampling noise, which another draw of clips could flip."""
+        short = []
+        for s in self.sets:
+            for name, increase in s.increase.items():
+                se = s.increase_se.get(name, float("inf"))
+                if increase + margin_se * se > self.max_wer_increase:
+                    short.append(f"{s.name}: {increase:+.2f} ± {se:.2f} points ({name}), "
+                                 f"limit {self.max_wer_increase:g}")
+        return short
+
+    @property
+    def passed_with_margin(self) -> bool:
+        """Passed, and by more than :data:`MARGIN_SE` standard errors on every
+        labeled set, with nothing skipped."""
+        return self.passed and not self.skipped and not self.margin_shortfalls()
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["passed"] = self.passed
+        data["passed_with_margin"] = self.passed_with_margin
+        data["margin_se"] = MARGIN_SE
         return data
 
     def to_markdown(self, level: int = 2) -> list[str]:
@@ -154,16 +219,22 @@ class GateResult:
                  f"disagreement with the dense transcripts <= {self.max_disagreement:g} % on sets without. "
                  f"Verdict: **{'pass' if self.passed else 'FAIL'}**"
                  + (" (written anyway: `--allow-degradation`)" if self.allowed_degradation and not self.passed else ""),
-                 "", "| set | clips | minutes | backend | dense WER % | WER % | increase | disagreement % |",
-                 "|---|---:|---:|---|---:|---:|---:|---:|"]
+                 "", "Increase: compressed minus dense WER in points, ± its standard error (paired per clip; "
+                 f"the long recording per {BLOCK_SECONDS:g}-s block of its text).", "",
+                 "| set | clips | minutes | backend | dense WER % | WER % | increase ± se | disagreement % "
+                 "| seconds (dense / backend) |",
+                 "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
         for s in self.sets:
             for backend in s.agreement:
                 dense = f"{s.dense_wer:.2f}" if s.dense_wer is not None else "-"
                 wer = f"{s.wer[backend]:.2f}" if backend in s.wer else "-"
-                inc = f"{s.increase[backend]:+.2f}" if backend in s.increase else "-"
+                inc = (f"{s.increase[backend]:+.2f} ± {s.increase_se.get(backend, float('inf')):.2f}"
+                       if backend in s.increase else "-")
                 clips = f"{s.utterances} of {s.stopped_of} (stopped)" if s.stopped_of else f"{s.utterances}"
+                dense_s = "cached" if s.dense_seconds is None else f"{s.dense_seconds:.1f}"
                 lines.append(f"| {s.name} | {clips} | {s.seconds_of_audio / 60:.1f} | {backend} | {dense} | "
-                             f"{wer} | {inc} | {s.agreement[backend]:.2f} |")
+                             f"{wer} | {inc} | {s.agreement[backend]:.2f} | {dense_s} / "
+                             f"{s.seconds.get(backend, 0.0):.1f} |")
         if self.failures:
             lines += ["", "Failures:", ""] + [f"- {f}" for f in self.failures]
         if self.skipped:
@@ -217,12 +288,15 @@ def compare(check: CheckSet, dense: list[str], hypotheses: dict[str, list[str]],
             wer = score(check.ids, check.references, texts).wer
             result.wer[name] = round(wer, 3)
             result.increase[name] = round(wer - base.wer, 3)
+            se, result.units = increase_uncertainty(check, check.references, dense, texts)
+            result.increase_se[name] = round(se, 3)
     return result
 
 
 def _subset(check: CheckSet, count: int) -> CheckSet:
     references = check.references[:count] if check.references is not None else None
-    return CheckSet(check.name, check.ids[:count], check.audio[:count], references, check.fingerprint)
+    return CheckSet(check.name, check.ids[:count], check.audio[:count], references, check.fingerprint,
+                    check.block_seconds)
 
 
 def transcribe_until_failed(check: CheckSet, dense: list[str], transcribe: TranscribeMany, max_wer_increase: float,
@@ -274,6 +348,7 @@ def run_gate(
     max_disagreement: float = DEFAULT_MAX_DISAGREEMENT,
     progress: Callable[[str], None] | None = None,
     stop_early: bool = False,
+    stop_short_of_margin: float | None = None,
 ) -> GateResult:
     """Transcribe every set with the dense reference (or take its cached
     transcripts) and with each backend, compare, and judge.
@@ -282,18 +357,25 @@ def run_gate(
     on a failure), so a set stops as soon as its failure is certain and the
     sets after a failed one are skipped. A broken model then fails in a
     fraction of the time; its loops would otherwise make every window fall
-    back through every temperature."""
+    back through every temperature.
+
+    ``stop_short_of_margin``: also skip the sets after one that passes by
+    no more than this many standard errors (a default size that will be
+    stepped up anyway)."""
     cache = cache or TranscriptCache(None)
     results: list[SetResult] = []
     failures: list[str] = []
     skipped: list[str] = []
+    short = False
     for check in checks:
-        if stop_early and failures:
+        if (stop_early and failures) or short:
             skipped.append(check.name)
             continue
-        reference = cache.get(model_key, check)
+        reference, dense_seconds = cache.get(model_key, check), None
         if reference is None:
+            start = time.perf_counter()
             reference = dense(check.audio)
+            dense_seconds = round(time.perf_counter() - start, 2)
             cache.put(model_key, check, reference)
         hypotheses, seconds, stops = {}, {}, {}
         for name, transcribe in backends.items():
@@ -307,15 +389,20 @@ def run_gate(
         done = min(len(t) for t in hypotheses.values()) if hypotheses else len(check.audio)
         subset = check if done == len(check.audio) else _subset(check, done)
         result = compare(subset, reference[:done], {k: v[:done] for k, v in hypotheses.items()}, seconds)
+        result.dense_seconds = dense_seconds
         if done < len(check.audio):
             result.stopped_of = len(check.audio)
         results.append(result)
         for name in result.agreement:
             failures += ([f"{check.name}: {stops[name]} ({name})"] if stops.get(name)
                          else _failures(result, name, max_wer_increase, max_disagreement))
+        if stop_short_of_margin is not None:
+            probe = GateResult([result], max_wer_increase, max_disagreement, [])
+            short = bool(probe.margin_shortfalls(stop_short_of_margin))
         if progress is not None:
             worst = max(result.agreement, key=result.agreement.get)
-            wer = (f"WER {result.dense_wer:.2f} -> {result.wer[worst]:.2f}" if result.labeled else "no references")
+            wer = (f"WER {result.dense_wer:.2f} -> {result.wer[worst]:.2f} ({result.increase[worst]:+.2f} ± "
+                   f"{result.increase_se[worst]:.2f})" if result.labeled else "no references")
             part = f" (stopped after {done} of {len(check.audio)} clips)" if done < len(check.audio) else ""
             progress(f"  {check.name}: {wer}, disagreement {result.agreement[worst]:.2f} % ({worst}){part}")
     return GateResult(results, max_wer_increase, max_disagreement, failures, skipped=skipped)
