@@ -138,14 +138,21 @@ def build(loaded, stats, policy, spectra, opts: ExportOptions, note: Note = prin
     return replace(loaded, model=model), report
 
 
-def compress_model(loaded, stats, opts: ExportOptions, note: Note = print, size: float | None = None):
+def options_policy(loaded, opts: ExportOptions):
+    """The rank policy the options ask for."""
+    return make_policy(opts.policy, theta=opts.theta, target_size=opts.target_size, ranks=opts.ranks,
+                       preset=opts.preset, config=loaded.model.config)
+
+
+def compress_model(loaded, stats, opts: ExportOptions, note: Note = print, size: float | None = None,
+                   spectra=None):
     """The compressed model and its report, at the ranks the options ask for,
-    or with the budget policy at ``size`` (a step of :func:`size_steps`;
-    its sensitivities are the ones probed for the options' own policy, so a
-    step reuses them from the cache instead of probing again)."""
-    policy = make_policy(opts.policy, theta=opts.theta, target_size=opts.target_size, ranks=opts.ranks,
-                         preset=opts.preset, config=loaded.model.config)
-    spectra = select_spectra(loaded, stats, policy, opts)
+    or with the budget policy at ``size`` (a step of :func:`size_steps`).
+    ``spectra``: what :func:`select_spectra` gave for the options' own policy
+    (a step reuses the sensitivities probed for the default size)."""
+    policy = options_policy(loaded, opts)
+    if spectra is None:
+        spectra = select_spectra(loaded, stats, policy, opts)
     if size is not None:
         policy = make_policy("budget", target_size=size)
     return build(loaded, stats, policy, spectra, opts, note)

@@ -28,7 +28,8 @@ from engines.validation.quality_gate import MARGIN_SE
 from exporters import artifacts
 
 from . import sources
-from .compression_stage import calibrate, compress_model, overflow_check_features, search_compression, size_steps
+from .compression_stage import (calibrate, compress_model, options_policy, overflow_check_features,
+                                search_compression, select_spectra, size_steps)
 from .errors import LiteASRError, QualityGateError
 from .integrity import checksums
 from .interrupts import pause_point
@@ -210,8 +211,10 @@ def run_export(opts: ExportOptions) -> ExportResult:
                 with stage("search", f"smallest encoder within +{opts.target_wer_increase:g} WER points"):
                     compressed, compression, search = search_compression(dense, stats, opts)
             else:
+                with stage("probe", "output spectra and measured sensitivities"):
+                    spectra = select_spectra(dense, stats, options_policy(dense, opts), opts)
                 with stage("compress", "LiteASR low-rank factorization"):
-                    compressed, compression = compress_model(dense, stats, opts)
+                    compressed, compression = compress_model(dense, stats, opts, spectra=spectra)
                 steps = size_steps(dense, opts) if opts.validate else []
         checks = gate_checks(opts) if opts.validate else None
         attempts: list[dict] = []
@@ -238,7 +241,7 @@ def run_export(opts: ExportOptions) -> ExportResult:
             print(f"quality gate: the default encoder ({100 * compression.size_ratio:.1f} % of dense) did not pass "
                   f"with margin ({why}); trying budget size {size:g}", flush=True)
             with stage("compress", f"LiteASR low-rank factorization, budget size {size:g}"):
-                compressed, compression = compress_model(dense, stats, opts, size=size)
+                compressed, compression = compress_model(dense, stats, opts, size=size, spectra=spectra)
         if attempts:
             validation["default_size_steps"] = attempts
             if not gate.passed_with_margin and gate.passed:

@@ -176,7 +176,7 @@ def test_default_size_steps_up_when_the_gate_passes_within_its_noise(random_hf_d
     assert manifest["validation"]["quality"]["passed_with_margin"] is True
     report = (out / "report.md").read_text()
     assert "## Default size" in report and "± 1000000.00" in report
-    assert {"parity", "gate", "validate", "export", "compress"} <= set(manifest["timings_s"])
+    assert {"probe", "compress", "export", "validate", "parity", "gate"} <= set(manifest["timings_s"])
 
 
 def test_a_chosen_size_is_judged_as_it_is(random_hf_dir, tmp_path, monkeypatch):
