@@ -111,25 +111,49 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class OutputTolerance:
-    """How far an artifact's output may be from the PyTorch float32 model."""
+    """How far an artifact's output may be from the float64 PyTorch reference
+    of the same model, relative to the output's scale (its RMS under the
+    reference).
 
-    atol: float
-    rtol: float
-    #: "elemwise": every element within atol or rtol (Polygraphy's rule);
-    #: "mean": the mean abs error within atol + rtol * mean |reference|
-    stat: str = "elemwise"
+    Two error statistics are checked, each against a limit of
+    ``noise_multiple`` times the same statistic of the float32 PyTorch model
+    against float64 (the arithmetic noise of float32 on this machine: its
+    summation order, its BLAS) plus a floor: the relative RMS error
+    ``rms(artifact - float64) / rms(float64)`` (limit ``... + floor``) and the
+    ``quantile`` of ``|artifact - float64| / rms(float64)`` (limit
+    ``... + quantile_floor``), which a defect confined to a few rows or
+    channels cannot dilute. The cosine with the float64 output must reach
+    ``min_cosine``. A precision whose error is rounding by design (fp16,
+    int8) has ``noise_multiple`` 0: its floors alone bound it."""
+
+    noise_multiple: float
+    floor: float
+    quantile_floor: float
     min_cosine: float = 0.0
+    quantile: float = 0.999
+
+    def limits(self, noise: float, noise_quantile: float) -> tuple[float, float]:
+        """The limits of the relative RMS error and of the error quantile,
+        given fp32 PyTorch's own (relative to the same scale)."""
+        return (self.noise_multiple * noise + self.floor,
+                self.noise_multiple * noise_quantile + self.quantile_floor)
 
 
-_FP32 = OutputTolerance(1e-3, 1e-3)  # float32 graphs match PyTorch to 1e-3
-#: fp16 and int8 round a few elements far off by design (tiny.en int8: max abs
-#: 14.5 on hidden states averaging 0.66, WER unchanged), so error statistics
-#: judge them; measured on tiny.en (4 built-in clips): fp16 mean abs 7e-4,
-#: cosine > 0.99999; int8 mean abs 0.07 (hidden) and 0.43 (logits), cosine >= 0.992
-_FP16 = OutputTolerance(1e-2, 1e-2, "mean", 0.9995)
-_INT8 = OutputTolerance(5e-2, 0.1, "mean", 0.98)
-#: frontend.onnx against the Python frontend: always float32
-_FRONTEND = OutputTolerance(1e-4, 0.0)
+#: float32 graphs: of the order of float32 PyTorch's own error against float64.
+#: Measured by bench/parity_noise.py (tiny.en, base and a large-v3-shaped
+#: stand-in, ONNX Runtime at 1, 2 and 16 threads): ONNX Runtime's relative RMS
+#: error is 0.5-2x PyTorch's (about 1e-7 to 1e-6 of the output's RMS), its
+#: p99.9 0.5-3x; the defects the tests inject are 1e3-1e7x over the limit.
+#: The floors (about 100 float32 roundings) cover an output PyTorch happens to
+#: compute almost exactly.
+_FP32 = OutputTolerance(noise_multiple=10.0, floor=1e-5, quantile_floor=1e-4, min_cosine=0.99999)
+#: fp16 and int8 round by design (tiny.en int8: max abs 14.5 on hidden states
+#: averaging 0.66, WER unchanged): their floors bound the error; measured on
+#: tiny.en (4 built-in clips), see bench/parity_noise.py --precisions
+_FP16 = OutputTolerance(noise_multiple=0.0, floor=1e-2, quantile_floor=5e-2, min_cosine=0.9995)
+_INT8 = OutputTolerance(noise_multiple=0.0, floor=0.25, quantile_floor=5.0, min_cosine=0.98)
+#: frontend.onnx against the float64 numpy frontend: always float32, no PyTorch side
+_FRONTEND = OutputTolerance(noise_multiple=0.0, floor=1e-5, quantile_floor=1e-4)
 
 #: precision -> output-name pattern -> tolerance, for every graph's outputs
 #: (WER is the real check of fp16 and int8)

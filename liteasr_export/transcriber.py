@@ -63,7 +63,9 @@ class TorchDecoderStep:
         with torch.inference_mode():
             ids = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)).to(self.device)
             out = self.decoder(input_ids=ids, encoder_hidden_states=self.states, cache=self.cache, use_cache=True)
-            return self.proj(out.last_hidden_state[:, -1]).float().cpu().numpy()
+            logits = self.proj(out.last_hidden_state[:, -1])
+            # float32 for decoding; a float64 model (the parity reference) keeps its precision
+            return (logits if logits.dtype == torch.float64 else logits.float()).cpu().numpy()
 
     def reorder(self, rows: np.ndarray) -> None:
         import torch  # the PyTorch backend only: importing this module stays torch-free

@@ -11,6 +11,7 @@ from conftest import random_whisper
 
 from exporters.encoder import export_encoder, fused_op_problem
 from engines.validation.compare import compare
+from engines.validation.parity import float64, torch_encoder_outputs
 from liteasr_export.graphs import encoder_spec
 from liteasr_export.errors import ExportError
 from bench.standin import apply_low_rank
@@ -48,16 +49,15 @@ def features() -> np.ndarray:
 
 
 def _reference(model, features: np.ndarray) -> dict[str, np.ndarray]:
-    """Hidden states and the decoder's cross K/V, computed by the PyTorch model."""
-    with torch.no_grad():
-        hidden = model.model.encoder(torch.from_numpy(features)).last_hidden_state
-        out = {"last_hidden_state": hidden.numpy()}
-        heads = model.config.decoder_attention_heads
-        for i, layer in enumerate(model.model.decoder.layers):
-            for kind, proj in (("key", layer.encoder_attn.k_proj), ("value", layer.encoder_attn.v_proj)):
-                y = proj(hidden)
-                out[f"cross_{kind}.{i}"] = y.view(*y.shape[:2], heads, -1).transpose(1, 2).numpy()
-    return out
+    """Hidden states and the decoder's cross K/V, computed by the float32 PyTorch model."""
+    return torch_encoder_outputs(model, features)[1]
+
+
+def _check_parity(model, features: np.ndarray, got: dict[str, np.ndarray], precision: str = "fp32") -> None:
+    """Validation's parity rule: against the float64 run, float32 PyTorch's error as the noise level."""
+    with float64(model):
+        exact = torch_encoder_outputs(model, features)[1]
+    compare("encoder.onnx", precision, exact, got, _reference(model, features)).raise_on_failure()
 
 
 def _run(path, features: np.ndarray) -> dict[str, np.ndarray]:
@@ -99,14 +99,13 @@ def test_interface_matches_spec_and_batch_is_dynamic(dense, tmp_path):
 def test_dense_parity(dense, features, tmp_path, attention):
     info = export_encoder(dense, tmp_path / "encoder.onnx", attention=attention)
     assert info.reduced_layers == []
-    assert _max_diff(_reference(dense, features), _run(info.path, features)) <= 1e-3
+    _check_parity(dense, features, _run(info.path, features))
 
 
 @pytest.mark.parametrize("fused_op", ["Attention", "MultiHeadAttention"])
 def test_compressed_parity_fused_and_unfused(lowrank, features, tmp_path, fused_op):
     if fused_op_problem(fused_op, 23):
         pytest.skip(fused_op_problem(fused_op, 23))
-    reference = _reference(lowrank, features)
     fused = export_encoder(lowrank, tmp_path / "fused.onnx", attention="fused", fused_op=fused_op)
     unfused = export_encoder(lowrank, tmp_path / "unfused.onnx", attention="unfused")
     assert fused.reduced_layers == [0, 1] == unfused.reduced_layers
@@ -120,8 +119,8 @@ def test_compressed_parity_fused_and_unfused(lowrank, features, tmp_path, fused_
     if fused_op == "Attention":
         assert attrs["q_num_heads"] == 4 and attrs["kv_num_heads"] == 1  # multi-query: one shared key head
     got_fused, got_unfused = _run(fused.path, features), _run(unfused.path, features)
-    assert _max_diff(reference, got_fused) <= 1e-3
-    assert _max_diff(reference, got_unfused) <= 1e-3
+    _check_parity(lowrank, features, got_fused)
+    _check_parity(lowrank, features, got_unfused)
     assert _max_diff(got_fused, got_unfused) <= 1e-4
 
 
@@ -131,7 +130,7 @@ def test_reduced_attention_can_be_switched_off(lowrank, features, tmp_path):
     ops = _op_types(info.path)
     # per layer 6 low-rank linears (2 MatMuls each) + scores and context; 2 x 2 cross K/V
     assert ops.count("MatMul") == 2 * (6 * 2 + 2) + 2 * 2
-    assert _max_diff(_reference(lowrank, features), _run(info.path, features)) <= 1e-3
+    _check_parity(lowrank, features, _run(info.path, features))
 
 
 def test_old_opset_falls_back_to_unfused_and_says_so(lowrank, features, tmp_path):
@@ -140,7 +139,7 @@ def test_old_opset_falls_back_to_unfused_and_says_so(lowrank, features, tmp_path
     assert any("opset" in note for note in info.notes)
     ops = _op_types(info.path)
     assert "Attention" not in ops and "Gelu" not in ops and "Erf" in ops  # GELU spelled out before opset 20
-    assert _max_diff(_reference(lowrank, features), _run(info.path, features)) <= 1e-3
+    _check_parity(lowrank, features, _run(info.path, features))
 
 
 def test_bad_arguments_raise_export_errors(dense, tmp_path):
@@ -175,7 +174,7 @@ def test_fp16_keeps_float32_interface(lowrank, features, tmp_path):
     assert {"layers.0.self_attn_layer_norm", "layer_norm"} <= set(info.fp16["fp32_nodes"])
     assert info.fp16["finite"] is True
     got = _run(info.path, features)
-    compare("encoder.onnx", "fp16", _reference(lowrank, features), got).raise_on_failure()
+    _check_parity(lowrank, features, got, "fp16")
 
 
 def test_tiny_en_parity_dense_and_low_rank(tmp_path):
@@ -189,8 +188,8 @@ def test_tiny_en_parity_dense_and_low_rank(tmp_path):
         pytest.skip(f"tiny.en not available: {exc}")
     features = log_mel(load_audio(resolve_set("builtin", purpose="eval")[0].audio), 80)[None]
     dense = export_encoder(model, tmp_path / "dense.onnx")
-    assert _max_diff(_reference(model, features), _run(dense.path, features)) <= 1e-3
+    _check_parity(model, features, _run(dense.path, features))
     apply_low_rank(model, [{"q_proj": 32, "k_proj": 32, "v_proj": 48, "out_proj": 96, "fc1": 256}] * 4)
     low = export_encoder(model, tmp_path / "low.onnx")
     assert low.reduced_layers == [0, 1, 2, 3]
-    assert _max_diff(_reference(model, features), _run(low.path, features)) <= 1e-3
+    _check_parity(model, features, _run(low.path, features))

@@ -1,23 +1,28 @@
-"""Numerical parity between a reference (PyTorch) and an artifact's outputs.
+"""Numerical parity of an artifact's outputs against a float64 reference,
+judged against float32 PyTorch's own error (the arithmetic noise).
 
-Per-output tolerances are data, declared with the graphs
-(:data:`liteasr_export.graphs.PARITY_TOLERANCES`, per precision).
-fp32 is checked element by element by Polygraphy's comparator
-(``SimpleCompareFunc`` with per-output ``atol`` / ``rtol`` and
-``check_error_stat="elemwise"``): an element fails only when it exceeds both
-its absolute and its relative tolerance. fp16 and int8 are checked on error
-statistics: their rounding puts a few elements far off by design (tiny.en
-int8: max abs 14.5 on hidden states averaging 0.66 while WER is unchanged),
-so the mean absolute error and the cosine similarity decide. Polygraphy's
-``mean`` statistic passes when the mean absolute OR the mean relative error is
-within tolerance, and relative errors explode on near-zero reference
-elements, so that bound (``atol + rtol * mean |reference|``) and the cosine
-are checked here (Polygraphy supplies the max absolute and relative errors).
+A fixed element-wise tolerance is the wrong test for deep float32 graphs: two
+correct float32 implementations differ by their summation order, and over
+many layers at large widths that difference alone crosses any fixed bound on
+some machine. So each output is compared with the float64 PyTorch run of the
+same model, and so is the float32 PyTorch run (``noise``): the artifact
+passes when its error is of the order of PyTorch's own (a declared multiple
+plus a small floor, both relative to the output's RMS; see
+:class:`liteasr_export.graphs.OutputTolerance`, declared per output and
+precision in :data:`liteasr_export.graphs.PARITY_TOLERANCES`).
+
+Statistics: the error quantile (p99.9 of ``|artifact - float64|``) and the
+max / mean absolute errors are Polygraphy's comparator's
+(``SimpleCompareFunc`` with ``check_error_stat="quantile"``; its verdict
+decides the quantile check, with the limit as ``atol`` and ``rtol`` 0).
+Polygraphy has no RMS error and no cosine: those two are computed here with
+numpy (one line each).
 numpy and Polygraphy's pure-Python comparator only: no torch, no TensorRT.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -30,17 +35,43 @@ from liteasr_export.graphs import OutputTolerance, tolerance_for
 
 @dataclass
 class OutputParity:
+    """One output's errors against float64, all but ``max_abs`` / ``mean_abs``
+    relative to ``scale`` (the float64 output's RMS)."""
+
     name: str
     shape: list[int]
-    max_abs: float
-    max_rel: float
-    mean_abs: float
+    scale: float
+    #: the artifact's relative RMS error against float64
+    error: float
+    #: float32 PyTorch's relative RMS error against float64 (the noise)
+    noise: float
+    #: error / noise (None when the noise is 0)
+    ratio: float | None
+    #: noise_multiple * noise + floor
+    limit: float
+    quantile: float
+    #: the artifact's ``quantile`` of |error| / scale, PyTorch's, and its limit
+    error_quantile: float
+    noise_quantile: float
+    quantile_limit: float
     cosine: float
-    atol: float
-    rtol: float
-    stat: str
-    failing: int  # elements over both tolerances
+    min_cosine: float
+    max_abs: float
+    mean_abs: float
+    #: float32 PyTorch's max abs error against float64
+    noise_max_abs: float
+    noise_multiple: float
     passed: bool
+
+    def describe(self) -> str:
+        return (f"{self.name}: error {self.error:.3g} of its RMS against float64 (float32 PyTorch's {self.noise:.3g}, "
+                f"{_ratio(self.ratio)}; limit {self.limit:.3g}), p{100 * self.quantile:g} {self.error_quantile:.3g} "
+                f"(PyTorch's {self.noise_quantile:.3g}, limit {self.quantile_limit:.3g}), cosine {self.cosine:.6f} "
+                f"(min {self.min_cosine:g}), max abs {self.max_abs:.3g} (PyTorch's {self.noise_max_abs:.3g})")
+
+
+def _ratio(ratio: float | None) -> str:
+    return "no ratio" if ratio is None else f"{ratio:.3g}x"
 
 
 @dataclass
@@ -57,64 +88,72 @@ class ParityReport:
         return [o for o in self.outputs if not o.passed]
 
     def to_dict(self) -> dict:
-        return {"artifact": self.artifact, "precision": self.precision, "passed": self.passed,
-                "outputs": [asdict(o) for o in self.outputs]}
+        return {"artifact": self.artifact, "precision": self.precision, "reference": "float64 PyTorch",
+                "passed": self.passed, "outputs": [asdict(o) for o in self.outputs]}
 
     def raise_on_failure(self) -> None:
         bad = self.failures()
         if bad:
-            detail = "; ".join(f"{o.name}: max abs {o.max_abs:.3g}, mean abs {o.mean_abs:.3g}, cosine {o.cosine:.6f} "
-                               f"({o.stat} check, atol {o.atol:g}, rtol {o.rtol:g}), {o.failing} elements over both"
-                               for o in bad)
-            raise ToleranceError(f"{self.artifact} ({self.precision}) fails parity: {detail}",
+            raise ToleranceError(f"{self.artifact} ({self.precision}) fails parity: "
+                                 + "; ".join(o.describe() for o in bad),
                                  "check the export settings; rerun with --debug, or --no-validate to skip")
 
 
-def _polygraphy_compare(name: str, reference: np.ndarray, actual: np.ndarray, tol: OutputTolerance):
-    """Polygraphy's element-wise comparison of one output (its verdict, and
-    its max / mean absolute and max relative errors), quietly."""
-    compare_func = SimpleCompareFunc(atol={name: tol.atol}, rtol={name: tol.rtol},
-                                     check_error_stat={name: "elemwise"})
+def _polygraphy_quantile(name: str, reference: np.ndarray, actual: np.ndarray, quantile: float, atol: float):
+    """Polygraphy's comparison of one output on the ``quantile`` of the
+    absolute error (``rtol`` 0: the absolute limit alone decides), quietly."""
+    compare_func = SimpleCompareFunc(atol={name: atol}, rtol={name: 0.0}, check_error_stat={name: "quantile"},
+                                     error_quantile={name: quantile})
     with G_LOGGER.verbosity(G_LOGGER.CRITICAL):  # its per-output log lines would interleave with the CLI's
         return compare_func(IterationResult({name: actual}, runner_name="artifact"),
-                            IterationResult({name: reference}, runner_name="reference"))[name]
+                            IterationResult({name: reference}, runner_name="float64"))[name]
 
 
-def compare_output(name: str, reference: np.ndarray, actual: np.ndarray, tol: OutputTolerance) -> OutputParity:
-    ref = np.asarray(reference, dtype=np.float64)
-    act = np.asarray(actual, dtype=np.float64)
-    if ref.shape != act.shape:
-        raise ShapeError(f"output {name} has shape {act.shape}, the reference {ref.shape}", "re-export the graph")
-    if tol.stat not in ("elemwise", "mean"):
-        raise ValueError(f"unknown error statistic {tol.stat!r}")
-    finite = np.isfinite(act)
-    if ref.size:
-        result = _polygraphy_compare(name, ref, act, tol)
-        elementwise_ok, max_abs, max_rel = bool(result), float(result.max_absdiff), float(result.max_reldiff)
-    else:
-        elementwise_ok, max_abs, max_rel = True, 0.0, 0.0
-    diff = np.abs(act - ref)
-    mean_abs = float(diff.mean()) if diff.size else 0.0  # numpy's pairwise sum, as reports before Polygraphy
-    failing = int(np.count_nonzero(((diff > tol.atol) & (diff > tol.rtol * np.abs(ref))) | ~finite))
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x)))) if x.size else 0.0
+
+
+def compare_output(name: str, reference: np.ndarray, actual: np.ndarray, noise: np.ndarray,
+                   tol: OutputTolerance) -> OutputParity:
+    """``actual`` against the float64 ``reference``, with float32 PyTorch's
+    output ``noise`` (same shape) setting the noise level."""
+    ref = np.ascontiguousarray(reference, dtype=np.float64)  # Polygraphy reshapes views
+    act = np.ascontiguousarray(actual, dtype=np.float64)
+    fp32 = np.ascontiguousarray(noise, dtype=np.float64)
+    for label, other in (("output", act), ("float32 PyTorch output", fp32)):
+        if other.shape != ref.shape:
+            raise ShapeError(f"{label} {name} has shape {other.shape}, the float64 reference {ref.shape}",
+                             "re-export the graph")
+    if not ref.size:
+        return OutputParity(name, list(ref.shape), 0.0, 0.0, 0.0, 1.0, tol.floor, tol.quantile, 0.0, 0.0,
+                            tol.quantile_floor, 1.0, tol.min_cosine, 0.0, 0.0, 0.0, tol.noise_multiple, True)
+    scale = _rms(ref) or 1.0  # an all-zero output: errors are absolute
+    error, noise_error = _rms(act - ref) / scale, _rms(fp32 - ref) / scale
+    noise_result = _polygraphy_quantile(name, ref, fp32, tol.quantile, math.inf)
+    noise_q = float(noise_result.quantile_absdiff) / scale
+    limit, quantile_limit = tol.limits(noise_error, noise_q)
+    result = _polygraphy_quantile(name, ref, act, tol.quantile, quantile_limit * scale)
     denom = np.linalg.norm(ref) * np.linalg.norm(act)
-    cosine = float(np.dot(ref.ravel(), act.ravel()) / denom) if denom > 0 else 1.0
-    if tol.stat == "elemwise":
-        passed = elementwise_ok
-    else:
-        bound = tol.atol + tol.rtol * (float(np.abs(ref).mean()) if ref.size else 0.0)
-        passed = bool(finite.all()) and mean_abs <= bound
-    passed = passed and cosine >= tol.min_cosine
-    return OutputParity(name, list(ref.shape), max_abs, max_rel, mean_abs, cosine, tol.atol, tol.rtol, tol.stat,
-                        failing, passed)
+    cosine = float(np.dot(ref.ravel(), act.ravel()) / denom) if denom > 0 else float(not act.any())
+    finite = bool(np.isfinite(act).all())
+    passed = finite and bool(result) and error <= limit and cosine >= tol.min_cosine
+    ratio = error / noise_error if noise_error > 0 else None  # (stays valid JSON)
+    return OutputParity(name, list(ref.shape), scale, error, noise_error, ratio, limit, tol.quantile,
+                        float(result.quantile_absdiff) / scale, noise_q, quantile_limit, cosine, tol.min_cosine,
+                        float(result.max_absdiff), float(result.mean_absdiff), float(noise_result.max_absdiff),
+                        tol.noise_multiple, passed)
 
 
-def compare(artifact: str, precision: str, reference: dict[str, np.ndarray],
-            actual: dict[str, np.ndarray]) -> ParityReport:
-    """Compare every reference output (names must match) under ``precision``'s tolerances."""
-    missing = sorted(set(reference) - set(actual))
-    if missing:
-        raise OutputMismatchError(f"{artifact} lacks outputs {missing}", "re-export the artifacts")
+def compare(artifact: str, precision: str, reference: dict[str, np.ndarray], actual: dict[str, np.ndarray],
+            noise: dict[str, np.ndarray]) -> ParityReport:
+    """Compare every float64 ``reference`` output with ``actual`` under
+    ``precision``'s tolerances; ``noise``: float32 PyTorch's outputs (names
+    must match)."""
+    for label, outputs in ((artifact, actual), ("the float32 PyTorch run", noise)):
+        missing = sorted(set(reference) - set(outputs))
+        if missing:
+            raise OutputMismatchError(f"{label} lacks outputs {missing}", "re-export the artifacts")
     report = ParityReport(artifact, precision)
     for name, ref in reference.items():
-        report.outputs.append(compare_output(name, ref, actual[name], tolerance_for(precision, name)))
+        report.outputs.append(compare_output(name, ref, actual[name], noise[name], tolerance_for(precision, name)))
     return report
