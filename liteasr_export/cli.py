@@ -442,7 +442,7 @@ def export_parser() -> argparse.ArgumentParser:
     comp.add_argument("--theta", help="liteasr policy thresholds ATTN:MLP (default 0.99:0.999)")
     comp.add_argument("--target-size", type=float,
                       help="budget policy: encoder parameters as a fraction of dense "
-                           "(default 0.9; 0.95 for tiny-width encoders, d_model 384)")
+                           "(default 0.9; 0.975 for tiny-width encoders, d_model 384)")
     comp.add_argument("--ranks", type=Path, help="profile policy: low_rank_config JSON file")
     comp.add_argument("--shrinkage", type=float,
                       help="blend each output covariance with the weights' own spectrum (0..1) so a narrow "

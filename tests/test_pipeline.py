@@ -165,14 +165,14 @@ def test_default_size_steps_up_when_the_gate_passes_within_its_noise(random_hf_d
     sizes = _gate_short_of_margin_at_first(monkeypatch)
     out = tmp_path / "out"
     assert export_main([a for a in _args(random_hf_dir, out) if a != "--quiet"]) == 0
-    assert sizes == [0.95, 0.975]  # d_model 64: the narrow encoders' default, then halfway to dense
+    assert sizes == [0.975, 0.9875]  # d_model 64: the narrow encoders' default, then halfway to dense
     printed = capsys.readouterr().out
-    assert "did not pass with margin" in printed and "trying budget size 0.975" in printed
+    assert "did not pass with margin" in printed and "trying budget size 0.9875" in printed
     manifest = json.loads((out / "manifest.json").read_text())
     steps = manifest["validation"]["default_size_steps"]
     assert [s["passed_with_margin"] for s in steps] == [False, True]
     assert [s["policy"]["target_size"] for s in steps] == sizes
-    assert manifest["compression"]["policy"]["target_size"] == 0.975
+    assert manifest["compression"]["policy"]["target_size"] == 0.9875
     assert manifest["validation"]["quality"]["passed_with_margin"] is True
     report = (out / "report.md").read_text()
     assert "## Default size" in report and "± 1000000.00" in report

@@ -206,7 +206,17 @@ def test_the_default_size_keeps_more_of_tiny_width_encoders():
 
     from liteasr_export.rank_policies import default_target_size
 
-    assert make_policy(config=SimpleNamespace(d_model=384)) == BudgetPolicy(0.95)  # tiny
+    assert make_policy(config=SimpleNamespace(d_model=384)) == BudgetPolicy(0.975)  # tiny
     assert make_policy(config=SimpleNamespace(d_model=512)) == BudgetPolicy(0.9)  # base and wider
     assert make_policy(target_size=0.8, config=SimpleNamespace(d_model=384)) == BudgetPolicy(0.8)  # asked for
     assert default_target_size(None) == 0.9
+
+
+def test_default_size_ladder_steps_halfway_to_dense() -> None:
+    from types import SimpleNamespace
+
+    from liteasr_export.rank_policies import LADDER_TOP, default_size_ladder
+
+    assert default_size_ladder(SimpleNamespace(d_model=384)) == [0.975, 0.9875]
+    assert default_size_ladder(SimpleNamespace(d_model=512)) == [0.9, 0.95, 0.975, 0.9875]
+    assert all(size <= LADDER_TOP for size in default_size_ladder(None))
