@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from liteasr_export.cache import cache_root
-from liteasr_export.errors import DatasetError
+from liteasr_export.errors import AudioError, DatasetError
+from liteasr_export.frontend import check_audio_path
 
 from .fotaq import fotaq_set
 from .utterances import Utterance, write_flac_atomically
@@ -60,12 +61,15 @@ ASTERISK_INSTALL = "run: apt-get install asterisk-core-sounds-en-g722 asterisk-c
 ASTERISK_SKIP = frozenset({"demo-instruct", "spy-h323"})
 
 
-def load_manifest(path: str | os.PathLike[str]) -> list[Utterance]:
+def load_manifest(path: str | os.PathLike[str], check_audio: bool = True) -> list[Utterance]:
     """Read a JSONL manifest: one ``{"audio": ..., "text": ...}`` object a line.
 
     ``audio`` is relative to the manifest's folder (or absolute); ``id`` and
     ``speaker`` (or ``voice``) are optional, other keys are ignored; blank
-    lines are skipped.
+    lines are skipped. ``check_audio``: a line whose file is missing (or a
+    folder, a FIFO, empty) rejects the manifest; without, it is listed and
+    reading it fails later, for that utterance alone (an evaluation records
+    it as an error item and goes on).
     """
     path = Path(path)
     if not path.is_file():
@@ -88,11 +92,12 @@ def load_manifest(path: str | os.PathLike[str]) -> list[Utterance]:
         if not isinstance(text, str) or not text.strip():
             raise DatasetError(f'{where}: no "text" (the reference transcript)', fmt)
         file = (path.parent / audio).resolve()
-        if not file.is_file():
-            raise DatasetError(
-                f"{where}: audio file not found: {file}",
-                "fix the path (relative to the manifest's folder) or remove the line",
-            )
+        if check_audio:
+            try:
+                check_audio_path(file)
+            except AudioError as exc:
+                raise DatasetError(f"{where}: {exc.problem}",
+                                   "fix the path (relative to the manifest's folder) or remove the line") from None
         uid, speaker = item.get("id"), item.get("speaker", item.get("voice"))
         out.append(Utterance(str(file), text.strip(), str(uid) if uid is not None else str(Path(audio).with_suffix("")),
                              str(speaker) if speaker is not None else None))
@@ -123,13 +128,14 @@ def builtin_set(name: str) -> list[Utterance]:
     return load_manifest(path)
 
 
-def resolve_set(spec: str, purpose: str) -> list[Utterance]:
+def resolve_set(spec: str, purpose: str, check_audio: bool = True) -> list[Utterance]:
     """Turn a user's ``--calib``/``--eval`` value into utterances.
 
     ``spec``: a split set's name (``builtin``, ``asterisk``, ``fotaq``: the part
     for ``purpose``) or one part of it (``builtin-calib``, ``asterisk-eval``,
     ``fotaq-eval``, ...), ``asterisk-all`` (every prompt), a manifest
     ``*.jsonl`` or a folder of audio. ``purpose``: 'calib' or 'eval'.
+    ``check_audio``: as in :func:`load_manifest`, for a manifest.
     """
     if purpose not in PURPOSES:
         raise ValueError(f"purpose must be one of {PURPOSES}, not {purpose!r}")
@@ -144,7 +150,7 @@ def resolve_set(spec: str, purpose: str) -> list[Utterance]:
     if spec == "asterisk-all":
         return asterisk_set()
     if spec.endswith(".jsonl"):
-        return load_manifest(spec)
+        return load_manifest(spec, check_audio)
     if Path(spec).is_dir():
         return audio_folder(spec)
     raise DatasetError(

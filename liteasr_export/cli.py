@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from dataclasses import MISSING, fields
@@ -21,10 +22,10 @@ from calibration.datasets import resolve_set
 
 from .backends import ENGINES, open_transcriber
 from .decoding import DEFAULT_TEMPERATURES, SearchOptions
-from .errors import (EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_TERMINATED,
-                     LiteASRError, RankError)
+from .errors import (DEBUG_ENV, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_TERMINATED,
+                     LiteASRError, RankError, UserNotice)
 from .evaluation import evaluate
-from .frontend import AudioWarning, load_audio
+from .frontend import load_audio
 from .interrupts import Terminated, signals_as_interrupts
 from .options import ExportOptions
 from .output_formats import FORMATS, WRITERS, formats_of, output_path, write_atomic
@@ -80,14 +81,17 @@ def _one_line(text: str) -> str:
 
 
 def _warn(prog: str, message, category: type, debug: bool) -> None:
-    """Warnings meant for the user (audio normalized...) as one line; the
-    libraries' deprecation notices only with --debug."""
-    if debug or issubclass(category, AudioWarning):
+    """Warnings meant for the user (audio normalized, a cut-off line moved
+    aside...) as one line; the libraries' deprecation notices only with --debug."""
+    if debug or issubclass(category, UserNotice):
         print(f"{prog}: warning: {_one_line(message)}", file=sys.stderr)
 
 
 def _run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
+    debug_env = os.environ.get(DEBUG_ENV)
+    if args.debug:  # the libraries' logs (ONNX Runtime, Ray), here and in the processes a command starts
+        os.environ[DEBUG_ENV] = "1"
     show_warning = warnings.showwarning
     warnings.showwarning = lambda message, category, *rest, **kw: _warn(parser.prog, message, category, args.debug)
     try:
@@ -112,6 +116,10 @@ def _run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentPar
         return EXIT_INTERNAL
     finally:
         warnings.showwarning = show_warning
+        if debug_env is None:
+            os.environ.pop(DEBUG_ENV, None)
+        else:
+            os.environ[DEBUG_ENV] = debug_env
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -308,7 +316,8 @@ def eval_parser() -> argparse.ArgumentParser:
 
 def _eval(args: argparse.Namespace) -> int:
     _check_backend_args(args)
-    utterances = resolve_set(args.eval, purpose="eval")[: args.limit]
+    # a manifest's missing or unreadable file is an error item (exit 4), not the end of the evaluation
+    utterances = resolve_set(args.eval, purpose="eval", check_audio=False)[: args.limit]
     transcriber = _open(args)
     result = evaluate(transcriber.transcribe, utterances, progress=sys.stderr.isatty(), keep_going=True,
                       transcribe_many=transcriber.transcribe_many, chunk=4 * args.batch_size)
@@ -341,6 +350,14 @@ def _positive(text: str) -> float:
     return value
 
 
+def _positive_or_off(text: str) -> float | None:
+    """argparse type: a finite number > 0, or ``off``."""
+    value = _number_or_off(text)
+    if value is not None and value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0 or 'off', got {text!r}")
+    return value
+
+
 def _seconds(text: str) -> float:
     """argparse type: a finite number of seconds >= 0."""
     value = _number_or_off(text)
@@ -357,7 +374,8 @@ def _port(text: str) -> int:
 
 
 def serve_parser() -> argparse.ArgumentParser:
-    from .serve.openai_api import DEFAULT_BATCH_WAIT_S, DEFAULT_MAX_BATCH, DEFAULT_MAX_UPLOAD_MB  # no Ray there
+    from .serve.openai_api import (DEFAULT_BATCH_WAIT_S, DEFAULT_MAX_AUDIO_SECONDS, DEFAULT_MAX_BATCH,  # no Ray there
+                                   DEFAULT_MAX_UPLOAD_MB)
 
     parser = _Parser(prog="liteasr-serve",
                      description="OpenAI-compatible transcription service (POST /v1/audio/transcriptions) on Ray Serve, "
@@ -379,6 +397,9 @@ def serve_parser() -> argparse.ArgumentParser:
                         help=f"seconds a batch waits to fill up (default {DEFAULT_BATCH_WAIT_S:g})")
     parser.add_argument("--max-upload-mb", type=_positive, default=DEFAULT_MAX_UPLOAD_MB,
                         help=f"largest audio upload accepted, in MB (default {DEFAULT_MAX_UPLOAD_MB:g}, OpenAI's limit)")
+    parser.add_argument("--max-audio-seconds", type=_positive_or_off, default=DEFAULT_MAX_AUDIO_SECONDS,
+                        help="longest recording accepted, read from its header before decoding (default "
+                             f"{DEFAULT_MAX_AUDIO_SECONDS:g}; off: no limit)")
     parser.add_argument("--provider", default=None, help="ONNX Runtime providers in order, e.g. cuda,cpu (default cpu)")
     parser.add_argument("--ort-cache", default=None, help="folder for ONNX Runtime's optimized graphs (faster start)")
     _common(parser)
@@ -398,6 +419,7 @@ def _serve(args: argparse.Namespace) -> int:
     threads = args.threads or max(1, round(args.replica_cpus))
     config = ServiceConfig(args.artifacts, _settings(args), max_batch_size=args.max_batch_size,
                            batch_wait_timeout_s=args.batch_wait_timeout, max_upload_mb=args.max_upload_mb,
+                           max_audio_seconds=args.max_audio_seconds,
                            threads=threads, provider=args.provider, ort_cache=args.ort_cache,
                            window_batch_size=args.batch_size)
     run_service(config, address=args.address, host=args.host, port=args.port, replicas=args.replicas,

@@ -4,6 +4,8 @@ the CLI prints them as one line and exits non-zero (tracebacks only with
 
 from __future__ import annotations
 
+import os
+
 #: exit codes of the three command-line programs (the README has the table)
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2  # a bad option, input file, model or artifacts folder (also argparse's usage errors)
@@ -14,6 +16,22 @@ EXIT_QUALITY = 6  # the quality gate refused the compressed model: the export wa
 EXIT_INTERNAL = 70  # an unexpected error (a bug): run with --debug for the traceback
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
 EXIT_TERMINATED = 143  # SIGTERM or SIGHUP
+
+#: set by the CLI's ``--debug`` (and inherited by the processes a command
+#: starts, a local Ray's workers included): the libraries' own logs and
+#: warnings (ONNX Runtime, Ray) are shown only then
+DEBUG_ENV = "LITEASR_DEBUG"
+
+
+def debug_enabled() -> bool:
+    """Whether ``--debug`` (or ``LITEASR_DEBUG=1``) asks for the libraries' logs."""
+    return os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+
+
+class UserNotice(UserWarning):
+    """Something the user should know about a run that went on (audio
+    normalized, a cut-off line moved aside): the CLI prints it as one line,
+    where the libraries' own warnings show only with ``--debug``."""
 
 
 class LiteASRError(Exception):
@@ -33,6 +51,10 @@ class ModelSourceError(LiteASRError):
 
 class AudioError(LiteASRError):
     """An audio file is missing, empty, corrupt or unreadable."""
+
+
+class AudioTooLongError(AudioError):
+    """A recording is longer than a caller accepts (``liteasr-serve --max-audio-seconds``)."""
 
 
 class DatasetError(LiteASRError):

@@ -10,6 +10,7 @@ Hugging Face's waveform padding on tiny.en and base.
 
 from __future__ import annotations
 
+import stat
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,7 +20,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioError
+from .errors import AudioError, AudioTooLongError, UserNotice
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -35,7 +36,7 @@ CUT_SEARCH_SECONDS = 5.0
 MAX_PEAK = 2.0
 
 
-class AudioWarning(UserWarning):
+class AudioWarning(UserNotice):
     """Audio was usable only after a change (normalized); the CLI prints one line."""
 
 
@@ -55,41 +56,139 @@ class FrontendParams:
     dynamic_range_log10: float = 8.0
 
 
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Read wav/flac/ogg/mp3, mix to mono, resample to ``sample_rate`` (float32)."""
+#: sample rates a recording can have; outside them the header is broken or
+#: forged (a 3 KB file that says 1 Hz would decode as 25 minutes of audio)
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000
+#: samples (all channels together) decoded at a time
+_BLOCK_SAMPLES = 1 << 16
+
+
+def check_audio_path(path: str | Path) -> Path:
+    """An existing, non-empty regular file, or an AudioError that says what
+    the path is instead (missing, a folder, a FIFO or device, empty)."""
     path = Path(path)
-    if path.is_dir():
-        raise AudioError(f"{path} is a folder, not an audio file", "pass the audio files inside it")
-    if not path.is_file():
-        raise AudioError(f"audio file not found: {path}", "check the path")
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise AudioError(f"audio file not found: {path}", "check the path") from None
+    except OSError as exc:
+        raise AudioError(f"cannot read audio file {path} ({exc.strerror})",
+                         "check the path and its permissions") from None
+    if stat.S_ISDIR(mode):
+        raise AudioError(f"{path} is a folder, not an audio file",
+                         "pass the audio files inside it, or the folder to a command that takes folders")
+    if not stat.S_ISREG(mode):
+        raise AudioError(f"{path} is not a regular file (a {_file_kind(mode)})",
+                         "save the audio to a file and pass that file")
     if path.stat().st_size == 0:
         raise AudioError(f"audio file is empty: {path}", "re-record or re-export it")
+    return path
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return kind
+    return "special file"
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = None) -> np.ndarray:
+    """Read wav/flac/ogg/mp3, mix to mono, resample to ``sample_rate`` (float32).
+
+    The header is checked before any sample is decoded: a sample rate
+    outside [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE], or (``max_seconds``) a
+    duration over that many seconds, is an AudioError. Decoding goes a block
+    at a time, so memory holds the resampled output and one block, whatever
+    the file's rate and channels. Samples are checked as by
+    :func:`check_samples` (huge ones normalized, the file then decoded
+    again; NaN and infinite ones refused)."""
+    path = check_audio_path(path)
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            _check_header(f, str(path), max_seconds)
+            audio, bad, peak = _decode(f, sample_rate)
+            if bad:
+                raise _non_finite(str(path), bad)
+            if peak > MAX_PEAK:
+                _warn_normalized(str(path), peak)
+                f.seek(0)
+                audio, _, _ = _decode(f, sample_rate, divisor=peak)
+    except AudioError:
+        raise
     except Exception as exc:  # libsndfile raises its own error types
-        raise AudioError(
-            f"cannot decode audio file {path} ({exc})",
-            "use a valid wav, flac, ogg or mp3 file",
-        ) from None
-    if data.shape[0] == 0:
+        raise AudioError(f"cannot decode audio file {path} ({' '.join(str(exc).split())})",
+                         "use a valid wav, flac, ogg or mp3 file") from None
+    if audio.size == 0:
         raise AudioError(f"audio file has no samples: {path}", "use a non-empty recording")
-    return resample(check_samples(data.mean(axis=1), str(path)), sr, sample_rate)
+    return audio
+
+
+def _check_header(f: sf.SoundFile, source: str, max_seconds: float | None) -> None:
+    """The sample rate and (with ``max_seconds``) the duration a file's header states."""
+    if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{source} states a sample rate of {f.samplerate} Hz, which no recording has (its header "
+                         f"is broken or forged)", f"use audio sampled at {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz")
+    if max_seconds is not None and f.frames > max_seconds * f.samplerate:
+        raise AudioTooLongError(f"{source} is {f.frames / f.samplerate:.0f} s long, more than the {max_seconds:g} s "
+                                "accepted", "split it into shorter recordings")
+
+
+def _decode(f: sf.SoundFile, target_rate: int, divisor: float = 1.0) -> tuple[np.ndarray, int, float]:
+    """Mono float32 at ``target_rate`` of an open file from its start, read,
+    mixed and resampled a block at a time (soxr's stream gives the same
+    samples as its one-shot resampling), each sample divided by ``divisor``.
+    Returns the samples, the count of NaN or infinite samples and the peak
+    of the rest, before the division (mixed in float64: a float file's huge
+    values do not overflow)."""
+    stream = None if f.samplerate == target_rate else soxr.ResampleStream(f.samplerate, target_rate, 1,
+                                                                         dtype="float32", quality="HQ")
+    frames = max(1, _BLOCK_SAMPLES // f.channels)
+    parts, bad, peak = [], 0, 0.0
+    while len(block := f.read(frames, dtype="float64", always_2d=True)):
+        mono = block.mean(axis=1)
+        finite = np.isfinite(mono)
+        if not finite.all():
+            bad += mono.size - int(np.count_nonzero(finite))
+            mono = mono[finite]
+        if mono.size:
+            peak = max(peak, float(np.max(np.abs(mono))))
+        if bad or (divisor == 1.0 and peak > MAX_PEAK):
+            continue  # refused, or decoded again divided by the peak: only count and measure
+        mono = (mono / divisor if divisor != 1.0 else mono).astype(np.float32)
+        parts.append(stream.resample_chunk(mono, last=False) if stream is not None else mono)
+    if stream is not None and not bad:
+        parts.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), bad, peak
+
+
+def _non_finite(source: str, count: int) -> AudioError:
+    return AudioError(f"{source} holds {count} NaN or infinite samples",
+                      "repair the recording or the code that produced it: every sample must be a finite number")
+
+
+def _warn_normalized(source: str, peak: float) -> None:
+    warnings.warn(f"{source}: samples reach {peak:.4g}, far outside [-1, 1]; normalized to a peak of 1",
+                  AudioWarning, stacklevel=3)
 
 
 def check_samples(audio: np.ndarray, source: str = "audio") -> np.ndarray:
     """Reject NaN and infinite samples (they decode to garbage); normalize
     audio whose peak is far outside [-1, 1] to a peak of 1, with an
-    :class:`AudioWarning`. Returns the (possibly scaled) samples."""
+    :class:`AudioWarning`. Returns the (possibly scaled) samples as float32;
+    float64 input is checked and scaled before it is narrowed, so values
+    beyond float32's range are normalized, not refused."""
+    audio = np.asarray(audio)
+    if audio.dtype not in (np.float32, np.float64):
+        audio = audio.astype(np.float64)
     finite = np.isfinite(audio)
     if not finite.all():
-        raise AudioError(f"{source} holds {audio.size - int(np.count_nonzero(finite))} NaN or infinite samples",
-                         "repair the recording or the code that produced it: every sample must be a finite number")
+        raise _non_finite(source, audio.size - int(np.count_nonzero(finite)))
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if peak > MAX_PEAK:
-        warnings.warn(f"{source}: samples reach {peak:.4g}, far outside [-1, 1]; normalized to a peak of 1",
-                      AudioWarning, stacklevel=2)
-        audio = (audio / peak).astype(np.float32)
-    return audio
+        _warn_normalized(source, peak)
+        audio = audio / peak
+    return audio.astype(np.float32, copy=False)
 
 
 def resample(audio: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Signals: SIGTERM and SIGHUP end a run the way Ctrl-C does (the exception
-unwinds, temporary files are removed), a critical section can hold them
-back, and a test hook pauses a run at a named point so that a test can kill
-it exactly there.
+unwinds, temporary files are removed, the Ray instance a command started is
+shut down), a library that installs its own handlers (Ray) gets them taken
+back, a critical section can hold them back, and a test hook pauses a run at
+a named point so that a test can kill it exactly there.
 """
 
 from __future__ import annotations
@@ -61,6 +62,25 @@ def deferred_signals() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextmanager
+def keep_signal_handlers() -> Iterator[None]:
+    """Put this process's own SIGINT, SIGTERM and SIGHUP handlers back after
+    a library replaced them in the block: ``ray.init`` installs a SIGTERM
+    handler that exits with status 15 or 1 without unwinding (so a service
+    is not shut down in order) and C++ handlers that print a stack dump.
+    Only handlers written in Python are put back (not the defaults), so a
+    caller who set none keeps the library's."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    own = {s: h for s in (signal.SIGINT, *_HANDLED) if callable(h := signal.getsignal(s))}
+    try:
+        yield
+    finally:
+        for s, handler in own.items():
+            signal.signal(s, handler)
 
 
 def pause_point(name: str) -> None:

@@ -9,13 +9,16 @@ of the package.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
 
-from .errors import EngineUnavailableError
+from .errors import EngineUnavailableError, debug_enabled
+from .interrupts import Terminated, keep_signal_handlers
 
 #: ``--ray`` / ``--address`` without a value: start Ray on this machine
 LOCAL = "local"
@@ -40,17 +43,31 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     its CPUs, default all), dashboard off, and shut it down at the end.
     Otherwise join that cluster (``auto``, ``ray://host:10001``, ``host:6379``)
     and only disconnect. When Ray is already initialized in this process (a
-    caller or a test set it up), it is used as it is and left running."""
+    caller or a test set it up), it is used as it is and left running.
+
+    The process's own SIGTERM / SIGHUP handlers (the CLI's, which unwind like
+    Ctrl-C) are put back after ``ray.init`` replaced them, so that the block
+    ends and Ray is shut down in order. Ray's and Ray Data's logs, and the
+    workers' output, reach the terminal only with ``--debug``."""
     ray = import_ray()
     if ray.is_initialized():
         yield ray
         return
     local = address in (None, LOCAL)
+    debug = debug_enabled()  # Ray's logs, and its workers' output, only with --debug
+    logs = dict(logging_level="INFO" if debug else "ERROR", log_to_driver=debug)
+    unwinds = callable(signal.getsignal(signal.SIGTERM))  # the CLI's handler: SIGTERM raises Terminated
     try:
-        if local:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-        else:
-            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+        with keep_signal_handlers():  # SIGTERM unwinds as Ctrl-C does, so that Ray is shut down below
+            if local:
+                ray.init(num_cpus=num_cpus, include_dashboard=False, **logs)
+            else:
+                ray.init(address=address, **logs)
+    except SystemExit:  # SIGTERM while Ray started: its own handler exits; stop what it started
+        ray.shutdown()
+        if unwinds:
+            raise Terminated(signal.SIGTERM) from None
+        raise
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = "a local Ray instance" if local else f"the Ray cluster at {address!r}"
         fix = ("check that this machine can start Ray (free ports, /tmp writable)" if local else
@@ -71,7 +88,9 @@ def cluster_cpus(ray: ModuleType) -> int:
 def quiet_data(ray: ModuleType) -> None:
     """Ray Data without its own progress bars and logs: the commands draw one
     tqdm bar of their own."""
-    context = ray.data.DataContext.get_current()
+    context = ray.data.DataContext.get_current()  # imports Ray Data, which sets up its logger
+    # its own lines ("Progress bars disabled", "Dataset ... execution finished") only with --debug
+    logging.getLogger("ray.data").setLevel(logging.DEBUG if debug_enabled() else logging.ERROR)
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     context.enable_auto_log_stats = False

@@ -5,7 +5,9 @@ become a dataset of paths; an actor pool, each actor holding one ONNX
 Runtime transcriber, maps batches of paths to JSON records, and the driver
 appends each record as one line of the output as it arrives (flushed and
 synced per batch). So a job that is killed leaves a valid prefix of lines,
-at worst followed by one cut-off line, which the next run drops.
+at worst followed by one cut-off line, which the next run moves aside to
+``OUTPUT.partial`` (nothing in the file is ever deleted); a last line that is
+a whole record without its newline is kept, and the newline added.
 
 Rerunning the same command resumes: files already recorded in the output are
 skipped (``retry_failed``: files recorded with an error are tried again; the
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +31,10 @@ from tqdm.auto import tqdm
 from calibration.datasets import Utterance, audio_folder, load_manifest, resolve_set
 from engines.runtime.ort_transcriber import OnnxTranscriber
 
-from .errors import AudioError, LiteASRError
+from .errors import AudioError, LiteASRError, UserNotice
 from .evaluation import score
 from .frontend import load_audio
+from .interrupts import pause_point
 from .manifest import load_manifest as load_artifacts
 from .ray_cluster import cluster_cpus, quiet_data, ray_session
 from .windowed import Transcript, TranscribeOptions
@@ -43,12 +47,12 @@ def job_inputs(inputs: list[str]) -> list[Utterance]:
     out: dict[str, Utterance] = {}
     for spec in inputs:
         path = Path(spec)
-        if path.is_file() and path.suffix != ".jsonl":
-            found = [Utterance(str(path.resolve()), None, path.stem)]
-        elif path.is_file():
-            found = load_manifest(path)
+        if path.is_file() and path.suffix == ".jsonl":
+            found = load_manifest(path, check_audio=False)  # a missing file: an error record
         elif path.is_dir():
             found = audio_folder(path)
+        elif path.exists():  # a FIFO or device too: its record says what it is
+            found = [Utterance(str(path.resolve()), None, path.stem)]
         else:
             found = resolve_set(spec, purpose="eval")
         for u in found:
@@ -74,15 +78,61 @@ def read_results(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     return records
 
 
-def _drop_partial_line(path: Path) -> None:
-    """Cut a last line that a killed job left unfinished (no newline)."""
+def repair_last_line(path: Path) -> str | None:
+    """Make ``path`` end with a newline before records are appended to it,
+    without losing a byte of it: a last line without its newline that is a
+    whole JSON record (written by hand or by another tool) gets the newline;
+    one that is not (a job killed mid-line) is moved to ``PATH.partial``
+    (appended there, so earlier ones are kept) and cut from ``path``.
+    Returns what was done, for the user, or None when nothing was."""
     if not path.is_file() or path.stat().st_size == 0:
-        return
+        return None
     with open(path, "rb+") as f:
-        data = f.read()
-        if data.endswith(b"\n"):
-            return
-        f.truncate(data.rfind(b"\n") + 1)
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - 1))
+        if f.read(1) == b"\n":
+            return None
+        start = _last_line_start(f, size)
+        f.seek(start)
+        tail = f.read()
+        if _is_record(tail):
+            f.write(b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+            return None
+        aside = path.with_name(path.name + ".partial")
+        with open(aside, "ab") as kept:
+            kept.write(tail + b"\n")
+            kept.flush()
+            os.fsync(kept.fileno())
+        f.truncate(start)
+        f.flush()
+        os.fsync(f.fileno())
+    return (f"the last line of {path} was cut off (a job killed mid-line?): moved to {aside} "
+            f"({len(tail)} bytes); its file is transcribed again")
+
+
+def _last_line_start(f, size: int, block: int = 1 << 16) -> int:
+    """Offset just after the last newline of an open binary file (0 if none),
+    read backwards in blocks: a results file can be large."""
+    end = size
+    while end > 0:
+        start = max(0, end - block)
+        f.seek(start)
+        found = f.read(end - start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        end = start
+    return 0
+
+
+def _is_record(line: bytes) -> bool:
+    """Whether a line is a whole results record (a JSON object with "audio")."""
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(record, dict) and isinstance(record.get("audio"), str)
 
 
 def _record(utterance: dict[str, Any], transcript: Transcript | None = None, error: str | None = None) -> str:
@@ -158,7 +208,9 @@ def transcribe_job(inputs: list[str], output: str | os.PathLike[str], artifacts:
                if u.audio not in done or (retry_failed and done[u.audio].get("error") is not None)]
     transcribed = failed = 0
     if pending:
-        _drop_partial_line(output)
+        note = repair_last_line(output)
+        if note:
+            warnings.warn(note, UserNotice, stacklevel=2)
         rows = [{"audio": u.audio, "id": u.id, "reference": u.text or ""} for u in pending]
         with ray_session(address) as ray:
             quiet_data(ray)
@@ -181,6 +233,7 @@ def transcribe_job(inputs: list[str], output: str | os.PathLike[str], artifacts:
                     failed += sum(json.loads(line)["error"] is not None for line in lines)
                     transcribed += len(lines)
                     bar.update(len(lines))
+                    pause_point("ray-batch")  # a test stops the job here, with Ray running
     records = read_results(output)
     summary = JobSummary(str(output), len(utterances), len(utterances) - len(pending), transcribed - failed, failed,
                          sum(records[u.audio].get("error") is not None for u in utterances if u.audio in records))

@@ -251,7 +251,7 @@ class WindowedTranscriber:
         language = options.prompt[sot + 1] if self.tokenizer.is_multilingual and sot is not None else None
         recordings = []
         for audio in audios:
-            audio = np.asarray(audio, dtype=np.float32)
+            audio = np.asarray(audio)  # float64 stays wide until check_samples scaled it
             if audio.size == 0:
                 raise AudioError("audio has no samples", "pass a non-empty recording")
             audio = resample(check_samples(audio), sample_rate, SAMPLE_RATE)

@@ -77,6 +77,16 @@ def test_manifest_errors_name_file_and_line(tmp_path: Path, bad_line: str, words
     assert err.value.fix
 
 
+def test_manifest_names_what_a_bad_audio_path_is_or_lists_it_unchecked(tmp_path: Path) -> None:
+    (tmp_path / "folder.wav").mkdir()
+    path = _manifest(tmp_path, [json.dumps({"audio": "folder.wav", "text": "hi"}),
+                                json.dumps({"audio": "missing.wav", "text": "there"})])
+    with pytest.raises(DatasetError, match="line 1: .*folder.wav is a folder, not an audio file"):
+        ds.load_manifest(path)
+    listed = ds.resolve_set(str(path), "eval", check_audio=False)  # an evaluation records each as an error item
+    assert [u.audio for u in listed] == [str(tmp_path / "folder.wav"), str(tmp_path / "missing.wav")]
+
+
 def test_manifest_missing_or_empty(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="manifest not found"):
         ds.load_manifest(tmp_path / "nope.jsonl")

@@ -88,3 +88,61 @@ def test_response_formats():
     last = verbose["segments"][2]
     assert (last["id"], last["temperature"], last["seek"], last["tokens"]) == (2, 0.4, 3000, [4, 5])
     assert verbose["segments"][1]["avg_logprob"] == -0.2
+
+
+def test_a_streamed_upload_is_refused_at_the_limit_not_read_to_its_end():
+    """A 40 MB chunked body (no Content-Length) through Starlette's form
+    parser, as the service reads it: refused (413) once the bytes received
+    pass the limit."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    limit, chunk, total = 2**20, 64 * 1024, 40 * 2**20
+    pulled = 0
+    head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+
+    async def receive():
+        nonlocal pulled
+        body = head if pulled == 0 else b"\0" * chunk
+        pulled += len(body)
+        return {"type": "http.request", "body": body, "more_body": pulled < total}
+
+    scope = {"type": "http", "method": "POST", "path": "/", "query_string": b"",
+             "headers": [(b"content-type", b"multipart/form-data; boundary=b")]}
+    request = Request(scope, openai_api.bounded_receive(receive, limit))
+    async def parse():
+        return await request.form(max_files=1)
+
+    with pytest.raises(openai_api.ApiError) as caught:
+        asyncio.run(parse())
+    assert (caught.value.status, caught.value.code, caught.value.param) == (413, "file_too_large", "file")
+    assert limit < pulled <= limit + chunk
+
+
+def test_an_absurd_header_is_refused_before_decoding(tmp_path, speech_clip_path):
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    forged = io.BytesIO()
+    sf.write(forged, np.zeros(1500, np.int16), 1, format="WAV", subtype="PCM_16")  # 3 KB that say 25 minutes
+    with pytest.raises(openai_api.ApiError) as caught:
+        openai_api.decode_upload("clip.wav", forged.getvalue(), max_seconds=3600)
+    assert (caught.value.status, caught.value.code) == (400, "invalid_audio")
+    assert "'clip.wav' states a sample rate of 1 Hz" in caught.value.message
+    data = open(speech_clip_path, "rb").read()
+    suffix = speech_clip_path[speech_clip_path.rfind("."):]
+    with pytest.raises(openai_api.ApiError) as caught:
+        openai_api.decode_upload("clip" + suffix, data, max_seconds=1)
+    assert (caught.value.status, caught.value.code, caught.value.param) == (400, "audio_too_long", "file")
+    assert "more than the 1 s this service accepts; send a shorter recording" in caught.value.message
+    assert openai_api.decode_upload("clip" + suffix, data, max_seconds=3600).size > 16000
+
+
+@pytest.mark.parametrize("languages", [(), ("de", "en", "fr")])
+def test_a_language_error_names_the_request_field_not_a_flag(languages):
+    error = openai_api.language_error("xx", languages)
+    assert (error.status, error.param, error.code) == (400, "language", "unsupported_language")
+    assert "language" in error.message and "'xx'" in error.message and "--" not in error.message

@@ -106,3 +106,20 @@ def test_cache_folder_that_cannot_be_written(graph, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="--ort-cache"):
         create_session(graph, cache_dir=tmp_path / "file")
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_onnx_runtime_warnings_show_only_with_debug(random_artifacts, speech_clip_path, tmp_path, debug):
+    """Its first --ort-cache run warns over several lines about saving an
+    optimized graph: nothing a user acts on, so only with --debug."""
+    import subprocess
+    import sys
+
+    code = "import sys; from liteasr_export.cli import transcribe_main as m; sys.exit(m(sys.argv[1:]))"
+    result = subprocess.run([sys.executable, "-c", code, "--engine", "onnx", "--artifacts", str(random_artifacts),
+                             "--ort-cache", str(tmp_path / "cache"), speech_clip_path, *(["--debug"] * debug)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert ("onnxruntime" in result.stderr) == debug, result.stderr
+    if not debug:
+        assert result.stderr == ""

@@ -80,23 +80,73 @@ def test_job_records_every_file_and_the_failed_one(ray_instance, random_artifact
     assert [records[p.rsplit("/", 1)[-1]]["text"] for p in paths] == texts
 
 
-def test_a_rerun_skips_recorded_files_and_drops_a_cut_off_line(ray_instance, random_artifacts, inputs, tmp_path,
-                                                                 capsys):
+def test_a_rerun_keeps_every_record_and_moves_a_cut_off_line_aside(ray_instance, random_artifacts, inputs,
+                                                                     tmp_path, capsys):
     output = tmp_path / "results.jsonl"
     done = [str(p) for p in sorted(Path(inputs[0]).glob("*.ogg"))[:3]]
-    prefix = "".join(json.dumps({"audio": p, "id": "x", "text": "ALREADY DONE", "error": None}) + "\n" for p in done)
-    output.write_text(prefix + '{"audio": "' + done[0][:20])  # a job killed in the middle of a line
+    records = [json.dumps({"audio": p, "id": "x", "text": "ALREADY DONE", "error": None}) for p in done]
+    prefix = "\n".join(records)  # the last record whole, but without its newline (written by another tool)
+    output.write_text(prefix)
     assert _run(inputs, output, random_artifacts) == EXIT_ITEMS_FAILED
     assert "3 already done, 4 transcribed now, 1 failed now" in capsys.readouterr().out
     text = output.read_text()
-    assert text.startswith(prefix) and text.endswith("\n")
-    records = _lines(output)  # every line is whole JSON
-    assert len(records) == 8 and len({r["audio"] for r in records}) == 8  # nothing was done twice
-    assert [r["text"] for r in records[:3]] == ["ALREADY DONE"] * 3
-    assert _run(inputs, output, random_artifacts) == EXIT_ITEMS_FAILED  # all recorded: nothing to do
-    assert len(_lines(output)) == 8
+    assert text.startswith(prefix + "\n") and text.endswith("\n")
+    lines = _lines(output)  # every line is whole JSON
+    assert len(lines) == 8 and len({r["audio"] for r in lines}) == 8  # nothing was done twice
+    assert [r["text"] for r in lines[:3]] == ["ALREADY DONE"] * 3
+    cut = '{"audio": "' + done[0][:20]
+    output.write_text(text + cut)  # a job killed in the middle of a line
     assert _run(inputs, output, random_artifacts, "--retry-failed") == EXIT_ITEMS_FAILED
-    assert len(_lines(output)) == 9 and _lines(output)[-1]["audio"].endswith("broken.wav")
+    assert f"moved to {output}.partial" in capsys.readouterr().err
+    assert (tmp_path / "results.jsonl.partial").read_text() == cut + "\n"  # kept, not deleted
+    assert output.read_text().startswith(text) and len(_lines(output)) == 9
+    assert _lines(output)[-1]["audio"].endswith("broken.wav")
+    assert _run(inputs, output, random_artifacts) == EXIT_ITEMS_FAILED  # all recorded: nothing to do
+    assert len(_lines(output)) == 9
+
+
+def test_sigterm_stops_the_job_and_every_process_it_started(random_artifacts, inputs, tmp_path):
+    """``kill PID`` once the job's Ray runs (paused after its first batch):
+    exit 143, whole lines in the output, and no process of its Ray left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import default_sigint
+
+    from liteasr_export.interrupts import PAUSE_ENV
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, PAUSE_ENV: "ray-batch", "RAY_USAGE_STATS_ENABLED": "0",
+           "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    code = "import sys; from liteasr_export.cli import transcribe_main as m; sys.exit(m(sys.argv[1:]))"
+    output = tmp_path / "results.jsonl"
+    log = open(tmp_path / "job.log", "w")
+    proc = subprocess.Popen([sys.executable, "-c", code, "--ray", *inputs, "--output", str(output), "--artifacts",
+                             str(random_artifacts), "--threads", "1", "--batch-size", "2"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=default_sigint)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and "paused at ray-batch" not in _text(tmp_path):
+            time.sleep(1)
+        assert proc.poll() is None, _text(tmp_path)[-2000:]
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=120) == 143, _text(tmp_path)[-2000:]
+        time.sleep(2)
+        left = subprocess.run(["ps", "-o", "pid=,args=", "--sid", str(proc.pid)], capture_output=True, text=True)
+        assert left.stdout.strip() == "", left.stdout
+        assert 1 <= len(_lines(output)) < 8 and output.read_text().endswith("\n")
+        assert _text(tmp_path).strip().splitlines()[-1] == "liteasr-transcribe: terminated (SIGTERM)"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def _text(tmp_path) -> str:
+    return (tmp_path / "job.log").read_text()
 
 
 def _windows(n: int) -> list[np.ndarray]:

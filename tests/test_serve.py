@@ -5,6 +5,9 @@ requests get OpenAI-style 4xx errors while the service goes on serving."""
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import signal
+from pathlib import Path
 
 import pytest
 from conftest import default_sigint
@@ -18,6 +21,14 @@ openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
 TIMEOUT = 180  # seconds a request may take (first requests load ONNX Runtime's sessions)
+SERVE = "import sys; from liteasr_export.cli import serve_main; sys.exit(serve_main(sys.argv[1:]))"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    """The environment of a liteasr-serve started as a command: this checkout first."""
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +44,12 @@ def tiny_en(tmp_path_factory):
 @pytest.fixture(scope="module")
 def service(request, tiny_en):
     """One replica, batches of up to 4 that wait up to 1 s to fill (so that
-    concurrent requests surely share one), uploads up to 1 MB."""
+    concurrent requests surely share one), uploads up to 1 MB and 20 s."""
     start_local_ray(request)
     from liteasr_export.serve.service import ServiceConfig, deploy
 
-    config = ServiceConfig(str(tiny_en), max_batch_size=4, batch_wait_timeout_s=1.0, max_upload_mb=1.0, threads=2)
+    config = ServiceConfig(str(tiny_en), max_batch_size=4, batch_wait_timeout_s=1.0, max_upload_mb=1.0,
+                           max_audio_seconds=20, threads=2)
     return deploy(config, host="127.0.0.1", port=free_port(), replicas=1, replica_cpus=1)
 
 
@@ -92,8 +104,14 @@ def test_bad_requests_get_openai_errors_and_the_service_goes_on(client, speech_c
 
     big = tmp_path / "long.wav"  # 40 s of 16-bit PCM: 1.3 MB, over the 1 MB limit
     sf.write(big, np.zeros(40 * SAMPLE_RATE, np.int16), SAMPLE_RATE, subtype="PCM_16")
+    long = tmp_path / "long.flac"  # 25 s of silence in a few KB: over the 20 s limit
+    sf.write(long, np.zeros(25 * SAMPLE_RATE, np.int16), SAMPLE_RATE)
+    forged = tmp_path / "forged.wav"  # 3 KB whose header says 1 Hz: 25 minutes of audio
+    sf.write(forged, np.zeros(1500, np.int16), 1, subtype="PCM_16")
     cases = {
         "missing file": (_post(client, None), 400, "file"),
+        "absurd sample rate": (_post(client, str(forged)), 400, "file"),
+        "too long": (_post(client, str(long)), 400, "file"),
         "undecodable audio": (_post(client, None, "clip.wav", b"RIFF\x00\x00 not audio"), 400, "file"),
         "unsupported format": (_post(client, None, "clip.docx", b"PK\x03\x04"), 400, "file"),
         "oversized upload": (_post(client, str(big)), 413, "file"),
@@ -106,11 +124,54 @@ def test_bad_requests_get_openai_errors_and_the_service_goes_on(client, speech_c
         error = response.json()["error"]
         assert error["type"] == "invalid_request_error" and error["param"] == param, what
         assert error["message"], what
+        if status == 400:  # a client's fix names the request's fields, never the service's command-line flags
+            assert "--" not in error["message"], (what, error["message"])
+    assert "sample rate of 1 Hz" in cases["absurd sample rate"][0].json()["error"]["message"]
+    assert cases["too long"][0].json()["error"]["code"] == "audio_too_long"
+    assert cases["unsupported language"][0].json()["error"]["message"].endswith("send language=en, or leave "
+                                                                                 "language out")
     missing = client.get("/v1/nothing-here")
     assert missing.status_code == 404 and "error" in missing.json()
     assert client.get("/health").json()["status"] == "ok"
     good = _post(client, speech_clip_path, response_format="text")
     assert good.status_code == 200 and good.text.strip()
+
+
+def test_a_chunked_upload_is_refused_at_the_limit_while_it_streams(service):
+    """A body without Content-Length: the 413 comes once the bytes pass the
+    limit, while the client has not finished (it never sends the rest)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(service)
+    boundary = "b0undary"
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\ntiny.en\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n\r\n').encode()
+    with socket.create_connection((url.hostname, url.port), timeout=60) as sock:
+        sock.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: {url.netloc}\r\nTransfer-Encoding: chunked\r\n"
+                     f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode())
+        for data in [head] + [b"\0" * 65536] * 20:  # 1.25 MB of a 40 MB upload, over the 1 MB limit
+            sock.sendall(b"%x\r\n" % len(data) + data + b"\r\n")
+        reply = sock.recv(65536)  # before any end of the body
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:300]
+    assert b"file_too_large" in reply
+
+
+def test_a_port_in_use_is_one_line_before_ray_starts(random_artifacts):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "-c", SERVE, "--artifacts", str(random_artifacts), "--port",
+                                 str(port)], env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"liteasr-serve: error: port {port} on 127.0.0.1 is in use")
+    assert "pass --port with a free port, e.g. --port " in lines[0]
 
 
 def test_liteasr_serve_refuses_corrupt_artifacts_before_starting(tiny_en, tmp_path, capsys):
@@ -123,43 +184,42 @@ def test_liteasr_serve_refuses_corrupt_artifacts_before_starting(tiny_en, tmp_pa
     assert "encoder.onnx is corrupt or was modified" in err and "re-export" in err
 
 
-def test_liteasr_serve_starts_its_own_ray_and_stops_it_on_ctrl_c(tiny_en, tmp_path):
+@pytest.mark.parametrize("signum, group, code", [
+    (signal.SIGINT, True, 130),  # Ctrl-C: the terminal signals the whole process group
+    (signal.SIGTERM, False, 143),  # kill PID, a service manager: the command alone
+])
+def test_liteasr_serve_starts_its_own_ray_and_stops_it_on_a_signal(tiny_en, tmp_path, signum, group, code):
     """The command as users run it: a local Ray of its own (next to the
-    module's), serving until SIGINT, then exit 130 with every process it
-    started gone."""
+    module's), serving until Ctrl-C or SIGTERM, then exit 130 / 143 with
+    every process it started gone; Ray's and Serve's own logs stay off the
+    terminal (``--debug`` shows them)."""
     import os
-    import signal
     import subprocess
     import sys
     import time
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "RAY_USAGE_STATS_ENABLED": "0"}
-    code = "import sys; from liteasr_export.cli import serve_main; sys.exit(serve_main(sys.argv[1:]))"
     log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-c", code, "--artifacts", str(tiny_en), "--port", str(port),
-                             "--num-cpus", "1"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            preexec_fn=default_sigint)
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, "--artifacts", str(tiny_en), "--port", str(port),
+                             "--num-cpus", "1"], env=_env(), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, preexec_fn=default_sigint)
     try:
         deadline = time.time() + TIMEOUT
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(1)
-        assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
+        while time.time() < deadline and proc.poll() is None and "serving" not in (tmp_path / "serve.log").read_text():
+            time.sleep(1)
+        output = (tmp_path / "serve.log").read_text()
+        assert proc.poll() is None and "serving" in output, output[-2000:]
         assert httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).json()["data"][0]["id"] == "tiny.en"
-        os.killpg(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=120) == 130
+        (os.killpg if group else os.kill)(proc.pid, signum)
+        assert proc.wait(timeout=120) == code, (tmp_path / "serve.log").read_text()[-2000:]
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
         time.sleep(2)
         left = subprocess.run(["ps", "-o", "pid=,args=", "--sid", str(proc.pid)], capture_output=True, text=True).stdout
         assert left.strip() == "", left
+        lines = (tmp_path / "serve.log").read_text().strip().splitlines()
+        assert all(line.startswith("liteasr-serve: ") for line in lines), lines
+        assert lines[-1] == f"liteasr-serve: {'interrupted' if code == 130 else 'terminated (SIGTERM)'}"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from liteasr_export.errors import ArtifactError, EngineUnavailableError, LiteASRError, OutputError
+from liteasr_export.errors import ArtifactError, EngineUnavailableError, LiteASRError, OutputError, debug_enabled
 from liteasr_export.integrity import sha256_file
 
 
@@ -19,7 +19,13 @@ def _ort():
     its checks must not leave behind."""
     import onnxruntime
 
+    # its warnings (e.g. on saving an optimized graph for --ort-cache) span
+    # lines and need no action: shown with --debug only
+    onnxruntime.set_default_logger_severity(_WARNING if debug_enabled() else _ERROR)
     return onnxruntime
+
+
+_WARNING, _ERROR = 2, 3  # ONNX Runtime's log severities
 
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)

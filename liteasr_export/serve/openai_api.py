@@ -14,13 +14,13 @@ import os
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import numpy as np
 
 from calibration.datasets import AUDIO_SUFFIXES
 
-from ..errors import AudioError, LiteASRError
+from ..errors import AudioError, AudioTooLongError
 from ..frontend import HOP_LENGTH, SAMPLE_RATE, load_audio
 from ..output_formats import WRITERS
 from ..windowed import Transcript, TranscribeOptions
@@ -31,6 +31,12 @@ RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 DEFAULT_MAX_BATCH = 8
 DEFAULT_BATCH_WAIT_S = 0.05
 DEFAULT_MAX_UPLOAD_MB = 25.0  # OpenAI's own limit
+#: longest recording accepted by default, read from its header before decoding:
+#: an hour, longer than any 25 MB upload at a speech bitrate (16 kHz 16-bit wav:
+#: 13 minutes; 64 kbit/s mp3: 55 minutes), and 230 MB of decoded 16 kHz samples
+DEFAULT_MAX_AUDIO_SECONDS = 3600.0
+#: what a multipart body may hold besides the file: boundaries, headers, fields
+FORM_OVERHEAD_BYTES = 64 * 1024
 #: accepted as ``model`` besides the served model's own id (the name OpenAI's examples use)
 MODEL_ALIASES = ("whisper-1",)
 #: OpenAI's temperature step when a window fails its thresholds (openai-whisper's CLI)
@@ -111,17 +117,46 @@ def parse_fields(form: Mapping[str, Any], base: TranscribeOptions, model_id: str
     return Fields(response_format, settings, ignored)
 
 
+def upload_too_large(limit_bytes: int, size: int | None = None) -> ApiError:
+    """413 for an upload over the service's ``--max-upload-mb`` (``size``:
+    its size when known; a streamed body is refused before its end)."""
+    what = f"the upload is {size / 2**20:.1f} MB" if size is not None else "the upload is larger"
+    return ApiError(413, f"{what}, more than this service accepts ({limit_bytes / 2**20:g} MB); send a shorter or "
+                         "compressed file (the service's operator sets the limit: --max-upload-mb)",
+                    "file", "file_too_large")
+
+
 def check_upload_size(size: int | None, limit_bytes: int) -> None:
-    """Refuse a body or file larger than the service's ``--max-upload-mb``."""
+    """Refuse a body or file larger than ``limit_bytes`` (None: size unknown)."""
     if size is not None and size > limit_bytes:
-        raise ApiError(413, f"the upload is {size / 2**20:.1f} MB, more than this service accepts "
-                            f"({limit_bytes / 2**20:g} MB); send a shorter or compressed file, or start the "
-                            "service with a larger --max-upload-mb", "file", "file_too_large")
+        raise upload_too_large(limit_bytes, size)
 
 
-def decode_upload(filename: str, data: bytes) -> np.ndarray:
+def bounded_receive(receive: Callable[[], Awaitable[dict[str, Any]]],
+                    limit_bytes: int) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """An ASGI ``receive`` that counts a request body's bytes as they stream
+    in and raises a 413 :class:`ApiError` once they pass ``limit_bytes``, so
+    a body without ``Content-Length`` (chunked) is refused at the limit,
+    not read to its end first."""
+    seen = 0
+
+    async def receive_bounded() -> dict[str, Any]:
+        nonlocal seen
+        message = await receive()
+        if message.get("type") == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit_bytes:
+                raise upload_too_large(limit_bytes)
+        return message
+
+    return receive_bounded
+
+
+def decode_upload(filename: str, data: bytes, max_seconds: float | None = None) -> np.ndarray:
     """16 kHz mono samples of an uploaded file (wav, flac, ogg, mp3), read
-    by the same :func:`~liteasr_export.frontend.load_audio` as the CLI."""
+    by the same :func:`~liteasr_export.frontend.load_audio` as the CLI: its
+    header is checked (sample rate; ``max_seconds``: duration) before any
+    sample is decoded."""
     suffix = Path(filename or "").suffix.lower()
     if suffix not in AUDIO_SUFFIXES:
         raise ApiError(400, f"the file {filename!r} is not in a supported format; send one of "
@@ -132,17 +167,27 @@ def decode_upload(filename: str, data: bytes) -> np.ndarray:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        return load_audio(path)
+        return load_audio(path, max_seconds=max_seconds)
+    except AudioTooLongError as exc:
+        message = exc.problem.replace(path, repr(filename)).replace(" accepted", " this service accepts")
+        raise ApiError(400, f"{message}; send a shorter recording", "file", "audio_too_long") from None
     except AudioError as exc:
-        message = exc.problem.replace(path, filename)
+        message = exc.problem.replace(path, repr(filename))
         raise ApiError(400, f"{message}; send a valid wav, flac, ogg or mp3 file", "file", "invalid_audio") from None
     finally:
         os.unlink(path)
 
 
-def settings_error(exc: LiteASRError) -> ApiError:
-    """A request's settings the model refuses (a language it has not)."""
-    return ApiError(400, str(exc), "language", "unsupported_language")
+def language_error(language: str, languages: Sequence[str]) -> ApiError:
+    """A ``language`` field the served model cannot transcribe; ``languages``:
+    the codes it knows (none: an English-only model)."""
+    if not languages:
+        message = (f"the model of this service is English-only: it cannot transcribe language {language!r}; send "
+                   "language=en, or leave language out")
+    else:
+        message = (f"unknown language code {language!r}; send one of {', '.join(sorted(languages))}, or leave "
+                   "language out to detect it")
+    return ApiError(400, message, "language", "unsupported_language")
 
 
 def _verbose(transcript: Transcript, task: str) -> dict[str, Any]:

@@ -15,6 +15,8 @@ group per setting.
 # parameter types (``Request``) at run time, in the replica
 
 import asyncio
+import errno
+import logging
 import os
 import socket
 import sys
@@ -28,16 +30,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from ray import serve
+from ray.serve.exceptions import RayServeException
 from starlette.exceptions import HTTPException
 
 from engines.runtime.ort_transcriber import OnnxTranscriber
 
-from ..errors import LiteASRError
+from ..errors import LiteASRError, debug_enabled
 from ..manifest import load_manifest
 from ..ray_cluster import LOCAL, ray_session
 from ..windowed import Transcript, TranscribeOptions
-from .openai_api import (BATCH_HEADER, DEFAULT_BATCH_WAIT_S, DEFAULT_MAX_BATCH, DEFAULT_MAX_UPLOAD_MB, IGNORED_HEADER,
-                         ApiError, check_upload_size, decode_upload, error_body, parse_fields, render, settings_error)
+from .openai_api import (BATCH_HEADER, DEFAULT_BATCH_WAIT_S, DEFAULT_MAX_AUDIO_SECONDS, DEFAULT_MAX_BATCH,
+                         DEFAULT_MAX_UPLOAD_MB, FORM_OVERHEAD_BYTES, IGNORED_HEADER, ApiError, bounded_receive,
+                         check_upload_size, decode_upload, error_body, language_error, parse_fields, render)
 
 APP_NAME = "liteasr"
 
@@ -45,13 +49,16 @@ APP_NAME = "liteasr"
 @dataclass(frozen=True)
 class ServiceConfig:
     """What a replica needs: the artifacts, the decoding defaults (those of
-    ``liteasr-transcribe``) and the batching and upload limits."""
+    ``liteasr-transcribe``) and the batching and upload limits
+    (``max_audio_seconds``: the longest recording, read from its header
+    before decoding; None: no limit)."""
 
     artifacts: str
     settings: TranscribeOptions = field(default_factory=lambda: TranscribeOptions(timestamps=True, language="auto"))
     max_batch_size: int = DEFAULT_MAX_BATCH
     batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_S
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    max_audio_seconds: float | None = DEFAULT_MAX_AUDIO_SECONDS
     threads: int | None = None  # ONNX Runtime threads per replica
     window_batch_size: int = 8  # 30 s windows decoded together (at least max_batch_size)
     provider: str | None = None
@@ -60,6 +67,38 @@ class ServiceConfig:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 2**20)
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail before starting Ray when this machine cannot listen on
+    ``host:port``: the port is in use, the host is not one of its addresses,
+    or the port is privileged. Binds the way the HTTP server does (with
+    SO_REUSEADDR: a port whose old connections linger is free)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise LiteASRError(f"cannot listen on host {host!r} ({exc.strerror})",
+                           "pass --host 127.0.0.1, 0.0.0.0 or an address of this machine") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise LiteASRError(f"port {port} on {host} is in use (another program listens there)",
+                                   f"pass --port with a free port, e.g. --port {_free_port(family, address)}, "
+                                   f"or stop the program on port {port}") from None
+            raise LiteASRError(f"cannot listen on {host}:{port} ({exc.strerror})",
+                               "pass --host 127.0.0.1 or an address of this machine, and a --port above 1023 "
+                               "(lower ones need root)") from None
+
+
+def _free_port(family: int, address: tuple) -> int:
+    """A port the system has free now on ``address``'s host (a suggestion only)."""
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((address[0], 0, *address[2:]))
+        return sock.getsockname()[1]
 
 
 def model_id(artifacts: str | Path) -> str:
@@ -132,9 +171,11 @@ class TranscriptionService:
     async def transcriptions(self, request: Request) -> Response:
         limit = self.config.max_upload_bytes
         length = request.headers.get("content-length")
-        check_upload_size(int(length) if length and length.isdigit() else None, limit + 64 * 1024)
+        check_upload_size(int(length) if length and length.isdigit() else None, limit + FORM_OVERHEAD_BYTES)
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise ApiError(400, "send the audio as multipart/form-data with a 'file' field", "file", "missing_file")
+        # a chunked body (no Content-Length) is refused once it passes the limit, not read to its end first
+        request = Request(request.scope, bounded_receive(request.receive, limit + FORM_OVERHEAD_BYTES))
         form = await request.form(max_files=1, max_fields=32)
         try:
             upload = form.get("file")
@@ -144,13 +185,15 @@ class TranscriptionService:
             fields = parse_fields(form, self.config.settings, self.model_id)
             data = await upload.read()
             check_upload_size(len(data), limit)
-            audio = await asyncio.to_thread(decode_upload, upload.filename or "", data)
+            audio = await asyncio.to_thread(decode_upload, upload.filename or "", data, self.config.max_audio_seconds)
         finally:
             await form.close()
         try:
             self.transcriber.decoding_options(fields.settings)
-        except LiteASRError as exc:
-            raise settings_error(exc) from None
+        except LiteASRError:  # the one request field it checks
+            tokenizer = self.transcriber.tokenizer
+            raise language_error(str(fields.settings.language),
+                                 tokenizer.language_ids if tokenizer.is_multilingual else ()) from None
         result = await self._batch(_Job(audio, fields.settings))
         if isinstance(result, ApiError):
             raise result
@@ -178,8 +221,8 @@ class TranscriptionService:
         for settings, rows in groups.items():
             self.transcriber.configure(settings)
             for i, t in zip(rows, self.transcriber.transcribe_each([jobs[i].audio for i in rows])):
-                results[i] = ApiError(400, str(t), "file", "invalid_audio") if isinstance(t, LiteASRError) \
-                    else (t, len(jobs))
+                results[i] = ApiError(400, f"{t.problem}; send another recording", "file", "invalid_audio") \
+                    if isinstance(t, LiteASRError) else (t, len(jobs))
         return results
 
 
@@ -202,21 +245,36 @@ def run_service(config: ServiceConfig, address: str | None = None, host: str = "
     then remove the application; a local Ray instance (no ``address``) is
     stopped as well, a joined cluster keeps running."""
     check_artifacts(config.artifacts)
+    if address in (None, LOCAL):  # a joined cluster listens on its own nodes
+        check_port(host, port)
+    # Serve's driver-side lines ("Started Serve in namespace...", "Controller failed to shut down" when the
+    # signal reached Ray's processes too) only with --debug
+    logging.getLogger("ray.serve").setLevel(logging.INFO if debug_enabled() else logging.ERROR)
     with ray_session(address, num_cpus=num_cpus):
         try:
-            url = deploy(config, host, port, replicas, replica_cpus)
-        except RuntimeError as exc:
-            raise LiteASRError(f"the service did not start: {' '.join(str(exc).split())[:400]}",
-                               "run with --debug, and check the replicas' logs under /tmp/ray/session_latest/logs"
-                               ) from None
-        print(f"liteasr-serve: serving {model_id(config.artifacts)} at {url}/v1 ({replicas} replica(s), "
-              f"max batch {config.max_batch_size}, wait {config.batch_wait_timeout_s * 1000:g} ms); Ctrl-C stops",
-              file=sys.stderr, flush=True)
-        try:
+            try:
+                url = deploy(config, host, port, replicas, replica_cpus)
+            except RuntimeError as exc:
+                raise LiteASRError(f"the service did not start: {' '.join(str(exc).split())[:400]}",
+                                   "run with --debug, and check the replicas' logs under "
+                                   "/tmp/ray/session_latest/logs") from None
+            print(f"liteasr-serve: serving {model_id(config.artifacts)} at {url}/v1 ({replicas} replica(s), "
+                  f"max batch {config.max_batch_size}, wait {config.batch_wait_timeout_s * 1000:g} ms); Ctrl-C stops",
+                  file=sys.stderr, flush=True)
             while True:  # until Ctrl-C or SIGTERM raises here
                 time.sleep(3600)
-        finally:
-            if address in (None, LOCAL):
-                serve.shutdown()
-            else:
-                serve.delete(APP_NAME)
+        finally:  # also when interrupted while the replicas start
+            if address not in (None, LOCAL):
+                _remove_application()
+            # a local Ray is shut down whole when the block ends (replicas, proxy and controller with it), without
+            # a call to Serve: a SIGTERM sent to the whole process group has stopped Ray's GCS with this command,
+            # and such a call would wait a minute for it
+
+
+def _remove_application() -> None:
+    """Delete the application from a joined cluster, its replicas finishing
+    the requests they hold; Serve and the cluster keep running."""
+    try:
+        serve.delete(APP_NAME)
+    except RayServeException:  # Serve never started
+        pass
