@@ -115,15 +115,13 @@ def random_artifacts(tmp_path_factory, tiny_en_tokenizer_json) -> Path:
 
 
 def copy_artifacts(src: Path, dst: Path, age_s: float = 0.0) -> Path:
-    """A copy of an artifacts folder, without the verification stamp that
-    earlier loads of ``src`` left; ``age_s`` > 0 sets every file's mtime that
-    far in the past (older than the integrity check's racy window)."""
+    """A copy of an artifacts folder; ``age_s`` > 0 sets every file's mtime
+    that far in the past (the ctime stays now: the integrity check's racy
+    window also looks at it)."""
     import os
     import time
 
-    from liteasr_export.integrity import STAMP_NAME
-
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(STAMP_NAME))
+    shutil.copytree(src, dst)
     if age_s:
         stamp = time.time() - age_s
         for path in dst.rglob("*"):
