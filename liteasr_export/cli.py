@@ -236,6 +236,8 @@ class _TranscribeParser(_Parser):
         parsed = super().parse_args(args, namespace)
         if parsed.ray is not None and not is_address(parsed.ray):
             parsed.audio.insert(0, parsed.ray)
+            if path_problem(parsed.ray):
+                self.error(f"argument audio: {path_problem(parsed.ray)}")
             parsed.ray = LOCAL
         if not parsed.audio:
             self.error("the following arguments are required: audio")

@@ -221,6 +221,8 @@ TRANSCRIBE = [
      "the name is too long for the file system"),
     ("ray-output-over-its-input", ["--ray", "--output", "{tmp}/set.jsonl", "{tmp}/set.jsonl"], None,
      "--output: writing {tmp}/set.jsonl would replace the input {tmp}/set.jsonl"),
+    ("ray-first-input-name-too-long", ["--ray", "{tmp}/" + "r" * 300 + ".wav", "--output", "{tmp}/r.jsonl"], None,
+     "argument audio: "),
     ("ray-output-is-a-folder", ["--ray", "--output", "{tmp}/results", "{clip}"], _folder("results"),
      "--output: {tmp}/results is a folder"),
 ]
@@ -232,6 +234,9 @@ EVAL = [
     ("eval-folder-without-references", ["--eval", "{tmp}/clips"], _wavs("a.wav", "b.wav", folder="clips"),
      "--eval {tmp}/clips has no reference transcripts (2 recording(s), none with a text)"),
     ("eval-name-too-long", ["--eval", "{tmp}/" + "e" * 300 + ".jsonl"], None, "argument --eval: "),
+    ("eval-manifest-not-utf8", ["--eval", "{tmp}/latin1.jsonl"],
+     lambda ctx: (ctx.tmp / "latin1.jsonl").write_bytes(b'{"audio": "a.wav", "text": "caf\xe9"}\n'),
+     "{tmp}/latin1.jsonl is not UTF-8 text"),
 ]
 
 EXPORT = [  # --output {tmp}/out unless the case names one
