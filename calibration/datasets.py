@@ -76,7 +76,11 @@ def load_manifest(path: str | os.PathLike[str], check_audio: bool = True) -> lis
         raise DatasetError(f"manifest not found: {path}", "check the path, or pass 'builtin' or 'asterisk'")
     fmt = 'write one JSON object per line, e.g. {"audio": "a.wav", "text": "hello there"}'
     out: list[Utterance] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        content = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path} is not UTF-8 text (byte {exc.start})", f"save it as UTF-8; {fmt}") from None
+    for n, line in enumerate(content.splitlines(), 1):
         if not line.strip():
             continue
         where = f"{path}, line {n}"

@@ -24,12 +24,14 @@ from .backends import ENGINES, open_transcriber
 from .decoding import DEFAULT_TEMPERATURES, SearchOptions
 from .errors import (DEBUG_ENV, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_TERMINATED,
                      LiteASRError, RankError, UserNotice)
-from .evaluation import evaluate
+from .evaluation import evaluate, with_references
 from .frontend import load_audio
 from .interrupts import Terminated, signals_as_interrupts
 from .options import ExportOptions
 from .output_formats import FORMATS, WRITERS, formats_of, output_path, write_atomic
-from .preflight import check_decoding_options, check_device, check_output_options, check_writable_folder
+from .output_folder import path_problem
+from .preflight import (check_decoding_options, check_device, check_output_file, check_output_options,
+                        check_writable_folder)
 from .ray_cluster import LOCAL, is_address
 from .windowed import TranscribeOptions
 
@@ -74,6 +76,26 @@ def _temperatures(text: str) -> tuple[float, ...]:
     if not values or any(not 0 <= t <= 10 for t in values):
         raise argparse.ArgumentTypeError(f"temperatures must lie between 0 and 10, got {text!r}")
     return values
+
+
+def _path(text: str) -> str:
+    """argparse type: a path the system can look up (not a name too long for
+    the file system); whether it exists is checked where it is used."""
+    problem = path_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def _file_path(text: str) -> Path:
+    return Path(_path(text))
+
+
+def _path_list(text: str) -> str:
+    """argparse type: comma-separated names or paths, each one as :func:`_path`."""
+    for part in text.split(","):
+        _path(part.strip())
+    return text
 
 
 def _one_line(text: str) -> str:
@@ -181,11 +203,13 @@ def _settings(args: argparse.Namespace):
 
 def _backend_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=ENGINES, default="torch", help="backend (default torch)")
-    parser.add_argument("--model", default=None, help="bundled name (tiny.en, base) or model folder, for --engine torch")
-    parser.add_argument("--artifacts", default=None, help="folder written by liteasr-export, for --engine onnx/trt")
+    parser.add_argument("--model", type=_path, default=None,
+                        help="bundled name (tiny.en, base) or model folder, for --engine torch")
+    parser.add_argument("--artifacts", type=_path, default=None, help="folder written by liteasr-export, for --engine onnx/trt")
     parser.add_argument("--device", default="cpu", help="torch device for --engine torch (cpu, cuda)")
     parser.add_argument("--provider", default=None, help="ONNX Runtime providers in order, e.g. tensorrt,cuda,cpu (default cpu)")
-    parser.add_argument("--ort-cache", default=None, help="folder for ONNX Runtime's optimized graphs (faster start)")
+    parser.add_argument("--ort-cache", type=_path, default=None,
+                        help="folder for ONNX Runtime's optimized graphs (faster start)")
     parser.add_argument("--no-verify", dest="verify", action="store_false",
                         help="skip the sha256 check of the artifacts (see the README)")
     _common(parser)
@@ -220,6 +244,8 @@ class _TranscribeParser(_Parser):
         parsed = super().parse_args(args, namespace)
         if parsed.ray is not None and not is_address(parsed.ray):
             parsed.audio.insert(0, parsed.ray)
+            if path_problem(parsed.ray):
+                self.error(f"argument audio: {path_problem(parsed.ray)}")
             parsed.ray = LOCAL
         if not parsed.audio:
             self.error("the following arguments are required: audio")
@@ -229,20 +255,20 @@ class _TranscribeParser(_Parser):
 def transcribe_parser() -> argparse.ArgumentParser:
     parser = _TranscribeParser(prog="liteasr-transcribe",
                                description="Transcribe audio files with a model or exported artifacts.")
-    parser.add_argument("audio", nargs="*", help="wav / flac / ogg / mp3 files")
+    parser.add_argument("audio", nargs="*", type=_path, help="wav / flac / ogg / mp3 files")
     parser.add_argument("--output-format", "-f", choices=FORMATS, default="txt",
                         help="txt (default), json (segments, language, and how each window was decoded), "
                              "srt, vtt or tsv subtitles, or all of them (with --output-dir)")
     parser.add_argument("--json", dest="output_format", action="store_const", const="json",
                         help="the same as --output-format json")
-    parser.add_argument("--output-dir", "-o", default=None,
+    parser.add_argument("--output-dir", "-o", type=_path, default=None,
                         help="write one file per input, AUDIO_STEM.FORMAT, here (default: print)")
     ray = parser.add_argument_group("batch jobs on Ray Data (the [serve] extra)")
     ray.add_argument("--ray", nargs="?", const=LOCAL, default=None, metavar="ADDR",
                      help="transcribe on Ray Data: on a local Ray instance, or on the cluster at ADDR (auto, "
                           "ray://HEAD:10001); AUDIO may then also be folders, .jsonl manifests or set names "
                           "(asterisk-all); needs --artifacts and --output")
-    ray.add_argument("--output", default=None, metavar="RESULTS.jsonl",
+    ray.add_argument("--output", type=_path, default=None, metavar="RESULTS.jsonl",
                      help="--ray: one JSON record per file, appended as files finish; a rerun skips the files "
                           "already recorded")
     ray.add_argument("--actors", type=_count, default=None,
@@ -265,6 +291,7 @@ def _transcribe_on_ray(args: argparse.Namespace) -> int:
         raise LiteASRError("--ray needs a results file", "pass --output results.jsonl")
     args.engine = "onnx"
     _check_backend_args(args)
+    check_output_file(args.output, "--output", inputs=args.audio)
     summary = transcribe_job(args.audio, args.output, args.artifacts, _settings(args), address=args.ray,
                              batch_size=args.batch_size, actors=args.actors, threads=args.threads or 1,
                              provider=args.provider, ort_cache=args.ort_cache, verify=args.verify,
@@ -306,7 +333,7 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 def eval_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="liteasr-eval", description="Word error rate of a backend on an evaluation set.")
-    parser.add_argument("--eval", default="builtin", help="builtin (generated speech), asterisk (real speech), or a manifest .jsonl")
+    parser.add_argument("--eval", type=_path, default="builtin", help="builtin (generated speech), asterisk (real speech), or a manifest .jsonl")
     parser.add_argument("--limit", type=_count, default=None, help="evaluate only the first N utterances")
     parser.add_argument("--json", action="store_true", help='print {"wer": percent, "n": count, "items": [...]}')
     _backend_args(parser)
@@ -317,7 +344,8 @@ def eval_parser() -> argparse.ArgumentParser:
 def _eval(args: argparse.Namespace) -> int:
     _check_backend_args(args)
     # a manifest's missing or unreadable file is an error item (exit 4), not the end of the evaluation
-    utterances = resolve_set(args.eval, purpose="eval", check_audio=False)[: args.limit]
+    utterances = with_references(resolve_set(args.eval, purpose="eval", check_audio=False)[: args.limit],
+                                 f"--eval {args.eval}")
     transcriber = _open(args)
     result = evaluate(transcriber.transcribe, utterances, progress=sys.stderr.isatty(), keep_going=True,
                       transcribe_many=transcriber.transcribe_many, chunk=4 * args.batch_size)
@@ -380,7 +408,7 @@ def serve_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="liteasr-serve",
                      description="OpenAI-compatible transcription service (POST /v1/audio/transcriptions) on Ray Serve, "
                                  "batching requests across clients.")
-    parser.add_argument("--artifacts", required=True, help="folder written by liteasr-export")
+    parser.add_argument("--artifacts", type=_path, required=True, help="folder written by liteasr-export")
     parser.add_argument("--address", default=None, metavar="ADDR",
                         help="join the Ray cluster at ADDR (auto, ray://HEAD:10001); default: start Ray on this "
                              "machine and stop it on exit")
@@ -401,7 +429,8 @@ def serve_parser() -> argparse.ArgumentParser:
                         help="longest recording accepted, read from its header before decoding (default "
                              f"{DEFAULT_MAX_AUDIO_SECONDS:g}; off: no limit)")
     parser.add_argument("--provider", default=None, help="ONNX Runtime providers in order, e.g. cuda,cpu (default cpu)")
-    parser.add_argument("--ort-cache", default=None, help="folder for ONNX Runtime's optimized graphs (faster start)")
+    parser.add_argument("--ort-cache", type=_path, default=None,
+                        help="folder for ONNX Runtime's optimized graphs (faster start)")
     _common(parser)
     _decoding_args(parser, language="auto", timestamps=True)
     return parser
@@ -436,7 +465,7 @@ def export_parser() -> argparse.ArgumentParser:
         prog="liteasr-export",
         description="Compress Whisper's encoder (LiteASR low-rank), export ONNX graphs, build engines, validate.",
     )
-    parser.add_argument("--model", help="bundled name (tiny.en, base) or model folder (default tiny.en)")
+    parser.add_argument("--model", type=_path, help="bundled name (tiny.en, base) or model folder (default tiny.en)")
     parser.add_argument("--engine", choices=("onnx", "trt"), help="target runtime (default onnx)")
     precision = parser.add_mutually_exclusive_group()
     precision.add_argument("--fp16", action="store_const", const="fp16", dest="precision",
@@ -445,11 +474,11 @@ def export_parser() -> argparse.ArgumentParser:
     precision.add_argument("--bf16", action="store_const", const="bf16", dest="precision",
                            help="--engine trt: bf16 engines (compute capability 8.0 or newer); the graphs stay float32")
     precision.add_argument("--int8", action="store_const", const="int8", dest="precision", help="int8 MatMuls (ONNX Runtime CPU)")
-    parser.add_argument("--output", "-o", default=None, help="output folder (default out/MODEL)")
+    parser.add_argument("--output", "-o", type=_path, default=None, help="output folder (default out/MODEL)")
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     comp = parser.add_argument_group("compression")
     comp.add_argument("--no-compress", dest="compress", action="store_false", help="export the dense model")
-    comp.add_argument("--calib",
+    comp.add_argument("--calib", type=_path_list,
                       help="calibration sources, comma-separated, balanced per source: default (fotaq, asterisk and "
                            "builtin, those installed), fotaq, asterisk, builtin, a folder of audio or a manifest")
     comp.add_argument("--calib-samples", type=int, help="utterances drawn from each calibration source (default 48)")
@@ -465,7 +494,7 @@ def export_parser() -> argparse.ArgumentParser:
     comp.add_argument("--target-size", type=float,
                       help="budget policy: encoder parameters as a fraction of dense "
                            "(default 0.9; 0.975 for tiny-width encoders, d_model 384)")
-    comp.add_argument("--ranks", type=Path, help="profile policy: low_rank_config JSON file")
+    comp.add_argument("--ranks", type=_file_path, help="profile policy: low_rank_config JSON file")
     comp.add_argument("--shrinkage", type=float,
                       help="blend each output covariance with the weights' own spectrum (0..1) so a narrow "
                            "calibration set cannot collapse a rank")
@@ -480,9 +509,9 @@ def export_parser() -> argparse.ArgumentParser:
     comp.add_argument("--target-wer-increase", type=float,
                       help="search the smallest encoder (budget policy) whose WER rises at most this many points "
                            "on the check sets")
-    comp.add_argument("--stats", type=Path, help="reuse saved calibration statistics")
-    comp.add_argument("--save-stats", type=Path, help="also save the statistics here (.safetensors/.npz)")
-    comp.add_argument("--cache-dir", type=Path, help="statistics cache (default ~/.cache/liteasr-export)")
+    comp.add_argument("--stats", type=_file_path, help="reuse saved calibration statistics")
+    comp.add_argument("--save-stats", type=_file_path, help="also save the statistics here (.safetensors/.npz)")
+    comp.add_argument("--cache-dir", type=_file_path, help="statistics cache (default ~/.cache/liteasr-export)")
     graphs = parser.add_argument_group("graphs and engines")
     graphs.add_argument("--attention", choices=("auto", "fused", "unfused"),
                         help="reduced attention as one fused node, or MatMul-Softmax-MatMul")
@@ -491,10 +520,10 @@ def export_parser() -> argparse.ArgumentParser:
     graphs.add_argument("--max-batch", type=int, dest="trt_max_batch", help="TensorRT profile max batch")
     val = parser.add_argument_group("validation")
     val.add_argument("--no-validate", dest="validate", action="store_false", help="skip parity and WER")
-    val.add_argument("--eval", dest="eval_set", help="evaluation set for WER (default builtin)")
+    val.add_argument("--eval", dest="eval_set", type=_path, help="evaluation set for WER (default builtin)")
     val.add_argument("--eval-limit", type=int, help="evaluate only the first N utterances")
     val.add_argument("--parity-clips", type=int, help="clips used for numerical parity")
-    val.add_argument("--gate-sets",
+    val.add_argument("--gate-sets", type=_path_list,
                      help="check sets besides --eval: default (fotaq-eval, asterisk-eval and a long recording, those "
                           "installed), a comma-separated list, or none")
     val.add_argument("--gate-clips", type=int, help="clips drawn from each built-in check set (default 150)")

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 from whisper_normalizer.english import EnglishTextNormalizer
 
-from .errors import AudioError
+from .errors import AudioError, DatasetError
 from .frontend import load_audio
 
 
@@ -99,6 +99,20 @@ def score(audio: list[str], references: list[str], hypotheses: list[str], second
     return EvalResult(100.0 * errors / max(words, 1), len(items), errors, words, seconds, items)
 
 
+def with_references(utterances: Iterable, source: str) -> list:
+    """The utterances that have a reference text; :class:`DatasetError` when
+    none has (``source`` names them in the message): a WER over no reference
+    is no result."""
+    utterances = list(utterances)
+    labeled = [u for u in utterances if u.text is not None]
+    if not labeled:
+        raise DatasetError(f"{source} has no reference transcripts ({len(utterances)} recording(s), none with a "
+                           "text), so there is no word error rate to compute",
+                           'evaluate a .jsonl manifest with one {"audio": "a.wav", "text": "what is said"} per line, '
+                           "or transcribe the recordings with liteasr-transcribe")
+    return labeled
+
+
 def evaluate(transcribe: Callable[[np.ndarray], str], utterances: Iterable, progress: bool = True,
              audio: Sequence[np.ndarray] | None = None, keep_going: bool = False,
              transcribe_many: Callable[[list[np.ndarray]], list[str]] | None = None,
@@ -112,7 +126,7 @@ def evaluate(transcribe: Callable[[np.ndarray], str], utterances: Iterable, prog
     ending the evaluation; ``failed`` counts them.
     ``transcribe_many``: transcribe ``chunk`` recordings per call instead
     (their windows are batched together: see ``WindowedTranscriber``)."""
-    utterances = [u for u in utterances if u.text is not None]
+    utterances = with_references(utterances, "the utterances given")
     if audio is not None and len(audio) != len(utterances):
         raise ValueError(f"{len(audio)} decoded clips for {len(utterances)} utterances")
     hypotheses: list[str | None] = [None] * len(utterances)

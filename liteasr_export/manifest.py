@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import types
+import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -59,7 +61,8 @@ class Manifest:
 
     @property
     def frontend(self) -> FrontendParams:
-        return FrontendParams(**self.data["frontend"])
+        section = self.data["frontend"]
+        return FrontendParams(**{k: section[k] for k in FrontendParams.__dataclass_fields__ if k in section})
 
     @property
     def tokenizer_path(self) -> Path:
@@ -89,6 +92,30 @@ class Manifest:
         inputs = self.data["graphs"].get("decoder", {}).get("inputs", [])
         return any(t["name"] == "cross_key.0" and shares_cross(t["shape"]) for t in inputs)
 
+    def graph_spec(self, name: str) -> dict[str, list[dict[str, Any]]]:
+        """The inputs and outputs the manifest records for one graph (name,
+        shape, dtype; empty lists in manifests that record none)."""
+        info = self.data["graphs"][name]
+        return {kind: info.get(kind, []) for kind in ("inputs", "outputs")}
+
+    @property
+    def logits_size(self) -> int:
+        """Rows of the decoder's logits: the last axis of its ``logits``
+        output in the graph spec, else the model's ``vocab_size``."""
+        for tensor in self.graph_spec("decoder")["outputs"]:
+            if tensor["name"] == "logits" and tensor["shape"] and isinstance(tensor["shape"][-1], int):
+                return tensor["shape"][-1]
+        return int(self.model["vocab_size"])
+
+    def check_tokenizer(self, tokenizer) -> None:
+        """The tokenizer (a :class:`~liteasr_export.tokenizer.WhisperTokenizer`)
+        has the vocabulary the decoder scores: a tokenizer.json copied from
+        another model would turn every id into the wrong text."""
+        if tokenizer.n_vocab != self.logits_size:
+            raise ArtifactError(f"{tokenizer.path} does not belong to this model: its vocabulary has "
+                                f"{tokenizer.n_vocab} tokens, the decoder scores {self.logits_size}",
+                                "copy the tokenizer.json that was exported with the folder back, or re-export it")
+
     def verify_all(self) -> dict[str, str]:
         """:meth:`verify` every graph the manifest lists (a service checks the
         whole folder before it starts its replicas)."""
@@ -102,7 +129,8 @@ class Manifest:
 
 
 def load_manifest(out_dir: str | Path) -> Manifest:
-    """Read ``manifest.json`` and check every file it names exists."""
+    """Read ``manifest.json``, check the type of every field a runtime reads
+    (:func:`check_manifest_layout`) and that every file it names exists."""
     root = Path(out_dir)
     if not root.is_dir():
         raise ArtifactError(f"artifacts folder not found: {root}", "export one with liteasr-export --output DIR")
@@ -111,15 +139,13 @@ def load_manifest(out_dir: str | Path) -> Manifest:
         raise ArtifactError(f"{root} has no {MANIFEST_NAME}",
                             "it is not an artifacts folder: re-export it with liteasr-export")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(f"cannot read {path}: it is not UTF-8 text (byte {exc.start})",
+                            _REEXPORT) from None
     except (OSError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"cannot read {path}: {exc}", "re-export the artifacts folder") from None
-    missing_keys = [k for k in ("model", "graphs", "tokenizer", "decoding", "frontend") if k not in data]
-    if missing_keys:
-        raise ArtifactError(f"{path} lacks the section(s) {missing_keys}", "re-export the artifacts folder")
-    for name in REQUIRED_GRAPHS:
-        if name not in data["graphs"]:
-            raise ArtifactError(f"{path} lists no {name} graph ({GRAPH_FILES[name]})", "re-export the artifacts folder")
+        raise ArtifactError(f"cannot read {path}: {exc}", _REEXPORT) from None
+    check_manifest_layout(data, path)
     for name, info in data["graphs"].items():
         for key, what in (("file", "graph"), ("data", "graph weights")):
             if key in info and not (root / info[key]).is_file():
@@ -128,6 +154,105 @@ def load_manifest(out_dir: str | Path) -> Manifest:
     if not (root / data["tokenizer"]).is_file():
         raise ArtifactError(f"{root} is missing {data['tokenizer']}", "copy the whole folder or re-export it")
     return Manifest(root, data)
+
+
+_REEXPORT = "re-export the artifacts folder with liteasr-export"
+#: the model dimensions a runtime reads (each a whole number > 0)
+MODEL_DIMS = ("n_mels", "decoder_layers", "decoder_heads", "head_dim", "vocab_size")
+#: the fields of one input or output in a graph's entry
+_TENSOR_FIELDS = {"name": str, "shape": list[int | str], "dtype": str}
+_GRAPH_FIELDS = {"file": str, "data": str, "inputs": list, "outputs": list, "export": dict}
+
+
+def check_manifest_layout(data: Any, path: Path) -> None:
+    """Every section a runtime reads has the JSON type it must have, so that
+    a hand-edited or foreign ``manifest.json`` is refused here, with the field
+    named, instead of failing somewhere in a runtime. The types are those of
+    :class:`DecodingOptions` and :class:`FrontendParams` (their annotations)
+    and of the model dimensions, graph entries and checksums."""
+    def refuse(field: str, value: Any, expected: str) -> None:
+        raise ArtifactError(f"{path}: {field} is {_json_kind(value)}, expected {expected}", _REEXPORT)
+
+    if not isinstance(data, dict):
+        refuse("the manifest", data, "a JSON object")
+    missing = [k for k in ("model", "graphs", "tokenizer", "decoding", "frontend") if k not in data]
+    if missing:
+        raise ArtifactError(f"{path} lacks the section(s) {missing}", _REEXPORT)
+    for section in ("model", "graphs", "decoding", "frontend"):
+        if not isinstance(data[section], dict):
+            refuse(f'"{section}"', data[section], "a JSON object")
+    for key in MODEL_DIMS:
+        value = data["model"].get(key)
+        if not (_fits(value, int) and value > 0):
+            refuse(f'"model"."{key}"', value, "a whole number > 0")
+    for name in REQUIRED_GRAPHS:
+        if name not in data["graphs"]:
+            raise ArtifactError(f"{path} lists no {name} graph ({GRAPH_FILES[name]})", _REEXPORT)
+    for name, info in data["graphs"].items():
+        where = f'"graphs"."{name}"'
+        if not isinstance(info, dict):
+            refuse(where, info, "a JSON object")
+        if "file" not in info:
+            raise ArtifactError(f'{path}: {where} names no "file"', _REEXPORT)
+        _check_fields(info, _GRAPH_FIELDS, where, refuse)
+        for kind in ("inputs", "outputs"):
+            for i, tensor in enumerate(info.get(kind, [])):
+                if not isinstance(tensor, dict):
+                    refuse(f'{where}."{kind}"[{i}]', tensor, "a JSON object")
+                _check_fields(tensor, _TENSOR_FIELDS, f'{where}."{kind}"[{i}]', refuse)
+    if not isinstance(data["tokenizer"], str):
+        refuse('"tokenizer"', data["tokenizer"], "a file name")
+    for section, cls, required in (("decoding", DecodingOptions, ("prompt", "eot")), ("frontend", FrontendParams, ("n_mels",))):
+        for key in required:
+            if key not in data[section]:
+                raise ArtifactError(f'{path}: "{section}" lacks "{key}"', _REEXPORT)
+        _check_fields(data[section], typing.get_type_hints(cls), f'"{section}"', refuse)
+    checks = data.get("sha256", {})
+    if not (isinstance(checks, dict) and all(isinstance(v, str) for v in checks.values())):
+        refuse('"sha256"', checks, "a JSON object of file names and hex digests")
+
+
+def _check_fields(section: dict, hints: dict[str, Any], where: str, refuse) -> None:
+    for key, hint in hints.items():
+        if key in section and not _fits(section[key], hint):
+            refuse(f'{where}."{key}"', section[key], _hint_name(hint))
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """``value`` (parsed JSON) has the type ``hint`` names: int, float, str,
+    bool, None, dict, list, list[X] or a union of them."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _hint_name(hint: Any, plural: bool = False) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_hint_name(a, plural) for a in args)
+    if origin is list:
+        return f"a list of {_hint_name(args[0], plural=True)}"
+    names = {int: ("a whole number", "whole numbers"), float: ("a number", "numbers"), str: ("a string", "strings"),
+             bool: ("true or false", "booleans"), type(None): ("null", "nulls"), dict: ("a JSON object", "objects"),
+             list: ("a list", "lists")}
+    return names[hint][plural] if hint in names else getattr(hint, "__name__", str(hint))
+
+
+def _json_kind(value: Any) -> str:
+    """How a parsed JSON value reads in a message: its type and a short excerpt."""
+    kind = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
+            dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
+    text = json.dumps(value)
+    return f"{kind} ({text if len(text) <= 40 else text[:37] + '...'})"
 
 
 # ---------------------------------------------------------------- writing

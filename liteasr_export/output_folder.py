@@ -30,6 +30,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterable
 
 from filelock import FileLock, Timeout
 
@@ -39,6 +40,69 @@ from .interrupts import deferred_signals, pause_point
 MANIFEST_NAME = "manifest.json"
 #: manifests this tool writes carry ``"format": "liteasr-export/<major>"``
 FORMAT_PREFIX = "liteasr-export/"
+
+
+def _short(path: str | os.PathLike[str]) -> str:
+    """A path as a message shows it: whole, or its ends when it is very long."""
+    text = os.fsdecode(path)
+    return text if len(text) <= 160 else f"{text[:100]}...{text[-40:]}"
+
+
+def path_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why the system refuses ``path`` (a name too long, a loop of links, no
+    permission), with the fix; None when it takes it. A path that does not
+    exist yet must still have names the file system that will hold it takes."""
+    try:
+        os.stat(path)
+        return None
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            return f"{_short(path)}: {exc.strerror}"
+        return _too_long(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(folder) and folder != os.path.dirname(folder):
+        folder = os.path.dirname(folder)
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if any(len(os.fsencode(part)) > limit for part in Path(path).parts):
+        return _too_long(path)
+    return None
+
+
+def _too_long(path: str | os.PathLike[str]) -> str:
+    return (f"{_short(path)}: the name is too long for the file system; use shorter file and folder names "
+            "(most file systems take 255 bytes per name)")
+
+
+def check_output_file(path: str | os.PathLike[str], option: str, inputs: Iterable[str | os.PathLike[str]] = (),
+                      folder: bool = True) -> None:
+    """A file this tool writes can go to ``path``: the file system takes the
+    name, no folder is there, it is none of ``inputs`` (no input is ever
+    written over) and (``folder``) its folder exists or can be created and
+    is writable. The one check of every output file; changes nothing on disk."""
+    path = Path(path)
+    problem = path_problem(path)
+    if problem:
+        raise OutputError(f"{option}: cannot write {problem}")
+    if path.is_dir():
+        raise OutputError(f"{option}: {_short(path)} is a folder, and a file would be written there",
+                          f"move that folder away, or choose another {option}")
+    if path.exists():
+        target = path.stat()
+        for item in inputs:
+            try:
+                same = os.path.samestat(target, os.stat(item))
+            except OSError:
+                continue
+            if same:
+                raise OutputError(f"{option}: writing {_short(path)} would replace the input {_short(item)}",
+                                  f"choose another {option}, or rename the input")
+    if folder:
+        check_writable_folder(path.parent, option)
 
 
 def check_writable_folder(folder: str | os.PathLike[str], option: str) -> None:

@@ -88,7 +88,8 @@ def output_path(audio: str | os.PathLike[str], output_dir: str | os.PathLike[str
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # a short temporary name: the longest name the file system takes still fits as ``path``
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".liteasr-", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

@@ -16,12 +16,12 @@ from engines.validation.quality_gate import DEFAULT_GATE_SETS
 
 from .errors import ArtifactError, EngineUnavailableError, LiteASRError, ModelSourceError, OutputError
 from .manifest import load_manifest
-from .output_folder import check_output, check_writable_folder
+from .output_folder import check_output, check_output_file, check_writable_folder
 from .output_formats import TIMED_FORMATS, formats_of, output_path
 from .sources import BUNDLED, model_kind
 from .tokenizer import WhisperTokenizer, check_language
 
-__all__ = ["check_writable_folder"]  # re-exported: the CLI checks its folders with it
+__all__ = ["check_output_file", "check_writable_folder"]  # re-exported: the CLI checks its outputs with them
 
 
 def check_count(value: int | None, option: str) -> None:
@@ -74,7 +74,7 @@ def check_export_options(opts) -> None:
             if opts.cache_dir is not None:
                 check_writable_folder(opts.cache_dir, "--cache-dir")
         if opts.save_stats is not None:
-            check_writable_folder(Path(opts.save_stats).parent, "--save-stats")
+            check_output_file(opts.save_stats, "--save-stats")
         check_compression_options(opts)
     if opts.validate:
         check_spec(opts.eval_set, "eval")
@@ -161,8 +161,10 @@ def check_output_options(audio: list[str], fmt: str, output_dir: str | None, tim
     check_writable_folder(output_dir, "--output-dir")
     seen: dict[Path, str] = {}
     for path in audio:
-        target = output_path(path, output_dir, formats_of(fmt)[0])
-        if target in seen:
-            raise OutputError(f"{seen[target]} and {path} would both be written to {target}",
-                              "rename one of them, or transcribe them into different --output-dir folders")
-        seen[target] = path
+        for one in formats_of(fmt):
+            target = output_path(path, output_dir, one)
+            if target in seen:
+                raise OutputError(f"{seen[target]} and {path} would both be written to {target}",
+                                  "rename one of them, or transcribe them into different --output-dir folders")
+            seen[target] = path
+            check_output_file(target, "--output-dir", inputs=audio, folder=False)

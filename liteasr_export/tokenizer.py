@@ -14,6 +14,8 @@ from tokenizers import Tokenizer
 from .errors import ModelSourceError
 
 TASKS = ("transcribe", "translate")
+#: timestamp tokens <|0.00|> ... <|30.00|>, after <|notimestamps|> in every Whisper vocabulary
+N_TIMESTAMPS = 1501
 
 
 def check_language(tokenizer: "WhisperTokenizer", language: str | None, task: str = "transcribe") -> None:
@@ -95,6 +97,13 @@ class WhisperTokenizer:
 
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids
+
+    @property
+    def n_vocab(self) -> int:
+        """Rows of the logits of a model with this vocabulary: its tokens and
+        the timestamp tokens after <|notimestamps|>, which many tokenizer.json
+        files leave out."""
+        return max(len(self), self.no_timestamps + 1 + N_TIMESTAMPS)
 
     def __len__(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)

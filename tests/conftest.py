@@ -79,9 +79,10 @@ RANDOM_MAX_NEW_TOKENS = 8
 RANDOM_LOW_RANK = [{"q_proj": 8, "k_proj": 8, "v_proj": 16, "out_proj": 16, "fc1": 24}, {"fc2": 16, "v_proj": 8}]
 
 
-def random_loaded(tokenizer_json: Path, low_rank: bool = False, seed: int = 0):
+def random_loaded(tokenizer_json: Path, low_rank: bool = False, seed: int = 0, **overrides):
     """A LoadedModel of a random tiny Whisper (optionally with random low-rank
-    factors) and tiny.en's tokenizer, decoding at most 8 tokens."""
+    factors; ``overrides``: config values other than :func:`tiny_config`'s)
+    and tiny.en's tokenizer, decoding at most 8 tokens."""
     import torch
 
     from liteasr_export.decoding import build_options
@@ -89,7 +90,7 @@ def random_loaded(tokenizer_json: Path, low_rank: bool = False, seed: int = 0):
     from liteasr_export.sources import LoadedModel
     from liteasr_export.tokenizer import WhisperTokenizer
 
-    model = random_whisper(seed=seed)
+    model = random_whisper(seed=seed, **overrides)
     if low_rank:
         install_low_rank_modules(model, RANDOM_LOW_RANK)
         generator = torch.Generator().manual_seed(seed)
@@ -114,16 +115,25 @@ def random_artifacts(tmp_path_factory, tiny_en_tokenizer_json) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def foreign_artifacts(tmp_path_factory, tiny_en_tokenizer_json) -> Path:
+    """The artifacts of another random tiny model, with 2 decoder heads
+    instead of 4: the same tensor names, other shapes."""
+    from exporters.artifacts import export_artifacts
+
+    out = tmp_path_factory.mktemp("foreign-artifacts") / "out"
+    export_artifacts(random_loaded(tiny_en_tokenizer_json, seed=3, decoder_attention_heads=2), out)
+    return out
+
+
 def copy_artifacts(src: Path, dst: Path, age_s: float = 0.0) -> Path:
-    """A copy of an artifacts folder, without the verification stamp that
-    earlier loads of ``src`` left; ``age_s`` > 0 sets every file's mtime that
-    far in the past (older than the integrity check's racy window)."""
+    """A copy of an artifacts folder; ``age_s`` > 0 sets every file's mtime
+    that far in the past (the ctime stays now: the integrity check's racy
+    window also looks at it)."""
     import os
     import time
 
-    from liteasr_export.integrity import STAMP_NAME
-
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(STAMP_NAME))
+    shutil.copytree(src, dst)
     if age_s:
         stamp = time.time() - age_s
         for path in dst.rglob("*"):

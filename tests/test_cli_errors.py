@@ -5,6 +5,7 @@ the same before and after the run)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ import soundfile as sf
 from conftest import copy_artifacts
 
 from liteasr_export.errors import EXIT_BAD_INPUT, EXIT_INTERNAL
+from liteasr_export.sources import BUNDLED
 
 ENTRY = {"transcribe": "transcribe_main", "eval": "eval_main", "export": "export_main"}
 
@@ -47,16 +49,49 @@ def _model_copy(config: str | None = None, tokenizer: str | None = None):
     return setup
 
 
-def _artifacts_copy(tokenizer: str | None = None, corrupt: str | None = None):
+def _artifacts_copy(tokenizer: str | None = None, corrupt: str | None = None, manifest=None, foreign: str | None = None):
+    """A copy of the random artifacts in {tmp}/art; ``manifest``: a function
+    of manifest.json's bytes that returns the new bytes; ``foreign``: a file
+    taken from another export (``tokenizer.json``: base's multilingual one)."""
     def setup(ctx) -> None:
         art = copy_artifacts(ctx.artifacts, ctx.tmp / "art")
         if tokenizer is not None:
             (art / "tokenizer.json").write_text(tokenizer)
+        if manifest is not None:
+            (art / "manifest.json").write_bytes(manifest((art / "manifest.json").read_bytes()))
+        if foreign == "tokenizer.json":
+            shutil.copy(BUNDLED["base"].files()[0] / "tokenizer.json", art / "tokenizer.json")
+        elif foreign is not None:
+            shutil.copy(ctx.foreign / foreign, art / foreign)
         if corrupt is not None:
             size = (art / corrupt).stat().st_size
             with open(art / corrupt, "r+b") as f:
                 f.seek(size // 2)
                 f.write(b"\x00" * min(1 << 20, size // 4))
+    return setup
+
+
+def _edit_manifest(edit):
+    """``manifest`` for :func:`_artifacts_copy`: ``edit`` changes the parsed JSON in place."""
+    def change(raw: bytes) -> bytes:
+        data = json.loads(raw)
+        edit(data)
+        return json.dumps(data).encode()
+    return change
+
+
+def _wavs(*names: str, folder: str = ""):
+    """Audio files (WAV content, whatever their names say) in {tmp}/folder."""
+    def setup(ctx) -> None:
+        (ctx.tmp / folder).mkdir(exist_ok=True)
+        for name in names:
+            sf.write(str(ctx.tmp / folder / name), _tone(), 16000, subtype="FLOAT", format="WAV")
+    return setup
+
+
+def _folder(name: str):
+    def setup(ctx) -> None:
+        (ctx.tmp / name).mkdir(parents=True)
     return setup
 
 
@@ -136,6 +171,30 @@ RUNTIME = [  # transcribe and eval, ONNX Runtime and the torch reference
      "the first fallback temperature must be 0"),
     ("threshold-text", ["--engine", "onnx", "--artifacts", "{artifacts}", "--logprob-threshold", "low"], None,
      "must be a number or 'off'"),
+    # a manifest.json that is not what liteasr-export writes (with --no-verify: the checksums are not what refuses it)
+    ("manifest-not-utf8", ["--engine", "onnx", "--artifacts", "{tmp}/art", "--no-verify"],
+     _artifacts_copy(manifest=lambda raw: raw.replace(b'"format"', b'"\xff\xfeformat"', 1)), "it is not UTF-8 text"),
+    ("manifest-graphs-a-list", ["--engine", "onnx", "--artifacts", "{tmp}/art", "--no-verify"],
+     _artifacts_copy(manifest=_edit_manifest(lambda m: m.update(graphs=list(m["graphs"])))),
+     '"graphs" is a list (["frontend", "encoder", "decoder"]), expected a JSON object'),
+    ("manifest-model-a-string", ["--engine", "onnx", "--artifacts", "{tmp}/art", "--no-verify"],
+     _artifacts_copy(manifest=_edit_manifest(lambda m: m.update(model="tiny"))), '"model" is a string ("tiny")'),
+    ("manifest-dim-a-string", ["--engine", "onnx", "--artifacts", "{tmp}/art", "--no-verify"],
+     _artifacts_copy(manifest=_edit_manifest(lambda m: m["model"].update(decoder_layers="2"))),
+     '"model"."decoder_layers" is a string ("2"), expected a whole number > 0'),
+    ("manifest-prompt-a-number", ["--engine", "onnx", "--artifacts", "{tmp}/art", "--no-verify"],
+     _artifacts_copy(manifest=_edit_manifest(lambda m: m["decoding"].update(prompt=50257))),
+     '"decoding"."prompt" is a number (50257), expected a list of whole numbers'),
+    ("manifest-shape-a-string", ["--engine", "onnx", "--artifacts", "{tmp}/art", "--no-verify"],
+     _artifacts_copy(manifest=_edit_manifest(lambda m: m["graphs"]["decoder"]["outputs"][0].update(shape="big"))),
+     '"graphs"."decoder"."outputs"[0]."shape" is a string ("big")'),
+    # files from another export
+    ("artifacts-foreign-encoder", ["--engine", "onnx", "--artifacts", "{tmp}/art", "--no-verify"],
+     _artifacts_copy(foreign="encoder.onnx"), "encoder.onnx does not match manifest.json: its output cross_key.0 is "
+     "float32[batch, 2, 1500, 32], the manifest records float32[batch, 4, 1500, 16]"),
+    ("artifacts-foreign-tokenizer", ["--engine", "onnx", "--artifacts", "{tmp}/art", "--no-verify"],
+     _artifacts_copy(foreign="tokenizer.json"), "does not belong to this model: its vocabulary has 51865 tokens, "
+     "the decoder scores 51864"),
 ]
 
 TRANSCRIBE = [
@@ -149,12 +208,35 @@ TRANSCRIBE = [
     ("output-dir-same-name", ["-o", "{tmp}/subs", "{clip}", "{clip}"], None, "would both be written to"),
     ("output-dir-is-a-file", ["-o", "{tmp}/cachefile", "{clip}"], _file("cachefile"), "--output-dir: "),
     ("all-formats-to-stdout", ["-f", "all", "{clip}"], None, "--output-format all writes one file per format"),
+    # never written over an input, nor over a folder; names the file system takes
+    ("output-over-its-input", ["-f", "txt", "-o", "{tmp}", "{tmp}/talk.txt"], _wavs("talk.txt"),
+     "--output-dir: writing {tmp}/talk.txt would replace the input {tmp}/talk.txt"),
+    ("output-over-another-input", ["-f", "all", "-o", "{tmp}/in", "{tmp}/in/a.wav", "{tmp}/in/a.srt"],
+     _wavs("a.wav", "a.srt", folder="in"), "would replace the input {tmp}/in/a.srt"),
+    ("output-file-is-a-folder", ["--json", "-o", "{tmp}", "{tmp}/talk.wav"],
+     lambda ctx: (_wavs("talk.wav")(ctx), _folder("talk.json")(ctx)), "{tmp}/talk.json is a folder"),
+    ("audio-name-too-long", ["{tmp}/" + "a" * 300 + ".wav"], None, "argument audio: "),
+    ("output-dir-name-too-long", ["-o", "{tmp}/" + "d" * 300, "{clip}"], None, "argument --output-dir/-o: "),
+    ("output-name-too-long", ["-f", "json", "-o", "{tmp}/subs", "{tmp}/" + "c" * 251 + ".wav"], _wavs("c" * 251 + ".wav"),
+     "the name is too long for the file system"),
+    ("ray-output-over-its-input", ["--ray", "--output", "{tmp}/set.jsonl", "{tmp}/set.jsonl"], None,
+     "--output: writing {tmp}/set.jsonl would replace the input {tmp}/set.jsonl"),
+    ("ray-first-input-name-too-long", ["--ray", "{tmp}/" + "r" * 300 + ".wav", "--output", "{tmp}/r.jsonl"], None,
+     "argument audio: "),
+    ("ray-output-is-a-folder", ["--ray", "--output", "{tmp}/results", "{clip}"], _folder("results"),
+     "--output: {tmp}/results is a folder"),
 ]
 
 EVAL = [
     ("limit-0", ["--limit", "0"], None, "--limit: must be a whole number >= 1"),
     ("eval-set-missing", ["--eval", "{tmp}/none.jsonl"], None, "manifest not found"),
     ("eval-set-unknown", ["--eval", "librispeech"], None, "unknown speech set"),
+    ("eval-folder-without-references", ["--eval", "{tmp}/clips"], _wavs("a.wav", "b.wav", folder="clips"),
+     "--eval {tmp}/clips has no reference transcripts (2 recording(s), none with a text)"),
+    ("eval-name-too-long", ["--eval", "{tmp}/" + "e" * 300 + ".jsonl"], None, "argument --eval: "),
+    ("eval-manifest-not-utf8", ["--eval", "{tmp}/latin1.jsonl"],
+     lambda ctx: (ctx.tmp / "latin1.jsonl").write_bytes(b'{"audio": "a.wav", "text": "caf\xe9"}\n'),
+     "{tmp}/latin1.jsonl is not UTF-8 text"),
 ]
 
 EXPORT = [  # --output {tmp}/out unless the case names one
@@ -186,6 +268,9 @@ EXPORT = [  # --output {tmp}/out unless the case names one
     ("force-onto-a-folder-not-an-export", ["--output", "{tmp}/X", "--force"], _folder_with_notes,
      "not a liteasr-export output"),
     ("unknown-option", ["--thetta", "0.9"], None, "unrecognized arguments: --thetta"),
+    ("save-stats-is-a-folder", ["--save-stats", "{tmp}/stats.npz"], _folder("stats.npz"),
+     "--save-stats: {tmp}/stats.npz is a folder"),
+    ("output-name-too-long", ["--output", "{tmp}/" + "o" * 300], None, "the name is too long for the file system"),
 ]
 
 
@@ -210,19 +295,22 @@ def _cases():
 
 
 def _tree(root: Path) -> dict[str, int]:
-    return {str(p.relative_to(root)): (p.stat().st_size if p.is_file() else -1) for p in sorted(root.rglob("*"))}
+    """Every path under ``root`` and its size, except the caches (ONNX Runtime
+    keeps an id under $XDG_CACHE_HOME once a session was created)."""
+    return {str(p.relative_to(root)): (p.stat().st_size if p.is_file() else -1) for p in sorted(root.rglob("*"))
+            if p.relative_to(root).parts[0] != "cache"}
 
 
 class _Context:
-    def __init__(self, tmp: Path, model: Path, artifacts: Path, tokenizer: Path) -> None:
-        self.tmp, self.model, self.artifacts = tmp, model, artifacts
+    def __init__(self, tmp: Path, model: Path, artifacts: Path, tokenizer: Path, foreign: Path) -> None:
+        self.tmp, self.model, self.artifacts, self.foreign = tmp, model, artifacts, foreign
         self.tokenizer_text = tokenizer.read_text()
 
 
 @pytest.mark.parametrize("cli, argv, setup, expect", list(_cases()))
 def test_bad_input(cli, argv, setup, expect, tmp_path, random_hf_dir, random_artifacts, tiny_en_tokenizer_json,
-                   speech_clip_path):
-    ctx = _Context(tmp_path / "work", random_hf_dir, random_artifacts, tiny_en_tokenizer_json)
+                   speech_clip_path, foreign_artifacts):
+    ctx = _Context(tmp_path / "work", random_hf_dir, random_artifacts, tiny_en_tokenizer_json, foreign_artifacts)
     ctx.tmp.mkdir()
     _manifest(ctx)
     if setup == "truncated-tokenizer":
@@ -245,7 +333,7 @@ def test_bad_input(cli, argv, setup, expect, tmp_path, random_hf_dir, random_art
     assert result.returncode == EXIT_BAD_INPUT, result.stderr
     assert "Traceback" not in result.stderr
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"liteasr-{cli}: error: ") and expect in lines[0], lines[0]
+    assert lines[0].startswith(f"liteasr-{cli}: error: ") and expect.format(**values) in lines[0], lines[0]
     assert _tree(tmp_path) == before  # nothing written, nothing half-written
     assert not result.stdout.strip()
 

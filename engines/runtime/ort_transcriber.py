@@ -16,7 +16,7 @@ import numpy as np
 from liteasr_export.decoding import RowOwners
 from liteasr_export.errors import ArtifactError
 from liteasr_export.graphs import cross_names, decoder_input_names, decoder_output_names
-from liteasr_export.manifest import Manifest, load_manifest
+from liteasr_export.manifest import MANIFEST_NAME, Manifest, load_manifest
 from liteasr_export.tokenizer import WhisperTokenizer
 from liteasr_export.windowed import TranscribeOptions, WindowedTranscriber
 
@@ -36,6 +36,42 @@ def _check_names(session, graph: str, inputs: list[str], outputs: list[str], exa
         if missing or extra:
             raise ArtifactError(f"{graph} has unexpected {kind} (missing {missing[:4]}, unexpected {extra[:4]})",
                                 "the graph does not match the manifest's model: re-export the artifacts folder")
+
+
+def _describe(dtype: str, shape) -> str:
+    return f"{dtype}[{', '.join(str(d) for d in shape)}]"
+
+
+def _check_against_manifest(session, manifest: Manifest, graph: str) -> None:
+    """The graph has the inputs and outputs (names, dtypes, fixed axes) that
+    the manifest records for it: a graph from another export (another model's
+    dimensions) is refused here instead of failing inside a decode."""
+    file = manifest.graph_files(graph)[0]
+    spec = manifest.graph_spec(graph)
+    for kind, have in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
+        if not spec[kind]:
+            continue  # a manifest from before graph specs were recorded
+        want = {t["name"]: t for t in spec[kind]}
+        got = {t.name: t for t in have}
+        for name in sorted(set(want) ^ set(got)):
+            where = "the graph" if name in got else "the manifest"
+            raise ArtifactError(f"{file} does not match {MANIFEST_NAME}: only {where} has the {kind[:-1]} {name}",
+                                _FOREIGN_GRAPH)
+        for name, t in want.items():
+            dtype = _ORT_DTYPE_NAMES.get(got[name].type, got[name].type)
+            shape = list(got[name].shape)
+            fixed_differ = len(shape) != len(t["shape"]) or any(
+                isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(shape, t["shape"]))
+            if dtype != t["dtype"] or fixed_differ:
+                raise ArtifactError(f"{file} does not match {MANIFEST_NAME}: its {kind[:-1]} {name} is "
+                                    f"{_describe(dtype, shape)}, the manifest records {_describe(t['dtype'], t['shape'])}",
+                                    _FOREIGN_GRAPH)
+
+
+_FOREIGN_GRAPH = "the graph comes from another export: copy the folder's own graph back, or re-export the folder"
+_ORT_DTYPE_NAMES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+                    "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
+                    "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
 
 
 class OnnxTranscriber(WindowedTranscriber):
@@ -77,12 +113,15 @@ class OnnxTranscriber(WindowedTranscriber):
         graphs = ["encoder", "decoder", *(["frontend"] if use_graph else [])]
         digests = self.manifest.verify(graphs) if verify else {}
         self.tokenizer = WhisperTokenizer(self.manifest.tokenizer_path)  # before the slower sessions
+        self.manifest.check_tokenizer(self.tokenizer)  # the decoder's logits: the manifest's spec, checked below
         session = lambda name: create_session(self.manifest.graph_path(name), threads=threads,  # noqa: E731
                                               providers=providers, optimization=optimization,
                                               cache_dir=cache_dir, sha256=digests.get(self.manifest.graph_files(name)[0]))
         self.encoder = session("encoder")
         self.decoder = session("decoder")
         self.frontend = session("frontend") if use_graph else None
+        for name in graphs:
+            _check_against_manifest(getattr(self, name), self.manifest, name)
         self._cross = cross_names(self.n_layers)  # the only encoder outputs decoding needs
         _check_names(self.encoder, "encoder.onnx", ["input_features"], self._cross, exact=False)
         _check_names(self.decoder, "decoder.onnx", decoder_input_names(self.n_layers),

@@ -62,6 +62,8 @@ class TrtTranscriber(WindowedTranscriber):
             listed = self.manifest.data.get("sha256") or {}
             plans = [f"{ENGINE_DIR}/{g}.plan" for g in ("frontend", "encoder", "decoder")]
             self.manifest.verify([], extra=[p for p in plans if p in listed])
+        self.tokenizer = WhisperTokenizer(self.manifest.tokenizer_path)
+        self.manifest.check_tokenizer(self.tokenizer)  # before the engines load
         dims = self.manifest.model
         self.n_mels = int(dims["n_mels"])
         self.n_layers = int(dims["decoder_layers"])
@@ -72,7 +74,6 @@ class TrtTranscriber(WindowedTranscriber):
         self._cross = cross_names(self.n_layers)
         _check_io(self.encoder, "encoder", ["input_features"], self._cross, exact=False)
         _check_io(self.decoder, "decoder", decoder_input_names(self.n_layers), decoder_output_names(self.n_layers))
-        self.tokenizer = WhisperTokenizer(self.manifest.tokenizer_path)
         self.options = self.manifest.decoding
         self.vocab_size = int(dims["vocab_size"])
         self.requested_batch = batch_size

@@ -1,5 +1,6 @@
 #include "detokenizer.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -138,6 +139,13 @@ Detokenizer::Detokenizer(const std::filesystem::path& tokenizer_json) {
   } catch (const json::exception& exc) {
     throw Error("cannot read " + tokenizer_json.string() + ": " + exc.what(), "re-export the artifacts folder");
   }
+}
+
+int64_t Detokenizer::n_vocab() const {
+  constexpr int64_t kTimestamps = 1501;  // <|0.00|> ... <|30.00|>
+  const auto size = static_cast<int64_t>(tokens_.size());
+  const auto it = std::find(tokens_.begin(), tokens_.end(), "<|notimestamps|>");
+  return it == tokens_.end() ? size : std::max(size, static_cast<int64_t>(it - tokens_.begin()) + 1 + kTimestamps);
 }
 
 std::string Detokenizer::decode(const std::vector<int64_t>& ids, int64_t eot) const {

@@ -29,6 +29,11 @@ class Detokenizer {
   /// Text of the content tokens: ids >= `eot` (special tokens) are dropped.
   std::string decode(const std::vector<int64_t>& ids, int64_t eot) const;
 
+  /// Rows of the logits of a model with this vocabulary: its tokens and the
+  /// 1501 timestamp tokens after <|notimestamps|>, which many tokenizer.json
+  /// files leave out (Python's WhisperTokenizer.n_vocab).
+  int64_t n_vocab() const;
+
  private:
   std::vector<std::string> tokens_;  // id -> token (byte-level unicode form)
 };

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -19,9 +20,8 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kStampName = ".liteasr-verified.json";
-constexpr const char* kStampFormat = "liteasr-verified/1";
-constexpr double kRacySeconds = 2.0;  // files younger than this are hashed at every check
+constexpr const char* kStampFormat = "liteasr-verified/2";
+constexpr long long kStampMaxAgeS = 30LL * 86400;  // stamps not rewritten for this long are pruned
 
 struct Digest {
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx{EVP_MD_CTX_new(), &EVP_MD_CTX_free};
@@ -43,62 +43,96 @@ struct Digest {
   }
 };
 
-struct FileStat {
-  long long size = 0;
-  long long mtime_ns = 0;
-  double age_s = 0;
-};
+long long ns(const struct timespec& t) { return static_cast<long long>(t.tv_sec) * 1000000000LL + t.tv_nsec; }
 
-FileStat stat_file(const fs::path& path) {
+double now_s() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+
+/// What a user cannot set without the file changing (device, inode, ctime),
+/// with size and mtime: the same fields as Python's integrity._identity.
+json identity(const struct stat& st) {
+  return {{"device", static_cast<long long>(st.st_dev)}, {"inode", static_cast<long long>(st.st_ino)},
+          {"size", static_cast<long long>(st.st_size)}, {"mtime_ns", ns(st.st_mtim)}, {"ctime_ns", ns(st.st_ctim)}};
+}
+
+struct stat stat_or_throw(const fs::path& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) throw Error("cannot read " + path.string(), "copy the whole folder or re-export it");
-  FileStat out;
-  out.size = static_cast<long long>(st.st_size);
-  out.mtime_ns = static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
-  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-  out.age_s = now - static_cast<double>(st.st_mtim.tv_sec) - st.st_mtim.tv_nsec * 1e-9;
-  return out;
+  return st;
 }
 
-fs::path cache_stamp(const fs::path& root) {
+/// Owned by this user and writable by nobody else.
+bool is_private(const fs::path& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && st.st_uid == ::geteuid() && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
+}
+
+std::string resolved(const fs::path& root) {
+  std::error_code ec;
+  const fs::path path = fs::canonical(root, ec);
+  return (ec ? fs::absolute(root) : path).string();
+}
+
+fs::path stamp_dir() {
   const char* xdg = std::getenv("XDG_CACHE_HOME");
   const char* home = std::getenv("HOME");
-  fs::path base = xdg && *xdg ? fs::path(xdg) : fs::path(home ? home : ".") / ".cache";
-  std::error_code ec;
-  const fs::path resolved = fs::canonical(root, ec);
-  return base / "liteasr-export" / "verified" / (sha256_hex((ec ? root : resolved).string()).substr(0, 24) + ".json");
+  const fs::path base = xdg && *xdg ? fs::path(xdg) : fs::path(home ? home : ".") / ".cache";
+  return base / "liteasr-export" / "verified";
 }
 
-json read_stamp(const fs::path& root) {
-  for (const fs::path& path : {root / kStampName, cache_stamp(root)}) {
-    std::ifstream in(path);
-    if (!in) continue;
-    try {
-      json data = json::parse(in);
-      if (data.is_object() && data.value("format", "") == kStampFormat && data.contains("files") && data["files"].is_object()) {
-        return data["files"];
-      }
-    } catch (const json::exception&) {
+fs::path stamp_path(const fs::path& root) { return stamp_dir() / (sha256_hex(resolved(root)).substr(0, 24) + ".json"); }
+
+/// The files a private stamp records for this very folder, else nothing.
+json read_stamp(const fs::path& root, const struct stat& folder) {
+  const fs::path path = stamp_path(root);
+  if (!is_private(path.parent_path()) || !is_private(path)) return json::object();
+  std::ifstream in(path);
+  if (!in) return json::object();
+  try {
+    json data = json::parse(in);
+    if (data.is_object() && data.value("format", "") == kStampFormat && data.contains("files") &&
+        data["files"].is_object() && data.value("root", "") == resolved(root) &&
+        data.value("device", -1LL) == static_cast<long long>(folder.st_dev) &&
+        data.value("inode", -1LL) == static_cast<long long>(folder.st_ino)) {
+      return data["files"];
     }
+  } catch (const json::exception&) {
   }
   return json::object();
 }
 
-/// Atomically, in the folder, else in the cache; nowhere when neither can be written.
-void write_stamp(const fs::path& root, const json& files) {
-  const std::string text = json{{"format", kStampFormat}, {"files", files}}.dump(1) + "\n";
-  for (const fs::path& path : {root / kStampName, cache_stamp(root)}) {
-    std::error_code ec;
-    fs::create_directories(path.parent_path(), ec);
-    std::string tmpl = (path.parent_path() / ("." + path.filename().string() + ".XXXXXX")).string();
-    const int fd = ::mkstemp(tmpl.data());
-    if (fd < 0) continue;
-    const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-    ::fchmod(fd, 0644);
-    ::close(fd);
-    if (written && std::rename(tmpl.c_str(), path.c_str()) == 0) return;
-    std::remove(tmpl.c_str());
+/// Remove stamps nobody rewrote for kStampMaxAgeS (folders deleted or moved long ago).
+void prune(const fs::path& dir, const fs::path& keep) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    struct stat st {};
+    const fs::path& p = it->path();
+    if (p.extension() == ".json" && p != keep && ::stat(p.c_str(), &st) == 0 &&
+        now_s() - static_cast<double>(st.st_mtim.tv_sec) > kStampMaxAgeS) {
+      ::unlink(p.c_str());
+    }
   }
+}
+
+/// Atomically, mode 0600 in the 0700 stamp folder; nowhere when the cache
+/// cannot be written (the next start then checks in full).
+void write_stamp(const fs::path& root, const struct stat& folder, const json& files) {
+  const fs::path path = stamp_path(root);
+  const json data = {{"format", kStampFormat}, {"root", resolved(root)}, {"device", static_cast<long long>(folder.st_dev)},
+                     {"inode", static_cast<long long>(folder.st_ino)}, {"files", files}};
+  const std::string text = data.dump(1) + "\n";
+  std::error_code ec;
+  fs::create_directories(path.parent_path().parent_path(), ec);
+  ::mkdir(path.parent_path().c_str(), 0700);  // an existing folder keeps its mode (and is trusted only if private)
+  std::string tmpl = (path.parent_path() / ("." + path.filename().string() + ".XXXXXX")).string();
+  const int fd = ::mkstemp(tmpl.data());  // mode 0600
+  if (fd < 0) return;
+  const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  if (!written || std::rename(tmpl.c_str(), path.c_str()) != 0) {
+    std::remove(tmpl.c_str());
+    return;
+  }
+  prune(path.parent_path(), path);
 }
 
 }  // namespace
@@ -122,8 +156,9 @@ std::string sha256_file(const fs::path& path) {
 }
 
 void verify_files(const fs::path& root, const std::map<std::string, std::string>& expected,
-                  const std::vector<std::string>& files) {
-  json stamp = read_stamp(root);
+                  const std::vector<std::string>& files, double racy_seconds) {
+  const struct stat folder = stat_or_throw(root);
+  json stamp = read_stamp(root, folder);
   bool changed = false;
   for (const auto& rel : files) {
     auto want = expected.find(rel);
@@ -131,8 +166,9 @@ void verify_files(const fs::path& root, const std::map<std::string, std::string>
       throw Error((root / "manifest.json").string() + " records no sha256 for " + rel,
                   "re-export the folder with liteasr-export, or pass --no-verify to skip the check");
     }
-    const FileStat st = stat_file(root / rel);
-    const json seen = {{"mtime_ns", st.mtime_ns}, {"sha256", want->second}, {"size", st.size}};
+    const struct stat st = stat_or_throw(root / rel);
+    json seen = identity(st);
+    seen["sha256"] = want->second;
     if (stamp.contains(rel) && stamp[rel] == seen) continue;
     const std::string got = sha256_file(root / rel);
     if (got != want->second) {
@@ -140,12 +176,12 @@ void verify_files(const fs::path& root, const std::map<std::string, std::string>
                       "..., manifest.json records " + want->second.substr(0, 12) + "...",
                   "copy the folder again or re-export it (--no-verify skips this check)");
     }
-    if (st.age_s > kRacySeconds) {
+    if (now_s() - static_cast<double>(std::max(ns(st.st_mtim), ns(st.st_ctim))) * 1e-9 > racy_seconds) {
       stamp[rel] = seen;
       changed = true;
     }
   }
-  if (changed) write_stamp(root, stamp);
+  if (changed) write_stamp(root, folder, stamp);
 }
 
 }  // namespace liteasr::detail

@@ -146,6 +146,24 @@ struct Transcriber::Impl {
     check_io(frontend, "frontend.onnx", {"audio"}, {"input_features"}, true);
     check_io(encoder, "encoder.onnx", {"input_features"}, cross, false);
     check_io(decoder, "decoder.onnx", decoder_inputs, decoder_outputs, true);
+    check_vocabulary();
+  }
+
+  /// The tokenizer has the vocabulary the decoder scores (a tokenizer.json
+  /// copied from another model would turn every id into the wrong text).
+  void check_vocabulary() const {
+    int64_t logits = manifest.vocab_size;
+    const auto out = names(decoder, false);
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (out[i] != "logits") continue;
+      const auto shape = decoder.GetOutputTypeInfo(i).GetTensorTypeAndShapeInfo().GetShape();
+      if (!shape.empty() && shape.back() > 0) logits = shape.back();
+    }
+    if (detokenizer.n_vocab() != logits) {
+      throw Error(manifest.tokenizer.string() + " does not belong to this model: its vocabulary has " +
+                      std::to_string(detokenizer.n_vocab()) + " tokens, the decoder scores " + std::to_string(logits),
+                  "copy the tokenizer.json that was exported with the folder back, or re-export it");
+    }
   }
 
   Ort::Session open(const std::filesystem::path& path) {

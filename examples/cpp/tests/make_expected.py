@@ -19,7 +19,8 @@ exported into it with exporters.artifacts.export_artifacts. Writes into DATA:
 * ``bad/``: inputs the C++ program must reject (8 kHz, stereo, 24-bit, not a
   WAV; artifacts folders without manifest.json, with a broken one, one of
   another format, one whose graphs are missing, one whose encoder.onnx is
-  corrupt, one whose manifest records no checksums).
+  corrupt, one whose manifest records no checksums, one with another
+  model's tokenizer.json).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ from calibration.datasets import resolve_set  # noqa: E402
 from engines.runtime.ort_transcriber import OnnxTranscriber  # noqa: E402
 from liteasr_export.decoding import SearchOptions  # noqa: E402
 from liteasr_export.frontend import SAMPLE_RATE, load_audio  # noqa: E402
+from liteasr_export.integrity import sha256_file  # noqa: E402
+from liteasr_export.sources import BUNDLED  # noqa: E402
 from liteasr_export.windowed import TranscribeOptions  # noqa: E402
 
 #: what liteasr_cpp does by default: greedy, timestamps, fallback
@@ -128,6 +131,15 @@ def write_bad_inputs(out: Path, clip: Path, artifacts: Path) -> None:
         f.seek((artifacts / "encoder.onnx").stat().st_size // 2)
         f.write(b"\0" * (1 << 20))
     (bad / "no_checksums" / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "sha256"}))
+    # base's multilingual tokenizer.json in place of tiny.en's, its checksum recorded: the vocabulary check refuses it
+    foreign = bad / "foreign_tokenizer"
+    foreign.mkdir()
+    for file in artifacts.iterdir():
+        if file.is_file() and file.name not in ("tokenizer.json", "manifest.json") and not file.name.startswith("."):
+            (foreign / file.name).symlink_to(file.resolve())
+    shutil.copyfile(BUNDLED["base"].files()[0] / "tokenizer.json", foreign / "tokenizer.json")
+    sums = {**manifest["sha256"], "tokenizer.json": sha256_file(foreign / "tokenizer.json")}
+    (foreign / "manifest.json").write_text(json.dumps({**manifest, "sha256": sums}))
 
 
 def main() -> None:

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -341,31 +342,94 @@ void test_srt() {
 
 void write_file(const std::filesystem::path& path, const std::string& text, bool old) {
   std::ofstream(path, std::ios::binary) << text;
-  if (old) {  // an mtime a minute ago: outside the racy window, so the check records it
+  if (old) {  // an mtime a minute ago (the ctime stays now)
     const auto t = std::filesystem::last_write_time(path) - std::chrono::seconds(60);
     std::filesystem::last_write_time(path, t);
   }
+}
+
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+/// Overwrite a file's bytes (same size), then put its mtime back as `touch -r` would.
+void rewrite_keeping_mtime(const std::filesystem::path& path, const std::string& text) {
+  const auto mtime = std::filesystem::last_write_time(path);
+  std::ofstream(path, std::ios::binary) << text;
+  std::filesystem::last_write_time(path, mtime);
 }
 
 void test_integrity() {
   namespace fs = std::filesystem;
   using liteasr::detail::sha256_hex;
   using liteasr::detail::verify_files;
+  constexpr double racy = 0.05;  // seconds, instead of the default 2 s
+  const auto leave_racy_window = [] { ::usleep(100000); };
   CHECK(sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  const fs::path root = fs::temp_directory_path() / ("liteasr_unit_" + std::to_string(::getpid()));
-  fs::remove_all(root);
+  const fs::path base = fs::temp_directory_path() / ("liteasr_unit_" + std::to_string(::getpid()));
+  const fs::path root = base / "art", cache = base / "cache";
+  fs::remove_all(base);
   fs::create_directories(root);
+  ::setenv("XDG_CACHE_HOME", cache.c_str(), 1);  // stamps of this test in a cache of its own
+  const fs::path stamps = cache / "liteasr-export" / "verified";
+  const fs::path stamp = stamps / (sha256_hex(fs::canonical(root).string()).substr(0, 24) + ".json");
   write_file(root / "a.onnx", "weights", true);
+  leave_racy_window();
   const std::map<std::string, std::string> expected{{"a.onnx", sha256_hex("weights")}};
-  verify_files(root, expected, {"a.onnx"});  // full check, recorded in the stamp
-  std::ifstream stamp(root / ".liteasr-verified.json");
-  const std::string text((std::istreambuf_iterator<char>(stamp)), std::istreambuf_iterator<char>());
-  CHECK(text.find("liteasr-verified/1") != std::string::npos && text.find(sha256_hex("weights")) != std::string::npos);
-  verify_files(root, expected, {"a.onnx"});  // fast path
-  write_file(root / "a.onnx", "wEights", false);  // same size, new mtime
-  CHECK(throws_with([&] { verify_files(root, expected, {"a.onnx"}); }, "a.onnx is corrupt or was modified"));
-  CHECK(throws_with([&] { verify_files(root, expected, {"b.onnx"}); }, "records no sha256 for b.onnx"));
-  fs::remove_all(root);
+  verify_files(root, expected, {"a.onnx"}, racy);  // full check, recorded in the private stamp
+  const std::string text = read_text(stamp);
+  CHECK(text.find("liteasr-verified/2") != std::string::npos && text.find(sha256_hex("weights")) != std::string::npos);
+  CHECK(text.find("ctime_ns") != std::string::npos && text.find("inode") != std::string::npos);
+  struct stat st {};
+  CHECK(::stat(stamp.c_str(), &st) == 0 && (st.st_mode & 0777) == 0600);
+  CHECK(::stat(stamps.c_str(), &st) == 0 && (st.st_mode & 0777) == 0700);
+  CHECK(!fs::exists(root / ".liteasr-verified.json"));  // nothing written into the folder
+  verify_files(root, expected, {"a.onnx"}, racy);  // fast path
+
+  // a copy (cp -a: same sizes and mtimes), then corrupted with its mtime put back: hashed, refused
+  CHECK(std::system(("cp -a '" + root.string() + "' '" + (base / "copy").string() + "'").c_str()) == 0);
+  rewrite_keeping_mtime(base / "copy" / "a.onnx", "wEights");
+  CHECK(throws_with([&] { verify_files(base / "copy", expected, {"a.onnx"}, racy); }, "a.onnx is corrupt or was modified"));
+
+  // touch -r after a change of the same size: the ctime moved
+  leave_racy_window();
+  rewrite_keeping_mtime(root / "a.onnx", "wEights");
+  CHECK(throws_with([&] { verify_files(root, expected, {"a.onnx"}, racy); }, "a.onnx is corrupt or was modified"));
+
+  // a stamp forged inside the folder (format 1: size, mtime, digest) is not read
+  const fs::path forged_dir = base / "forged";
+  fs::create_directories(forged_dir);
+  write_file(forged_dir / "a.onnx", "wEights", true);
+  ::stat((forged_dir / "a.onnx").c_str(), &st);
+  const long long mtime_ns = static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
+  std::ofstream(forged_dir / ".liteasr-verified.json")
+      << "{\"format\": \"liteasr-verified/1\", \"files\": {\"a.onnx\": {\"size\": 7, \"mtime_ns\": " << mtime_ns
+      << ", \"sha256\": \"" << sha256_hex("weights") << "\"}}}";
+  CHECK(throws_with([&] { verify_files(forged_dir, expected, {"a.onnx"}, racy); }, "a.onnx is corrupt or was modified"));
+
+  // a private stamp that others could write is ignored: the file is hashed again
+  write_file(root / "a.onnx", "weights", true);
+  leave_racy_window();
+  verify_files(root, expected, {"a.onnx"}, racy);
+  rewrite_keeping_mtime(root / "a.onnx", "wEights");
+  ::stat((root / "a.onnx").c_str(), &st);
+  std::string doctored = read_text(stamp);  // the corrupt file's ctime in place of the recorded one
+  const std::string key = "\"ctime_ns\": ";
+  const size_t found = doctored.find(key);
+  CHECK(found != std::string::npos);
+  if (found != std::string::npos) {
+    const size_t at = found + key.size();
+    doctored.replace(at, doctored.find_first_of(",\n}", at) - at,
+                     std::to_string(static_cast<long long>(st.st_ctim.tv_sec) * 1000000000LL + st.st_ctim.tv_nsec));
+  }
+  std::ofstream(stamp, std::ios::trunc) << doctored;
+  ::chmod(stamp.c_str(), 0666);
+  CHECK(throws_with([&] { verify_files(root, expected, {"a.onnx"}, racy); }, "a.onnx is corrupt or was modified"));
+
+  CHECK(throws_with([&] { verify_files(root, expected, {"b.onnx"}, racy); }, "records no sha256 for b.onnx"));
+  ::unsetenv("XDG_CACHE_HOME");
+  fs::remove_all(base);
 }
 
 }  // namespace
