@@ -140,19 +140,26 @@ class OutputTolerance:
 
 
 #: float32 graphs: of the order of float32 PyTorch's own error against float64.
-#: Measured by bench/parity_noise.py (tiny.en, base and a large-v3-shaped
-#: stand-in, ONNX Runtime at 1, 2 and 16 threads): ONNX Runtime's relative RMS
-#: error is 0.5-2x PyTorch's (about 1e-7 to 1e-6 of the output's RMS), its
-#: p99.9 0.5-3x; the defects the tests inject are 1e3-1e7x over the limit.
-#: The floors (about 100 float32 roundings) cover an output PyTorch happens to
-#: compute almost exactly.
+#: Measured by bench/parity_noise.py (tiny.en, base, a large-v3-shaped stand-in;
+#: ONNX Runtime at 1, 2 and 16 threads; bench/results/parity_noise.json): ONNX
+#: Runtime's RMS error is 0.33-1.24x PyTorch's (PyTorch: 5e-7 to 5e-6 of the
+#: RMS), its p99.9 at most 1.9x, using at most 14 % of these limits; the
+#: defects tests/test_parity_defects.py injects exceed them 100x or more. The
+#: floors (a few hundred float32 roundings) cover an output that float32
+#: PyTorch happens to compute almost exactly.
 _FP32 = OutputTolerance(noise_multiple=10.0, floor=1e-5, quantile_floor=1e-4, min_cosine=0.99999)
-#: fp16 and int8 round by design (tiny.en int8: max abs 14.5 on hidden states
-#: averaging 0.66, WER unchanged): their floors bound the error; measured on
-#: tiny.en (4 built-in clips), see bench/parity_noise.py --precisions
-_FP16 = OutputTolerance(noise_multiple=0.0, floor=1e-2, quantile_floor=5e-2, min_cosine=0.9995)
-_INT8 = OutputTolerance(noise_multiple=0.0, floor=0.25, quantile_floor=5.0, min_cosine=0.98)
-#: frontend.onnx against the float64 numpy frontend: always float32, no PyTorch side
+#: fp16 and int8 round by design (a few elements far off, WER unchanged): their
+#: floors alone bound the error. fp16 on tiny.en (4 built-in clips): RMS error
+#: at most 1.5e-3, p99.9 6.3e-3, cosine > 0.99999. int8 keeps the cosine bound
+#: of the mean-error rule it replaces (0.98; an RMS error of 0.25 and a p99.9 of
+#: 8 allow about what that cosine does). tiny.en's int8 graphs miss it on the
+#: machine of bench/results/parity_noise.json (cosine 0.78-0.97), as they
+#: missed the mean-error rule: an open question, not settled here.
+_FP16 = OutputTolerance(noise_multiple=0.0, floor=2e-2, quantile_floor=0.1, min_cosine=0.9995)
+_INT8 = OutputTolerance(noise_multiple=0.0, floor=0.25, quantile_floor=8.0, min_cosine=0.98)
+#: frontend.onnx against the Python frontend: always float32 and no PyTorch
+#: side, so floors alone (no validation step compares it today; its tests hold
+#: it to 1e-4 max abs)
 _FRONTEND = OutputTolerance(noise_multiple=0.0, floor=1e-5, quantile_floor=1e-4)
 
 #: precision -> output-name pattern -> tolerance, for every graph's outputs
