@@ -24,6 +24,9 @@ from .fotaq import FETCH_HINT, find_archive
 #: left out with a note (``builtin`` ships with the package, so one always remains)
 DEFAULT_SOURCES = ("fotaq", "asterisk", "builtin")
 DEFAULT_SPEC = "default"
+#: sources of generated (synthetic) speech: statistics from these alone fit
+#: generated voices and can hide damage on real speakers (DESIGN.md, section 9)
+GENERATED_SOURCES = ("builtin",)
 #: utterances drawn from each source by default
 DEFAULT_PER_SOURCE = 48
 
@@ -56,6 +59,11 @@ class Mix:
         for i in range(longest):
             out += [s.utterances[i] for s in self.sources if i < len(s.utterances)]
         return out
+
+    @property
+    def generated_only(self) -> bool:
+        """Every source is generated speech (no real speaker in the mix)."""
+        return bool(self.sources) and all(s.name.split("-")[0] in GENERATED_SOURCES for s in self.sources)
 
     def describe(self) -> dict:
         return {

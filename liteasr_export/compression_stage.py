@@ -64,6 +64,10 @@ def calibrate(loaded, opts: ExportOptions, progress_note: Note = print):
     mix = resolve_mix(opts.calib, "calib", per_source)
     for name, why in mix.missing.items():
         progress_note(f"  note: calibration source {name} skipped: {why}")
+    if mix.generated_only and mix.missing:
+        progress_note("  note: no real speech is installed, so calibration and the quality gate use generated voices "
+                      "only; real speakers may lose more than the gate shows (python -m calibration.fotaq fetch "
+                      "adds real speech)")
     augmenter = Augmenter.parse(opts.augment)
     cache = (opts.cache_dir or cache_root()) / "stats" / (
         _stats_cache_key(encoder_fingerprint(loaded.model), mix, opts) + ".safetensors")

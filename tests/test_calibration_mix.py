@@ -129,3 +129,16 @@ def test_statistics_cache_is_keyed_by_the_audio_content(tmp_path: Path) -> None:
     assert note.startswith("calibrated")
     site = next(iter(first.layers[0]))
     assert not np.allclose(edited.layers[0][site].outer.numpy(), first.layers[0][site].outer.numpy())
+
+
+def test_a_mix_of_generated_voices_only_is_told_apart(tmp_path, monkeypatch) -> None:
+    """Offline without real speech the default mix is the built-in generated
+    voices alone: the export says so, since such statistics can hide damage on
+    real speakers; a folder of the user's own speech counts as real."""
+    monkeypatch.setenv("LITEASR_FOTAQ_ARCHIVE", str(tmp_path / "missing.1c"))
+    monkeypatch.setattr("calibration.fotaq.SYSTEM_ARCHIVE", tmp_path / "none")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("LITEASR_ASTERISK_SOUNDS", str(tmp_path / "no-asterisk"))
+    assert mix.resolve_mix("default", "calib", per_source=4).generated_only
+    folder = _folder(tmp_path, "mine", 3, 1.0)
+    assert not mix.resolve_mix(f"default,{folder}", "calib", per_source=4).generated_only
