@@ -522,7 +522,7 @@ def export_parser() -> argparse.ArgumentParser:
     val.add_argument("--no-validate", dest="validate", action="store_false", help="skip parity and WER")
     val.add_argument("--eval", dest="eval_set", type=_path, help="evaluation set for WER (default builtin)")
     val.add_argument("--eval-limit", type=int, help="evaluate only the first N utterances")
-    val.add_argument("--parity-clips", type=int, help="clips used for numerical parity")
+    val.add_argument("--parity-clips", type=int, help="clips used for numerical parity (default 2)")
     val.add_argument("--gate-sets", type=_path_list,
                      help="check sets besides --eval: default (fotaq-eval, asterisk-eval and a long recording, those "
                           "installed), a comma-separated list, or none")
