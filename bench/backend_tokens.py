@@ -23,9 +23,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.decoding_common import RESULTS, eval_subset, variants  # noqa: E402
-from liteasr_export.decoding import SearchOptions  # noqa: E402
-from liteasr_export.frontend import load_audio, log_mel  # noqa: E402
-from liteasr_export.windowed import TranscribeOptions  # noqa: E402
+from liteasr_export.core.decoding import SearchOptions  # noqa: E402
+from liteasr_export.core.frontend import load_audio, log_mel  # noqa: E402
+from liteasr_export.core.windowed import TranscribeOptions  # noqa: E402
 
 
 def agreement(a: list[list[int]], b: list[list[int]]) -> dict:
@@ -48,9 +48,9 @@ def main() -> None:
 
     import torch
 
-    from engines.runtime.ort_transcriber import OnnxTranscriber
+    from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
     from exporters.artifacts import export_artifacts
-    from liteasr_export.transcriber import TorchTranscriber
+    from liteasr_export.model.torch_transcriber import TorchTranscriber
 
     torch.set_num_threads(args.threads)
     utterances = eval_subset(args.eval, None)

@@ -28,9 +28,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.decoding_common import RESULTS, eval_subset  # noqa: E402
-from liteasr_export.decoding import SearchOptions  # noqa: E402
-from liteasr_export.frontend import SAMPLE_RATE, load_audio  # noqa: E402
-from liteasr_export.windowed import TranscribeOptions  # noqa: E402
+from liteasr_export.core.decoding import SearchOptions  # noqa: E402
+from liteasr_export.core.frontend import SAMPLE_RATE, load_audio  # noqa: E402
+from liteasr_export.core.windowed import TranscribeOptions  # noqa: E402
 
 
 def _time_encoder(transcriber) -> list[float]:
@@ -62,9 +62,9 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS / "batched_files.json")
     args = parser.parse_args()
 
-    from engines.runtime.ort_transcriber import OnnxTranscriber
+    from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
     from exporters.artifacts import export_artifacts
-    from liteasr_export.sources import load_model
+    from liteasr_export.model.sources import load_model
 
     utterances = eval_subset(args.eval, args.limit)
     audio = [load_audio(u.audio) for u in utterances]

@@ -24,12 +24,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.decoding_common import RESULTS, SETS, available_sets, transcribe_set, variants  # noqa: E402
-from engines.runtime.ort_transcriber import OnnxTranscriber  # noqa: E402
+from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber  # noqa: E402
 from exporters.artifacts import export_artifacts  # noqa: E402
-from liteasr_export.decoding import SearchOptions  # noqa: E402
-from liteasr_export.frontend import load_audio  # noqa: E402
-from liteasr_export.transcriber import TorchTranscriber  # noqa: E402
-from liteasr_export.windowed import TranscribeOptions  # noqa: E402
+from liteasr_export.core.decoding import SearchOptions  # noqa: E402
+from liteasr_export.core.frontend import load_audio  # noqa: E402
+from liteasr_export.model.torch_transcriber import TorchTranscriber  # noqa: E402
+from liteasr_export.core.windowed import TranscribeOptions  # noqa: E402
 
 
 def main() -> None:

@@ -28,9 +28,9 @@ from compression_wer import (  # noqa: E402
     dense_point,
 )
 
-from liteasr_export.compressor import compute_spectra  # noqa: E402
-from liteasr_export.rank_policies import BudgetPolicy, LiteASRPolicy, parse_theta  # noqa: E402
-from liteasr_export.sources import load_model  # noqa: E402
+from liteasr_export.model.compression.compressor import compute_spectra  # noqa: E402
+from liteasr_export.model.compression.rank_policies import BudgetPolicy, LiteASRPolicy, parse_theta  # noqa: E402
+from liteasr_export.model.sources import load_model  # noqa: E402
 
 DEFAULT_THETAS = ["0.9:0.99", "0.95:0.995", "0.98:0.998", "0.99:0.999", "0.995:0.9995"]
 DEFAULT_THETA = "0.99:0.999"

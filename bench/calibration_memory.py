@@ -31,7 +31,7 @@ def child(model: str, calib: str, samples: int, batch_size: int) -> None:
     """One measurement, in this (fresh) process; prints one JSON line."""
     from calibration.datasets import resolve_set
     from calibration.statistics import collect_statistics
-    from liteasr_export.sources import load_model
+    from liteasr_export.model.sources import load_model
 
     loaded = load_model(model)
     utterances = resolve_set(calib, "calib")[:samples]

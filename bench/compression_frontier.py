@@ -10,7 +10,7 @@ For each model and calibration source (``builtin``: generated voices only;
 are collected the way ``liteasr-export`` collects them (cached by content).
 Then the published rule runs at several theta pairs and the default recipe
 (budget policy, measured sensitivity, compensation, as configured in
-``liteasr_export.pipeline.ExportOptions``) at several sizes, and every point
+``liteasr_export.app.export.pipeline.ExportOptions``) at several sizes, and every point
 is transcribed with PyTorch on each evaluation set separately: ``builtin-eval``,
 ``asterisk-eval`` and a speaker-balanced draw of ``fotaq-eval`` (other
 characters and conversations than ``fotaq-calib``), plus a long recording of
@@ -37,15 +37,15 @@ sys.path.insert(0, str(ROOT))
 from calibration.datasets import resolve_set  # noqa: E402
 from calibration.mix import balanced_sample  # noqa: E402
 from engines.validation.quality_gate import CheckSet, check_set, compare, long_recording  # noqa: E402
-from liteasr_export.compression_stage import build, calibrate, select_spectra  # noqa: E402
-from liteasr_export.errors import RankError  # noqa: E402
-from liteasr_export.pipeline import ExportOptions  # noqa: E402
-from liteasr_export.rank_policies import LiteASRPolicy, make_policy, parse_theta  # noqa: E402
-from liteasr_export.sources import load_model  # noqa: E402
-from liteasr_export.decoding import SearchOptions  # noqa: E402
-from liteasr_export.quality_stage import GATE_DECODING  # noqa: E402
-from liteasr_export.transcriber import TorchTranscriber  # noqa: E402
-from liteasr_export.windowed import PLAIN_GREEDY, TranscribeOptions  # noqa: E402
+from liteasr_export.app.export.compression_stage import build, calibrate, select_spectra  # noqa: E402
+from liteasr_export.core.errors import RankError  # noqa: E402
+from liteasr_export.app.export.pipeline import ExportOptions  # noqa: E402
+from liteasr_export.model.compression.rank_policies import LiteASRPolicy, make_policy, parse_theta  # noqa: E402
+from liteasr_export.model.sources import load_model  # noqa: E402
+from liteasr_export.core.decoding import SearchOptions  # noqa: E402
+from liteasr_export.app.export.quality_stage import GATE_DECODING  # noqa: E402
+from liteasr_export.model.torch_transcriber import TorchTranscriber  # noqa: E402
+from liteasr_export.core.windowed import PLAIN_GREEDY, TranscribeOptions  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 CALIBRATIONS = {"builtin": "builtin", "real": "fotaq,asterisk", "default": "default"}

@@ -24,13 +24,13 @@ sys.path.insert(0, str(ROOT))
 
 from calibration.datasets import resolve_set  # noqa: E402
 from calibration.statistics import ActivationStats, collect_statistics  # noqa: E402
-from liteasr_export.compressor import compress  # noqa: E402
-from liteasr_export.evaluation import score  # noqa: E402
-from liteasr_export.frontend import load_audio, log_mel, split_windows  # noqa: E402
-from liteasr_export.rank_policies import LiteASRPolicy, RankPolicy  # noqa: E402
-from liteasr_export.sources import LoadedModel, load_model  # noqa: E402
-from liteasr_export.transcriber import TorchTranscriber  # noqa: E402
-from liteasr_export.windowed import PLAIN_GREEDY  # noqa: E402
+from liteasr_export.model.compression.compressor import compress  # noqa: E402
+from liteasr_export.core.evaluation import score  # noqa: E402
+from liteasr_export.core.frontend import load_audio, log_mel, split_windows  # noqa: E402
+from liteasr_export.model.compression.rank_policies import LiteASRPolicy, RankPolicy  # noqa: E402
+from liteasr_export.model.sources import LoadedModel, load_model  # noqa: E402
+from liteasr_export.model.torch_transcriber import TorchTranscriber  # noqa: E402
+from liteasr_export.core.windowed import PLAIN_GREEDY  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_CACHE = Path("/tmp/liteasr-export-bench")

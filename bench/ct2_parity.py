@@ -21,10 +21,10 @@ def measure(model: str = "tiny.en", eval_set: str = "builtin", threads: int = 2)
     import ctranslate2
 
     from calibration.datasets import resolve_set
-    from liteasr_export.frontend import load_audio, log_mel
-    from liteasr_export.sources import BUNDLED, load_model
-    from liteasr_export.transcriber import TorchTranscriber
-    from liteasr_export.windowed import PLAIN_GREEDY
+    from liteasr_export.core.frontend import load_audio, log_mel
+    from liteasr_export.model.sources import BUNDLED, load_model
+    from liteasr_export.model.torch_transcriber import TorchTranscriber
+    from liteasr_export.core.windowed import PLAIN_GREEDY
 
     folder, _ = BUNDLED[model].files()
     reference = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type="float32", intra_threads=threads)

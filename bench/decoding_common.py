@@ -16,10 +16,10 @@ if str(ROOT) not in sys.path:
 
 from calibration.datasets import resolve_set  # noqa: E402
 from calibration.mix import balanced_sample  # noqa: E402
-from liteasr_export.errors import DatasetError  # noqa: E402
-from liteasr_export.evaluation import score  # noqa: E402
-from liteasr_export.frontend import load_audio  # noqa: E402
-from liteasr_export.sources import BUNDLED, LoadedModel, load_model  # noqa: E402
+from liteasr_export.core.errors import DatasetError  # noqa: E402
+from liteasr_export.core.evaluation import score  # noqa: E402
+from liteasr_export.core.frontend import load_audio  # noqa: E402
+from liteasr_export.model.sources import BUNDLED, LoadedModel, load_model  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 #: the sets of the issue: generated speech, one real speaker, many real speakers
@@ -48,8 +48,8 @@ def compressed(loaded: LoadedModel, calib: str = "default") -> LoadedModel:
     """``loaded`` with the encoder compressed by liteasr-export's default
     recipe (the calibration mix, the budget policy at its default size with
     measured sensitivities), statistics and probes cached as the export caches them."""
-    from liteasr_export.compression_stage import calibrate, compress_model
-    from liteasr_export.pipeline import ExportOptions
+    from liteasr_export.app.export.compression_stage import calibrate, compress_model
+    from liteasr_export.app.export.pipeline import ExportOptions
 
     opts = ExportOptions(output=Path("unused"), calib=calib, progress=False)
     stats, _ = calibrate(loaded, opts, progress_note=lambda _: None)

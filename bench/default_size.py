@@ -3,7 +3,7 @@
 size) on the quality gate's long recording: 4 minutes of held-out fotaq
 voices back to back, decoded as the gate decodes (greedy with the
 temperature fallback). The gate's limit is +1.0 point; the default size per
-model (``liteasr_export.rank_policies.default_target_size``) is chosen from
+model (``liteasr_export.model.compression.rank_policies.default_target_size``) is chosen from
 these figures.
 
     python bench/default_size.py --model tiny.en --sizes 0.9 0.92 0.95
@@ -26,11 +26,11 @@ from bench.decoding_common import RESULTS  # noqa: E402
 from calibration.datasets import resolve_set  # noqa: E402
 from calibration.mix import balanced_sample  # noqa: E402
 from engines.validation.quality_gate import LONG_MINUTES, long_recording  # noqa: E402
-from liteasr_export.compression_stage import calibrate, compress_model  # noqa: E402
-from liteasr_export.evaluation import score  # noqa: E402
-from liteasr_export.options import ExportOptions  # noqa: E402
-from liteasr_export.quality_stage import GATE_SEED, gate_transcriber  # noqa: E402
-from liteasr_export.sources import load_model  # noqa: E402
+from liteasr_export.app.export.compression_stage import calibrate, compress_model  # noqa: E402
+from liteasr_export.core.evaluation import score  # noqa: E402
+from liteasr_export.app.export.options import ExportOptions  # noqa: E402
+from liteasr_export.app.export.quality_stage import GATE_SEED, gate_transcriber  # noqa: E402
+from liteasr_export.model.sources import load_model  # noqa: E402
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     output = args.output or RESULTS / f"default_size_{args.model}.json"
-    # the gate's own recording (liteasr_export.quality_stage.gate_checks builds it so)
+    # the gate's own recording (liteasr_export.app.export.quality_stage.gate_checks builds it so)
     check = long_recording(balanced_sample(resolve_set("fotaq", "eval"), None, seed=GATE_SEED + 1), args.minutes)
     dense = load_model(args.model)
 

@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from calibration.datasets import resolve_set  # noqa: E402
-from liteasr_export.evaluation import score  # noqa: E402
-from liteasr_export.frontend import load_audio  # noqa: E402
+from liteasr_export.core.evaluation import score  # noqa: E402
+from liteasr_export.core.frontend import load_audio  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "e2e_vs_faster_whisper.json"
 
@@ -53,7 +53,7 @@ def faster_whisper_backend(model_dir: Path, compute_type: str, threads: int) -> 
 
 def export_variant(loaded, out: Path, int8: bool, reuse: bool) -> Path:
     from exporters.artifacts import export_artifacts
-    from liteasr_export.manifest import load_manifest
+    from liteasr_export.core.manifest import load_manifest
 
     if reuse and (out / "manifest.json").is_file():
         load_manifest(out)
@@ -65,8 +65,8 @@ def export_variant(loaded, out: Path, int8: bool, reuse: bool) -> Path:
 def compress_model(loaded, theta: str):
     """LiteASR compression of the encoder, calibrated on the built-in calibration set."""
     from calibration.statistics import collect_statistics
-    from liteasr_export.compressor import compress
-    from liteasr_export.rank_policies import LiteASRPolicy, parse_theta
+    from liteasr_export.model.compression.compressor import compress
+    from liteasr_export.model.compression.rank_policies import LiteASRPolicy, parse_theta
 
     attn, mlp = parse_theta(theta)
     stats = collect_statistics(loaded.model, resolve_set("builtin", purpose="calib"), progress=False, source="builtin")
@@ -94,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from engines.runtime.ort_transcriber import OnnxTranscriber
-    from liteasr_export.sources import BUNDLED, load_model
-    from liteasr_export.transcriber import TorchTranscriber
-    from liteasr_export.windowed import PLAIN_GREEDY
+    from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
+    from liteasr_export.model.sources import BUNDLED, load_model
+    from liteasr_export.model.torch_transcriber import TorchTranscriber
+    from liteasr_export.core.windowed import PLAIN_GREEDY
 
     torch.set_num_threads(args.threads)
     loaded = load_model(args.model)

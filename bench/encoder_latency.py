@@ -88,7 +88,7 @@ def load_pair(name: str):
         dense = standin.random_whisper(config)
         # one copy at a time: the large model is 6 GB; the low-rank one is made from it in place later
         return dense, None, profile, info
-    from liteasr_export.sources import load_model
+    from liteasr_export.model.sources import load_model
 
     dense = load_model(name).model
     ratio = standin.LITE_WHISPER_LARGE_V3_ENCODER_PARAMS / 635_000_000

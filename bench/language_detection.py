@@ -24,8 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.decoding_common import RESULTS, ct2_folder  # noqa: E402
-from liteasr_export.frontend import load_audio  # noqa: E402
-from liteasr_export.windowed import TranscribeOptions  # noqa: E402
+from liteasr_export.core.frontend import load_audio  # noqa: E402
+from liteasr_export.core.windowed import TranscribeOptions  # noqa: E402
 
 SENTENCES = {
     "de": ["Der Zug nach Berlin fährt heute eine halbe Stunde später ab.",
@@ -73,8 +73,8 @@ def main() -> None:
     import torch
     from faster_whisper import WhisperModel
 
-    from liteasr_export.sources import load_model
-    from liteasr_export.transcriber import TorchTranscriber
+    from liteasr_export.model.sources import load_model
+    from liteasr_export.model.torch_transcriber import TorchTranscriber
 
     torch.set_num_threads(args.threads)
     ours = TorchTranscriber(load_model(args.model), settings=TranscribeOptions(language="auto"))

@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from liteasr_export.errors import QualityGateError  # noqa: E402
-from liteasr_export.pipeline import ExportOptions, run_export  # noqa: E402
+from liteasr_export.core.errors import QualityGateError  # noqa: E402
+from liteasr_export.app.export.pipeline import ExportOptions, run_export  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 

@@ -52,9 +52,9 @@ def _compressed(name: str, standin_layers: int, share: float):
 
     from bench.standin import (apply_low_rank, encoder_parameters, large_v3_config, large_v3_standin_profile,
                                load_published_profile, random_whisper, standin_rank_profile)
-    from liteasr_export.decoding import build_options
-    from liteasr_export.sources import BUNDLED, LoadedModel, load_model
-    from liteasr_export.tokenizer import WhisperTokenizer
+    from liteasr_export.core.decoding import build_options
+    from liteasr_export.model.sources import BUNDLED, LoadedModel, load_model
+    from liteasr_export.core.tokenizer import WhisperTokenizer
 
     if name == STANDIN:
         config = large_v3_config(encoder_layers=standin_layers, decoder_layers=standin_layers, vocab_size=51864)
@@ -84,7 +84,7 @@ def _compressed(name: str, standin_layers: int, share: float):
 
 def _features(n_mels: int, clips: int) -> np.ndarray:
     from calibration.datasets import resolve_set
-    from liteasr_export.frontend import load_audio, log_mel, split_windows
+    from liteasr_export.core.frontend import load_audio, log_mel, split_windows
 
     utterances = resolve_set("builtin", purpose="eval")[:clips]
     return np.stack([log_mel(split_windows(load_audio(u.audio))[0], n_mels) for u in utterances])
@@ -92,10 +92,10 @@ def _features(n_mels: int, clips: int) -> np.ndarray:
 
 def measure(name: str, threads: list[int], precisions: list[str], clips: int, standin_layers: int,
             share: float = TARGET_SHARE) -> dict:
-    from engines.runtime.ort_transcriber import OnnxTranscriber
+    from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
     from engines.validation.parity import compare_onnx, torch_reference
     from exporters.artifacts import export_artifacts
-    from liteasr_export.transcriber import TorchTranscriber
+    from liteasr_export.model.torch_transcriber import TorchTranscriber
 
     start = time.perf_counter()
     loaded, what = _compressed(name, standin_layers, share)

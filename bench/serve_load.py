@@ -57,7 +57,7 @@ LOGS = Path("/tmp/liteasr-serve-load")
 
 def _cli(main: str, args: list[str]) -> list[str]:
     """The command line of a console script, run with this Python and this checkout."""
-    return [sys.executable, "-c", f"import sys; from liteasr_export.cli import {main} as m; sys.exit(m(sys.argv[1:]))",
+    return [sys.executable, "-c", f"import sys; from liteasr_export.app.cli import {main} as m; sys.exit(m(sys.argv[1:]))",
             *args]
 
 
@@ -322,7 +322,7 @@ def ray_data(args) -> dict:
     log.close()
     evaluation = json.loads(evaluated.stdout)
     hypotheses = {i["audio"]: i["hypothesis"] for i in evaluation["items"]}
-    from liteasr_export.evaluation import score
+    from liteasr_export.core.evaluation import score
 
     ok = [r for r in records if r.get("error") is None]
     wer = score([r["audio"] for r in ok], [r["reference"] for r in ok], [r["text"] for r in ok]).wer

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from liteasr_export.compression_report import encoder_cost, pays_off
-from liteasr_export.errors import RankError
-from liteasr_export.lowrank import (
+from liteasr_export.model.compression.report import encoder_cost, pays_off
+from liteasr_export.core.errors import RankError
+from liteasr_export.model.lowrank import (
     ATTENTION,
     COMPRESSIBLE,
     LowRankLinear,

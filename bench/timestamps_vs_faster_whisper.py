@@ -26,8 +26,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.decoding_common import RESULTS, ct2_folder, eval_subset  # noqa: E402
-from liteasr_export.frontend import SAMPLE_RATE, load_audio  # noqa: E402
-from liteasr_export.windowed import TranscribeOptions  # noqa: E402
+from liteasr_export.core.frontend import SAMPLE_RATE, load_audio  # noqa: E402
+from liteasr_export.core.windowed import TranscribeOptions  # noqa: E402
 
 GAP_SECONDS = 1.0
 CLIPS_PER_RECORDING = 3
@@ -63,8 +63,8 @@ def main() -> None:
     import torch
     from faster_whisper import WhisperModel
 
-    from liteasr_export.sources import load_model
-    from liteasr_export.transcriber import TorchTranscriber
+    from liteasr_export.model.sources import load_model
+    from liteasr_export.model.torch_transcriber import TorchTranscriber
 
     torch.set_num_threads(args.threads)
     audio = recordings(args.recordings)

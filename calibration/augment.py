@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from liteasr_export.errors import DatasetError
-from liteasr_export.frontend import SAMPLE_RATE, resample
+from liteasr_export.core.errors import DatasetError
+from liteasr_export.core.frontend import SAMPLE_RATE, resample
 
 SPEEDS = (0.9, 1.1)
 SNRS_DB = (5.0, 10.0, 20.0)

@@ -8,7 +8,7 @@ Sets with a calibration and an evaluation part (``builtin``, ``asterisk``,
 to the part for the purpose at hand.
 
 Loaders only list files and reference texts; decoding audio is the job of
-``liteasr_export.frontend.load_audio``. Imports stay light (no torch, no
+``liteasr_export.core.frontend.load_audio``. Imports stay light (no torch, no
 transformers) so the ONNX Runtime path can use them.
 """
 
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from liteasr_export.cache import cache_root
-from liteasr_export.errors import AudioError, DatasetError
-from liteasr_export.frontend import check_audio_path
+from liteasr_export.core.cache import cache_root
+from liteasr_export.core.errors import AudioError, DatasetError
+from liteasr_export.core.frontend import check_audio_path
 
 from .fotaq import fotaq_set
 from .utterances import Utterance, write_flac_atomically

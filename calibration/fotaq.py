@@ -39,9 +39,9 @@ from pathlib import Path
 
 import soundfile as sf
 
-from liteasr_export.cache import cache_root
-from liteasr_export.errors import DatasetError
-from liteasr_export.frontend import SAMPLE_RATE, resample
+from liteasr_export.core.cache import cache_root
+from liteasr_export.core.errors import DatasetError
+from liteasr_export.core.frontend import SAMPLE_RATE, resample
 
 from .utterances import Utterance, write_flac_atomically
 

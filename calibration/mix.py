@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from liteasr_export.errors import DatasetError
+from liteasr_export.core.errors import DatasetError
 
 from .datasets import ASTERISK_INSTALL, SPLIT_SETS, Utterance, asterisk_available, resolve_set
 from .fotaq import FETCH_HINT, find_archive

@@ -40,9 +40,9 @@ from safetensors.numpy import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from liteasr_export.errors import CalibrationError, DatasetError
-from liteasr_export.frontend import log_mel
-from liteasr_export.lowrank import SITE_OF, SITES, encoder_layers, get_linear, is_compressed
+from liteasr_export.core.errors import CalibrationError, DatasetError
+from liteasr_export.core.frontend import log_mel
+from liteasr_export.model.lowrank import SITE_OF, SITES, encoder_layers, get_linear, is_compressed
 
 from .windows import utterance_windows
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from liteasr_export.errors import AudioError
-from liteasr_export.frontend import N_SAMPLES, SAMPLE_RATE, load_audio, split_windows
+from liteasr_export.core.errors import AudioError
+from liteasr_export.core.frontend import N_SAMPLES, SAMPLE_RATE, load_audio, split_windows
 
 from .augment import Augmenter
 from .mix import Mix

@@ -13,7 +13,7 @@ import importlib
 import importlib.util
 from types import ModuleType
 
-from liteasr_export.errors import EngineUnavailableError
+from liteasr_export.core.errors import EngineUnavailableError
 
 _ELSEWHERE = ("or export with liteasr-export --engine trt --build-script and run the folder's "
               "build_engines.sh on the GPU machine")

@@ -1,6 +1,6 @@
 """The export driver: writes ``frontend.onnx``, ``encoder.onnx``,
 ``decoder.onnx`` and ``tokenizer.json`` into a folder, then its
-``manifest.json`` (the format is :mod:`liteasr_export.manifest`).
+``manifest.json`` (the format is :mod:`liteasr_export.core.manifest`).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 
 import onnx
 
-from liteasr_export.graphs import GRAPH_FILES, graph_precision
-from liteasr_export.integrity import sha256_file
-from liteasr_export.manifest import (TOKENIZER_NAME, Manifest, build_manifest, graph_metadata, load_manifest,
+from liteasr_export.core.graphs import GRAPH_FILES, graph_precision
+from liteasr_export.core.integrity import sha256_file
+from liteasr_export.core.manifest import (TOKENIZER_NAME, Manifest, build_manifest, graph_metadata, load_manifest,
                                      write_manifest)
 
 from .decoder import export_decoder
@@ -36,7 +36,7 @@ def export_artifacts(
 
     ``attention`` goes to the encoder exporter; ``precision`` (``fp32``,
     ``fp16``, ``bf16``, ``int8``) to every exporter, which makes of it what
-    :data:`liteasr_export.graphs.GRAPH_PRECISION` says. ``frontend=False``
+    :data:`liteasr_export.core.graphs.GRAPH_PRECISION` says. ``frontend=False``
     leaves out ``frontend.onnx`` (runtimes then use the numpy frontend).
     ``encoder_options``: more keywords for ``export_encoder`` (e.g.
     ``calibration_features`` for the fp16 overflow check).

@@ -40,8 +40,8 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 from transformers.models.whisper.modeling_whisper import eager_attention_forward
 
-from liteasr_export.errors import ExportError
-from liteasr_export.graphs import OPSETS, decoder_input_names, decoder_output_names, graph_precision
+from liteasr_export.core.errors import ExportError
+from liteasr_export.core.graphs import OPSETS, decoder_input_names, decoder_output_names, graph_precision
 
 from .precision import quantize_int8, save_onnx
 
@@ -134,7 +134,7 @@ def export_decoder(model: "WhisperForConditionalGeneration", path: str | Path, *
                    opset: int = OPSET, precision: str = "fp32") -> Path:
     """Export ``decoder.onnx`` (dynamic batch, tokens, past and frames).
 
-    ``precision`` is the export's (:data:`liteasr_export.graphs.GRAPH_PRECISION`):
+    ``precision`` is the export's (:data:`liteasr_export.core.graphs.GRAPH_PRECISION`):
     the decoder graph is float32 except under ``int8``, a dynamic int8
     quantization of every MatMul with a constant weight (the vocabulary
     projection included), for ONNX Runtime's CPU provider.

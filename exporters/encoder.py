@@ -34,8 +34,8 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from liteasr_export.errors import ExportError
-from liteasr_export.graphs import MIN_OPSET, OPSETS, PRECISIONS, encoder_spec, graph_precision
+from liteasr_export.core.errors import ExportError
+from liteasr_export.core.graphs import MIN_OPSET, OPSETS, PRECISIONS, encoder_spec, graph_precision
 
 from .precision import Fp16Report, Int8Report, convert_fp16, quantize_int8, save_onnx
 from .reduced_attention import AttentionPlan, Factors, FoldedAttention, linear_factors, plan_encoder
@@ -335,7 +335,7 @@ def export_encoder(
     has to fall back to MatMul-Softmax-MatMul, "unfused" always writes that.
     ``reduced_attention``: run attention in the reduced dimension in the
     layers where it saves multiply-adds. ``precision`` (the export's, see
-    :data:`liteasr_export.graphs.GRAPH_PRECISION`): ``fp16`` writes float16
+    :data:`liteasr_export.core.graphs.GRAPH_PRECISION`): ``fp16`` writes float16
     weights and compute with fp32 islands; ``calibration_features`` (log-mel
     batches ``(B, n_mels, 3000)``) are run through the float32 graph to find
     nodes whose outputs would overflow float16. ``int8``: dynamic int8

@@ -1,5 +1,5 @@
 """``frontend.onnx``: 16 kHz PCM -> normalized log-mel, equal to
-:func:`liteasr_export.frontend.log_mel`, so an app needs no signal processing.
+:func:`liteasr_export.core.frontend.log_mel`, so an app needs no signal processing.
 
 Input ``audio`` float32 (batch, samples), samples <= 480000 (one 30 s window;
 every row of a batch has the same length). Output ``input_features``
@@ -29,10 +29,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from liteasr_export.frontend import HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE, hann_window, mel_filters
-from liteasr_export.graphs import FRONTEND_INPUT as INPUT_NAME
-from liteasr_export.graphs import FRONTEND_OUTPUT as OUTPUT_NAME
-from liteasr_export.graphs import OPSETS, frontend_spec
+from liteasr_export.core.frontend import HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE, hann_window, mel_filters
+from liteasr_export.core.graphs import FRONTEND_INPUT as INPUT_NAME
+from liteasr_export.core.graphs import FRONTEND_OUTPUT as OUTPUT_NAME
+from liteasr_export.core.graphs import OPSETS, frontend_spec
 
 OPSET = OPSETS["frontend"]
 

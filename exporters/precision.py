@@ -24,8 +24,8 @@ from typing import Iterable, Mapping
 import numpy as np
 import onnx
 
-from liteasr_export.errors import ExportError
-from liteasr_export.graphs import FP32_OP_TYPES
+from liteasr_export.core.errors import ExportError
+from liteasr_export.core.graphs import FP32_OP_TYPES
 
 FP16_MAX = float(np.finfo(np.float16).max)  # 65504
 #: protobuf cannot serialize a message of 2 GiB or more: above this, weights go to a .data file

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from liteasr_export.sources import BUNDLED
+from liteasr_export.model.sources import BUNDLED
 
 
 def tiny_config(**overrides):
@@ -61,7 +61,7 @@ def random_ct2_dir(tmp_path_factory, random_hf_dir) -> Path:
 def speech_clip() -> np.ndarray:
     """A short built-in evaluation clip (16 kHz)."""
     from calibration.datasets import resolve_set
-    from liteasr_export.frontend import load_audio
+    from liteasr_export.core.frontend import load_audio
 
     return load_audio(resolve_set("builtin", purpose="eval")[0].audio)
 
@@ -85,10 +85,10 @@ def random_loaded(tokenizer_json: Path, low_rank: bool = False, seed: int = 0, *
     and tiny.en's tokenizer, decoding at most 8 tokens."""
     import torch
 
-    from liteasr_export.decoding import build_options
-    from liteasr_export.lowrank import LowRankLinear, install_low_rank_modules
-    from liteasr_export.sources import LoadedModel
-    from liteasr_export.tokenizer import WhisperTokenizer
+    from liteasr_export.core.decoding import build_options
+    from liteasr_export.model.lowrank import LowRankLinear, install_low_rank_modules
+    from liteasr_export.model.sources import LoadedModel
+    from liteasr_export.core.tokenizer import WhisperTokenizer
 
     model = random_whisper(seed=seed, **overrides)
     if low_rank:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engines.runtime.ort_transcriber import OnnxTranscriber
+from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
 from engines.runtime.trt_transcriber import TrtDecoderStep
 
 

@@ -12,11 +12,11 @@ import pytest
 from conftest import copy_artifacts
 
 import engines.runtime.trt_transcriber as trt_transcriber
-from engines.runtime.ort_transcriber import OnnxTranscriber
-from liteasr_export.errors import ArtifactError
-from liteasr_export.manifest import ENGINE_DIR, load_manifest
-from liteasr_export.sources import BUNDLED
-from liteasr_export.tokenizer import WhisperTokenizer
+from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
+from liteasr_export.core.errors import ArtifactError
+from liteasr_export.core.manifest import ENGINE_DIR, load_manifest
+from liteasr_export.model.sources import BUNDLED
+from liteasr_export.core.tokenizer import WhisperTokenizer
 
 
 @pytest.fixture()

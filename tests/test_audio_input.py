@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from liteasr_export.errors import EXIT_BAD_INPUT, EXIT_ITEMS_FAILED, AudioError, AudioTooLongError
-from liteasr_export.frontend import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioWarning, check_samples, load_audio
+from liteasr_export.core.errors import EXIT_BAD_INPUT, EXIT_ITEMS_FAILED, AudioError, AudioTooLongError
+from liteasr_export.core.frontend import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioWarning, check_samples, load_audio
 
-CLI = "import sys; from liteasr_export.cli import {0} as m; sys.exit(m(sys.argv[1:]))"
+CLI = "import sys; from liteasr_export.app.cli import {0} as m; sys.exit(m(sys.argv[1:]))"
 
 
 def _float_wav(path, audio):
@@ -41,7 +41,7 @@ def test_non_finite_samples_are_refused(tmp_path, speech_clip, bad):
 
 
 def test_transcriber_refuses_non_finite_arrays(random_artifacts):
-    from engines.runtime.ort_transcriber import OnnxTranscriber
+    from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
 
     audio = np.zeros(16000, np.float32)
     audio[5] = np.nan
@@ -62,7 +62,7 @@ def test_mis_scaled_float_audio_is_normalized_with_a_warning(tmp_path, speech_cl
 
 def test_cli_warns_on_one_line(tmp_path, speech_clip, random_artifacts):
     scaled = _float_wav(tmp_path / "int16-range.wav", speech_clip * 32768.0)
-    code = "import sys; from liteasr_export.cli import transcribe_main as m; sys.exit(m(sys.argv[1:]))"
+    code = "import sys; from liteasr_export.app.cli import transcribe_main as m; sys.exit(m(sys.argv[1:]))"
     result = subprocess.run([sys.executable, "-c", code, "--engine", "onnx", "--artifacts", str(random_artifacts),
                              str(scaled)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -81,7 +81,7 @@ def test_eval_records_an_undecodable_file_and_goes_on(tmp_path, speech_clip_path
     lines = [{"audio": speech_clip_path, "text": "one"}, {"audio": "broken.wav", "text": "two"},
              {"audio": speech_clip_path, "text": "three"}]
     (tmp_path / "set.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    code = "import sys; from liteasr_export.cli import eval_main as m; sys.exit(m(sys.argv[1:]))"
+    code = "import sys; from liteasr_export.app.cli import eval_main as m; sys.exit(m(sys.argv[1:]))"
     base = [sys.executable, "-c", code, "--engine", "onnx", "--artifacts", str(random_artifacts),
             "--eval", str(tmp_path / "set.jsonl")]
     result = subprocess.run([*base, "--json"], capture_output=True, text=True, timeout=300)
@@ -114,7 +114,7 @@ def test_huge_finite_samples_are_normalized_not_refused(tmp_path, speech_clip, p
 
 
 def test_transcriber_normalizes_a_float64_array_beyond_float32(random_artifacts, speech_clip):
-    from engines.runtime.ort_transcriber import OnnxTranscriber
+    from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
 
     transcriber = OnnxTranscriber(random_artifacts)
     with pytest.warns(AudioWarning, match="normalized"):

@@ -13,8 +13,8 @@ import soundfile as sf
 from calibration import augment, mix
 from calibration.datasets import Utterance
 from calibration.windows import PACK_GAP_SECONDS, WindowSummary, mix_windows
-from liteasr_export.errors import DatasetError
-from liteasr_export.frontend import N_SAMPLES, SAMPLE_RATE
+from liteasr_export.core.errors import DatasetError
+from liteasr_export.core.frontend import N_SAMPLES, SAMPLE_RATE
 
 
 def _utts(counts: dict[str, int]) -> list[Utterance]:
@@ -109,8 +109,8 @@ def test_statistics_cache_is_keyed_by_the_audio_content(tmp_path: Path) -> None:
     statistics of its old content."""
     from types import SimpleNamespace
 
-    from liteasr_export.compression_stage import calibrate
-    from liteasr_export.pipeline import ExportOptions
+    from liteasr_export.app.export.compression_stage import calibrate
+    from liteasr_export.app.export.pipeline import ExportOptions
     from test_lowrank import tiny_whisper
 
     folder = tmp_path / "speech"

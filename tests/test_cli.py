@@ -11,7 +11,7 @@ import pytest
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    code = "import sys; from liteasr_export.cli import {0}; sys.exit({0}(sys.argv[1:]))"
+    code = "import sys; from liteasr_export.app.cli import {0}; sys.exit({0}(sys.argv[1:]))"
     entry = {"transcribe": "transcribe_main", "eval": "eval_main", "export": "export_main"}[args[0]]
     return subprocess.run([sys.executable, "-c", code.format(entry), *args[1:]], capture_output=True, text=True, timeout=300)
 
@@ -65,8 +65,8 @@ def test_export_options_are_declared_once():
     lands in an ExportOptions field."""
     from dataclasses import fields
 
-    from liteasr_export.cli import export_defaults, export_parser
-    from liteasr_export.options import ExportOptions
+    from liteasr_export.app.cli import export_defaults, export_parser
+    from liteasr_export.app.export.options import ExportOptions
 
     parser = export_parser()
     args = parser.parse_args([])

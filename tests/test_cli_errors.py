@@ -17,8 +17,8 @@ import pytest
 import soundfile as sf
 from conftest import copy_artifacts
 
-from liteasr_export.errors import EXIT_BAD_INPUT, EXIT_INTERNAL
-from liteasr_export.sources import BUNDLED
+from liteasr_export.core.errors import EXIT_BAD_INPUT, EXIT_INTERNAL
+from liteasr_export.model.sources import BUNDLED
 
 ENTRY = {"transcribe": "transcribe_main", "eval": "eval_main", "export": "export_main"}
 
@@ -326,7 +326,7 @@ def test_bad_input(cli, argv, setup, expect, tmp_path, random_hf_dir, random_art
             args += ["--model", str(random_hf_dir)]
         args += ["--quiet"]
     before = _tree(tmp_path)
-    code = f"import sys; from liteasr_export.cli import {ENTRY[cli]} as m; sys.exit(m(sys.argv[1:]))"
+    code = f"import sys; from liteasr_export.app.cli import {ENTRY[cli]} as m; sys.exit(m(sys.argv[1:]))"
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300, env=env)
     lines = result.stderr.strip().splitlines()
@@ -343,7 +343,7 @@ def test_unexpected_error_is_one_line_with_its_own_exit_code(cli, tmp_path):
     """A bug (here: a ZeroDivisionError planted in the command) is not a bad
     input: one line that says so, exit 70; --debug shows the traceback."""
     command = {"transcribe": "_transcribe", "eval": "_eval", "export": "_export"}[cli]
-    code = (f"import sys, liteasr_export.cli as c; c.{command} = lambda args: 1 / 0; "
+    code = (f"import sys, liteasr_export.app.cli as c; c.{command} = lambda args: 1 / 0; "
             f"sys.exit(c.{ENTRY[cli]}(sys.argv[1:]))")
     args = ["a.wav"] if cli == "transcribe" else []
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
@@ -358,8 +358,8 @@ def test_unexpected_error_is_one_line_with_its_own_exit_code(cli, tmp_path):
 
 def test_options_are_checked_before_the_model_is_loaded(random_hf_dir, tmp_path, monkeypatch, capsys):
     """Bad values fail before load, calibration and export (they used to fail minutes in)."""
-    import liteasr_export.sources as sources
-    from liteasr_export.cli import export_main
+    import liteasr_export.model.sources as sources
+    from liteasr_export.app.cli import export_main
 
     monkeypatch.setattr(sources, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     for bad in (["--theta", "2"], ["--policy", "budget", "--target-size", "0"], ["--eval", str(tmp_path / "x.jsonl")],

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from engines.validation.compare import compare
-from liteasr_export.errors import OutputMismatchError, ShapeError, ToleranceError
-from liteasr_export.graphs import OutputTolerance, tolerance_for
+from liteasr_export.core.errors import OutputMismatchError, ShapeError, ToleranceError
+from liteasr_export.core.graphs import OutputTolerance, tolerance_for
 
 NAME = "last_hidden_state"
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from calibration.statistics import ActivationStats, accumulate, model_info
-from liteasr_export.compression_report import encoder_cost
-from liteasr_export.compressor import compress, compute_spectra, factorize
-from liteasr_export.errors import CalibrationError, RankError
-from liteasr_export.lite_whisper import save_lite_whisper
-from liteasr_export.lowrank import COMPRESSIBLE, LowRankLinear, get_linear, iter_encoder_linears
-from liteasr_export.rank_policies import BudgetPolicy, LiteASRPolicy, ProfilePolicy
+from liteasr_export.model.compression.report import encoder_cost
+from liteasr_export.model.compression.compressor import compress, compute_spectra, factorize
+from liteasr_export.core.errors import CalibrationError, RankError
+from liteasr_export.model.lite_whisper import save_lite_whisper
+from liteasr_export.model.lowrank import COMPRESSIBLE, LowRankLinear, get_linear, iter_encoder_linears
+from liteasr_export.model.compression.rank_policies import BudgetPolicy, LiteASRPolicy, ProfilePolicy
 from test_lowrank import random_features, tiny_whisper
 
 #: true rank of every encoder matrix of the exactly-low-rank model

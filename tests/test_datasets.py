@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from calibration import datasets as ds
-from liteasr_export.errors import DatasetError
+from liteasr_export.core.errors import DatasetError
 
 HAVE_G722 = importlib.util.find_spec("G722") is not None
 HAVE_ASTERISK = HAVE_G722 and ds.ASTERISK_TRANSCRIPTS.is_file() and any(

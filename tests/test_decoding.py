@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from liteasr_export.decoding import (KEPT_BEST, NO_SPEECH, OK, REPETITIVE, DecodingOptions, RowOwners, SearchOptions,
+from liteasr_export.core.decoding import (KEPT_BEST, NO_SPEECH, OK, REPETITIVE, DecodingOptions, RowOwners, SearchOptions,
                                      apply_rules, compression_ratio, decode_with_fallback, fill_from_tail, greedy_decode,
                                      search)
-from liteasr_export.windowed import timestamp_segments
+from liteasr_export.core.windowed import timestamp_segments
 
 VOCAB = 10
 EOT = 5

@@ -10,12 +10,12 @@ import pytest
 from conftest import random_loaded
 from fake_trt import OrtAsTrtTranscriber
 
-from engines.runtime.ort_transcriber import OnnxTranscriber
+from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
 from exporters.artifacts import export_artifacts
-from liteasr_export.decoding import SearchOptions, search
-from liteasr_export.frontend import SAMPLE_RATE, log_mel
-from liteasr_export.transcriber import TorchTranscriber
-from liteasr_export.windowed import TranscribeOptions
+from liteasr_export.core.decoding import SearchOptions, search
+from liteasr_export.core.frontend import SAMPLE_RATE, log_mel
+from liteasr_export.model.torch_transcriber import TorchTranscriber
+from liteasr_export.core.windowed import TranscribeOptions
 
 BACKENDS = ("torch", "onnx", "trt-step")
 

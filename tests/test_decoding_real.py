@@ -11,9 +11,9 @@ import pytest
 from fake_trt import OrtAsTrtTranscriber
 from test_decoding_backends import Counted
 
-from liteasr_export.decoding import SearchOptions, compression_ratio
-from liteasr_export.frontend import SAMPLE_RATE
-from liteasr_export.windowed import TranscribeOptions
+from liteasr_export.core.decoding import SearchOptions, compression_ratio
+from liteasr_export.core.frontend import SAMPLE_RATE
+from liteasr_export.core.windowed import TranscribeOptions
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ THRESHOLD = SearchOptions().compression_ratio_threshold
 @pytest.fixture(scope="module")
 def tiny_en(tmp_path_factory):
     from exporters.artifacts import export_artifacts
-    from liteasr_export.sources import load_model
+    from liteasr_export.model.sources import load_model
 
     loaded = load_model("tiny.en")
     out = tmp_path_factory.mktemp("tiny-en")
@@ -32,8 +32,8 @@ def tiny_en(tmp_path_factory):
 
 
 def _backend(tiny_en, name: str, settings: TranscribeOptions):
-    from engines.runtime.ort_transcriber import OnnxTranscriber
-    from liteasr_export.transcriber import TorchTranscriber
+    from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
+    from liteasr_export.model.torch_transcriber import TorchTranscriber
 
     loaded, out = tiny_en
     if name == "torch":
@@ -70,7 +70,7 @@ def test_windows_leave_a_batch_without_changing_its_transcripts(tiny_en, backend
     window's cross K/V here depends on the order the clips end in; the
     in-place moves themselves are tested in test_decoding.py."""
     from calibration.datasets import resolve_set
-    from liteasr_export.frontend import load_audio
+    from liteasr_export.core.frontend import load_audio
 
     speech = [load_audio(u.audio) for u in resolve_set("builtin", purpose="eval")[:3]]
     noise = (0.05 * np.random.default_rng(0).standard_normal(30 * SAMPLE_RATE)).astype(np.float32)
@@ -102,9 +102,9 @@ SPOKEN = {"de": "Kannst du mir bitte sagen, wo die nächste Apotheke ist?",
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
 def test_language_is_detected_on_the_multilingual_base(tmp_path):
-    from liteasr_export.frontend import load_audio
-    from liteasr_export.sources import load_model
-    from liteasr_export.transcriber import TorchTranscriber
+    from liteasr_export.core.frontend import load_audio
+    from liteasr_export.model.sources import load_model
+    from liteasr_export.model.torch_transcriber import TorchTranscriber
 
     audio = []
     for lang, text in SPOKEN.items():

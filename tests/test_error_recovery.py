@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from liteasr_export.compensation import compensate
-from liteasr_export.compressor import compress, compute_spectra
-from liteasr_export.errors import RankError
-from liteasr_export.lowrank import LowRankLinear, iter_encoder_linears
-from liteasr_export.rank_policies import BudgetPolicy
-from liteasr_export.refine import refine
-from liteasr_export.sensitivity import measure_sensitivity, probe_ranks_for
-from liteasr_export.target_search import search_target_size
+from liteasr_export.model.compression.compensation import compensate
+from liteasr_export.model.compression.compressor import compress, compute_spectra
+from liteasr_export.core.errors import RankError
+from liteasr_export.model.lowrank import LowRankLinear, iter_encoder_linears
+from liteasr_export.model.compression.rank_policies import BudgetPolicy
+from liteasr_export.model.compression.refine import refine
+from liteasr_export.model.compression.sensitivity import measure_sensitivity, probe_ranks_for
+from liteasr_export.model.compression.target_search import search_target_size
 from test_compressor import _calibrate
 from test_lowrank import random_features, tiny_whisper
 
@@ -58,7 +58,7 @@ def test_compensation_at_full_rank_reproduces_the_dense_layer(setup) -> None:
     dense, stats, _ = setup
     d = dense.config.d_model
     full = [{"q_proj": d, "fc2": d}] + [{} for _ in range(dense.config.encoder_layers - 1)]
-    from liteasr_export.rank_policies import ProfilePolicy
+    from liteasr_export.model.compression.rank_policies import ProfilePolicy
 
     model, _ = compress(dense, stats, ProfilePolicy.from_config(full))
     compensate(model, dense, _features(2), ridge=0.0, progress=False)
@@ -109,9 +109,9 @@ def test_measured_sensitivities_are_cached_by_content(setup, tmp_path, monkeypat
     from pathlib import Path
     from types import SimpleNamespace
 
-    import liteasr_export.sensitivity as sensitivity
+    import liteasr_export.model.compression.sensitivity as sensitivity
     from liteasr_export import compression_stage
-    from liteasr_export.pipeline import ExportOptions
+    from liteasr_export.app.export.pipeline import ExportOptions
 
     dense, stats, _ = setup
     features = {"now": _features(2)}

@@ -11,10 +11,10 @@ import pytest
 import torch
 from conftest import random_whisper
 
-from engines.runtime.ort_session import create_session
+from liteasr_export.core.runtime.ort_session import create_session
 from exporters.decoder import cross_kv, export_decoder
-from liteasr_export.errors import ToleranceError
-from liteasr_export.graphs import decoder_input_names, decoder_output_names, decoder_spec
+from liteasr_export.core.errors import ToleranceError
+from liteasr_export.core.graphs import decoder_input_names, decoder_output_names, decoder_spec
 
 SOT, NO_TIMESTAMPS = 50257, 50362  # tiny.en's prompt ids (the random models share its vocabulary size)
 
@@ -163,8 +163,8 @@ def test_int8_decoder_quantizes_the_vocabulary_projection(model, tmp_path):
 
 def test_tiny_en_real_weights(tmp_path, speech_clip):
     """Real weights on real speech: the 1e-3 bound holds where logits are large."""
-    from liteasr_export.frontend import log_mel
-    from liteasr_export.sources import load_model
+    from liteasr_export.core.frontend import log_mel
+    from liteasr_export.model.sources import load_model
 
     loaded = load_model("tiny.en")
     features = torch.from_numpy(log_mel(speech_clip, 80)[None])

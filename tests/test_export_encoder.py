@@ -12,8 +12,8 @@ from conftest import random_whisper
 from exporters.encoder import export_encoder, fused_op_problem
 from engines.validation.compare import compare
 from engines.validation.parity import float64, torch_encoder_outputs
-from liteasr_export.graphs import encoder_spec
-from liteasr_export.errors import ExportError
+from liteasr_export.core.graphs import encoder_spec
+from liteasr_export.core.errors import ExportError
 from bench.standin import apply_low_rank
 
 ort = pytest.importorskip("onnxruntime")
@@ -179,8 +179,8 @@ def test_fp16_keeps_float32_interface(lowrank, features, tmp_path):
 
 def test_tiny_en_parity_dense_and_low_rank(tmp_path):
     from calibration.datasets import resolve_set
-    from liteasr_export.frontend import load_audio, log_mel
-    from liteasr_export.sources import load_model
+    from liteasr_export.core.frontend import load_audio, log_mel
+    from liteasr_export.model.sources import load_model
 
     try:
         model = load_model("tiny.en").model

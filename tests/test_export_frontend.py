@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engines.runtime.ort_session import create_session
+from liteasr_export.core.runtime.ort_session import create_session
 from exporters.frontend import build_frontend, dft_matrix, export_frontend
-from liteasr_export.frontend import N_FFT, N_SAMPLES, log_mel
+from liteasr_export.core.frontend import N_FFT, N_SAMPLES, log_mel
 
 TOLERANCE = 1e-4
 

@@ -14,7 +14,7 @@ import soundfile as sf
 
 from calibration import fotaq
 from calibration.datasets import resolve_set
-from liteasr_export.errors import DatasetError
+from liteasr_export.core.errors import DatasetError
 
 HAVE_FOTAQ = fotaq.find_archive() is not None
 

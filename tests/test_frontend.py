@@ -7,8 +7,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from liteasr_export.errors import AudioError
-from liteasr_export.frontend import (N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio, log_mel, mel_filters,
+from liteasr_export.core.errors import AudioError
+from liteasr_export.core.frontend import (N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio, log_mel, mel_filters,
                                      split_windows)
 
 

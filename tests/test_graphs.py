@@ -1,4 +1,4 @@
-"""One spec per graph (liteasr_export.graphs): file names, interfaces, opsets,
+"""One spec per graph (liteasr_export.core.graphs): file names, interfaces, opsets,
 tolerances and what each export precision makes of each graph."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from liteasr_export.graphs import (GRAPH_FILES, GRAPH_PRECISION, GRAPH_SPECS, MIN_OPSET, OPSETS, PRECISIONS,
+from liteasr_export.core.graphs import (GRAPH_FILES, GRAPH_PRECISION, GRAPH_SPECS, MIN_OPSET, OPSETS, PRECISIONS,
                                    TRT_PRECISIONS, cross_names, decoder_input_names, decoder_output_names,
                                    graph_precision, tolerance_for)
 
@@ -49,7 +49,7 @@ def test_each_exported_graph_describes_itself(random_artifacts):
 
     import onnx
 
-    from liteasr_export.manifest import load_manifest
+    from liteasr_export.core.manifest import load_manifest
 
     manifest = load_manifest(random_artifacts)
     for graph in ("frontend", "encoder", "decoder"):
@@ -65,8 +65,8 @@ def test_a_manifest_says_whether_its_decoder_shares_cross_kv():
     are decoded with one copy per row; newer ones with one per window."""
     from pathlib import Path
 
-    from liteasr_export.graphs import shares_cross
-    from liteasr_export.manifest import Manifest
+    from liteasr_export.core.graphs import shares_cross
+    from liteasr_export.core.manifest import Manifest
 
     def manifest(first_axis):
         inputs = [{"name": "input_ids", "shape": ["batch", "tokens"]},

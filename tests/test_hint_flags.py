@@ -32,7 +32,7 @@ def _parser_flags(parser: argparse.ArgumentParser) -> set[str]:
 
 def cli_flags() -> set[str]:
     from calibration import fotaq
-    from liteasr_export.cli import eval_parser, export_parser, serve_parser, transcribe_parser
+    from liteasr_export.app.cli import eval_parser, export_parser, serve_parser, transcribe_parser
 
     flags = set()
     for make in (export_parser, transcribe_parser, eval_parser, serve_parser):

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from conftest import copy_artifacts, corrupt_weights
 
-import liteasr_export.integrity as integrity
-from engines.runtime.ort_transcriber import OnnxTranscriber
-from liteasr_export.manifest import load_manifest, update_manifest
-from liteasr_export.errors import ArtifactError, IntegrityError
-from liteasr_export.integrity import LEGACY_STAMP_NAME, checksums, stamp_path, verify_files
+import liteasr_export.core.integrity as integrity
+from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
+from liteasr_export.core.manifest import load_manifest, update_manifest
+from liteasr_export.core.errors import ArtifactError, IntegrityError
+from liteasr_export.core.integrity import LEGACY_STAMP_NAME, checksums, stamp_path, verify_files
 
 OLD = 60.0  # seconds: mtimes older than the racy window
 RACY = 0.05  # the racy window in these tests (seconds), instead of waiting 2 s per test

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from liteasr_export.errors import ModelSourceError, RankError
-from liteasr_export.lite_whisper import is_lite_whisper_dir, load_lite_whisper, save_lite_whisper
-from liteasr_export.lowrank import (
+from liteasr_export.core.errors import ModelSourceError, RankError
+from liteasr_export.model.lite_whisper import is_lite_whisper_dir, load_lite_whisper, save_lite_whisper
+from liteasr_export.model.lowrank import (
     LowRankLinear,
     install_low_rank_modules,
     iter_encoder_linears,

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from liteasr_export.decoding import DEFAULT_TEMPERATURES
-from liteasr_export.windowed import Segment, Transcript, TranscribeOptions, WindowReport
+from liteasr_export.core.decoding import DEFAULT_TEMPERATURES
+from liteasr_export.core.windowed import Segment, Transcript, TranscribeOptions, WindowReport
 
-openai_api = pytest.importorskip("liteasr_export.serve.openai_api")
+openai_api = pytest.importorskip("liteasr_export.app.serve.openai_api")
 srt = pytest.importorskip("srt")
 webvtt = pytest.importorskip("webvtt")
 

@@ -7,8 +7,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from engines.runtime.ort_session import create_session, resolve_providers
-from liteasr_export.errors import ArtifactError, EngineUnavailableError
+from liteasr_export.core.runtime.ort_session import create_session, resolve_providers
+from liteasr_export.core.errors import ArtifactError, EngineUnavailableError
 
 
 @pytest.fixture()
@@ -88,7 +88,7 @@ def test_parallel_first_runs_share_the_cache(graph, tmp_path):
     import sys
 
     cache = tmp_path / "cache"
-    code = ("import sys, numpy as np; from engines.runtime.ort_session import create_session; "
+    code = ("import sys, numpy as np; from liteasr_export.core.runtime.ort_session import create_session; "
             "s = create_session(sys.argv[1], threads=1, cache_dir=sys.argv[2]); "
             "print(s.run(None, {'x': np.ones((2, 4), np.float32)})[0].sum())")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(graph), str(cache)], stdout=subprocess.PIPE,
@@ -101,7 +101,7 @@ def test_parallel_first_runs_share_the_cache(graph, tmp_path):
 
 
 def test_cache_folder_that_cannot_be_written(graph, tmp_path):
-    from liteasr_export.errors import OutputError
+    from liteasr_export.core.errors import OutputError
 
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="--ort-cache"):
@@ -115,7 +115,7 @@ def test_onnx_runtime_warnings_show_only_with_debug(random_artifacts, speech_cli
     import subprocess
     import sys
 
-    code = "import sys; from liteasr_export.cli import transcribe_main as m; sys.exit(m(sys.argv[1:]))"
+    code = "import sys; from liteasr_export.app.cli import transcribe_main as m; sys.exit(m(sys.argv[1:]))"
     result = subprocess.run([sys.executable, "-c", code, "--engine", "onnx", "--artifacts", str(random_artifacts),
                              "--ort-cache", str(tmp_path / "cache"), speech_clip_path, *(["--debug"] * debug)],
                             capture_output=True, text=True, timeout=300)

@@ -16,14 +16,14 @@ import pytest
 import soundfile as sf
 from conftest import RANDOM_MAX_NEW_TOKENS, random_loaded
 
-from engines.runtime.ort_transcriber import OnnxTranscriber
+from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
 from exporters.artifacts import export_artifacts
-from liteasr_export.graphs import GRAPH_FILES
-from liteasr_export.manifest import load_manifest, update_manifest, write_manifest
-from liteasr_export.errors import ArtifactError
-from liteasr_export.frontend import SAMPLE_RATE, log_mel, resample, split_windows
-from liteasr_export.sources import LoadedModel
-from liteasr_export.transcriber import TorchTranscriber
+from liteasr_export.core.graphs import GRAPH_FILES
+from liteasr_export.core.manifest import load_manifest, update_manifest, write_manifest
+from liteasr_export.core.errors import ArtifactError
+from liteasr_export.core.frontend import SAMPLE_RATE, log_mel, resample, split_windows
+from liteasr_export.model.sources import LoadedModel
+from liteasr_export.model.torch_transcriber import TorchTranscriber
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_NEW_TOKENS = RANDOM_MAX_NEW_TOKENS
@@ -138,7 +138,7 @@ def test_not_an_artifacts_folder(tmp_path):
 
 _CHILD = """
 import json, sys
-from liteasr_export.cli import eval_main, transcribe_main
+from liteasr_export.app.cli import eval_main, transcribe_main
 code = transcribe_main(["--engine", "onnx", "--artifacts", sys.argv[1], "--threads", "1", "--no-timestamps", sys.argv[2]])
 code += eval_main(["--engine", "onnx", "--artifacts", sys.argv[1], "--threads", "1", "--eval", sys.argv[3]])
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
@@ -164,8 +164,8 @@ def test_cli_onnx_path_imports_neither_torch_nor_transformers(dense, speech_clip
 def test_tiny_en_transcripts_equal_pytorch(tmp_path):
     """Real weights: the whole ONNX pipeline against the PyTorch reference."""
     from calibration.datasets import resolve_set
-    from liteasr_export.frontend import load_audio
-    from liteasr_export.sources import load_model
+    from liteasr_export.core.frontend import load_audio
+    from liteasr_export.model.sources import load_model
 
     loaded = load_model("tiny.en")
     export_artifacts(loaded, tmp_path)

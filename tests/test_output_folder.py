@@ -20,17 +20,17 @@ from pathlib import Path
 import pytest
 from conftest import default_sigint
 
-from liteasr_export import output_folder
-from liteasr_export.cli import export_main
-from liteasr_export.errors import EXIT_BUSY, EXIT_INTERRUPTED, EXIT_TERMINATED, OutputBusyError, OutputError
-from liteasr_export.integrity import checksums
-from liteasr_export.interrupts import PAUSE_ENV
-from liteasr_export.output_folder import OutputFolder
+from liteasr_export.core import output_folder
+from liteasr_export.app.cli import export_main
+from liteasr_export.core.errors import EXIT_BUSY, EXIT_INTERRUPTED, EXIT_TERMINATED, OutputBusyError, OutputError
+from liteasr_export.core.integrity import checksums
+from liteasr_export.core.interrupts import PAUSE_ENV
+from liteasr_export.core.output_folder import OutputFolder
 
-EXPORT = "import sys; from liteasr_export.cli import export_main; sys.exit(export_main(sys.argv[1:]))"
+EXPORT = "import sys; from liteasr_export.app.cli import export_main; sys.exit(export_main(sys.argv[1:]))"
 #: the same, on a file system without RENAME_EXCHANGE (the move-aside path)
-EXPORT_WITHOUT_EXCHANGE = ("import sys, liteasr_export.output_folder as f; f._exchange = lambda a, b: False; "
-                           "from liteasr_export.cli import export_main; sys.exit(export_main(sys.argv[1:]))")
+EXPORT_WITHOUT_EXCHANGE = ("import sys, liteasr_export.core.output_folder as f; f._exchange = lambda a, b: False; "
+                           "from liteasr_export.app.cli import export_main; sys.exit(export_main(sys.argv[1:]))")
 
 
 def _args(model: Path, out: Path, *extra: str) -> list[str]:

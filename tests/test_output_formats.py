@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from liteasr_export.output_formats import format_timestamp, to_srt, to_tsv, to_vtt
-from liteasr_export.windowed import Segment, Transcript
+from liteasr_export.core.output_formats import format_timestamp, to_srt, to_tsv, to_vtt
+from liteasr_export.core.windowed import Segment, Transcript
 
 
 def _seconds(value) -> float:
@@ -68,8 +68,8 @@ def test_transcribe_writes_every_format_on_real_weights(tmp_path):
     by segments) through liteasr-transcribe, every format written; the SRT and
     VTT cues are the JSON segments, in order, inside the recording."""
     from calibration.datasets import resolve_set
-    from liteasr_export.cli import transcribe_main
-    from liteasr_export.frontend import load_audio
+    from liteasr_export.app.cli import transcribe_main
+    from liteasr_export.core.frontend import load_audio
 
     clips = [load_audio(u.audio) for u in resolve_set("builtin", "eval")[:12]]
     gap = np.zeros(8000, np.float32)

@@ -23,7 +23,7 @@ from engines.validation.compare import ParityReport, compare
 from engines.validation.parity import float64, parity, torch_encoder_outputs
 from exporters.encoder import build_encoder_graph, export_encoder
 from exporters.precision import quantize_int8, save_onnx
-from liteasr_export.errors import ToleranceError
+from liteasr_export.core.errors import ToleranceError
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -206,9 +206,9 @@ def loaded(tiny_en_tokenizer_json):
 
 
 def _parity(loaded, exported, out, threads: int = 2) -> list[ParityReport]:
-    from engines.runtime.ort_transcriber import OnnxTranscriber
+    from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
     from exporters.artifacts import export_artifacts
-    from liteasr_export.transcriber import TorchTranscriber
+    from liteasr_export.model.torch_transcriber import TorchTranscriber
 
     export_artifacts(exported, out, frontend=False)
     features = np.random.default_rng(1).standard_normal((2, 80, 3000)).astype(np.float32)

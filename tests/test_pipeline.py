@@ -16,9 +16,9 @@ import numpy as np
 import onnx
 import pytest
 
-from liteasr_export.cli import export_main
-from liteasr_export.integrity import sha256_file
-from liteasr_export.manifest import update_manifest
+from liteasr_export.app.cli import export_main
+from liteasr_export.core.integrity import sha256_file
+from liteasr_export.core.manifest import update_manifest
 
 
 def _args(model_dir: Path, out: Path, *extra: str) -> list[str]:
@@ -59,7 +59,7 @@ def test_every_output_file_is_readable_by_all(exported):
 
 
 def test_compressed_checkpoint_loads_back_as_a_model_source(exported):
-    from liteasr_export.sources import load_model
+    from liteasr_export.model.sources import load_model
 
     loaded = load_model(exported / "checkpoint")
     assert loaded.source_kind == "lite-whisper" and loaded.is_low_rank
@@ -99,7 +99,7 @@ def test_perturbed_weights_fail_parity_and_leave_no_output(random_hf_dir, tmp_pa
 
 def test_killed_export_leaves_no_output(random_hf_dir, tmp_path):
     out = tmp_path / "out"
-    code = "import sys; from liteasr_export.cli import export_main; sys.exit(export_main(sys.argv[1:]))"
+    code = "import sys; from liteasr_export.app.cli import export_main; sys.exit(export_main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, *[a for a in _args(random_hf_dir, out) if a != "--quiet"]],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 240
@@ -144,7 +144,7 @@ def _gate_short_of_margin_at_first(monkeypatch) -> list[float]:
     """Make the first candidate's gate pass without margin (a huge standard
     error on its first labeled set), as a default on the edge of the limit
     does; returns the budget sizes validated, in order."""
-    import liteasr_export.pipeline as pipeline
+    import liteasr_export.app.export.pipeline as pipeline
 
     real, sizes = pipeline.validate, []
 

@@ -20,8 +20,8 @@ from engines.validation.quality_gate import (
     long_recording,
     run_gate,
 )
-from liteasr_export.errors import EXIT_QUALITY
-from liteasr_export.frontend import SAMPLE_RATE
+from liteasr_export.core.errors import EXIT_QUALITY
+from liteasr_export.core.frontend import SAMPLE_RATE
 
 
 def _check(references: list[str] | None, name: str = "set") -> CheckSet:
@@ -139,8 +139,8 @@ def test_gate_refuses_a_broken_compression_and_passes_a_sound_one(tmp_path: Path
     """tiny.en with every encoder matrix at rank 16 must fail; rank 16 on one
     matrix only must pass. Both are judged against dense tiny.en on the
     built-in evaluation clips, through the export's own gate."""
-    from liteasr_export.cli import export_main
-    from liteasr_export.pipeline import ExportOptions
+    from liteasr_export.app.cli import export_main
+    from liteasr_export.app.export.pipeline import ExportOptions
 
     def run(ranks: str, out: Path, *extra: str) -> int:
         return export_main(["--model", "tiny.en", "--output", str(out), "--policy", "profile", "--ranks", ranks,

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from liteasr_export.compression_report import encoder_cost, matrix_cost
-from liteasr_export.errors import RankError
-from liteasr_export.lowrank import COMPRESSIBLE, matrix_shape
-from liteasr_export.rank_policies import (
+from liteasr_export.model.compression.report import encoder_cost, matrix_cost
+from liteasr_export.core.errors import RankError
+from liteasr_export.model.lowrank import COMPRESSIBLE, matrix_shape
+from liteasr_export.model.compression.rank_policies import (
     PRESETS,
     BudgetPolicy,
     LiteASRPolicy,
@@ -204,7 +204,7 @@ def test_presets_and_make_policy():
 def test_the_default_size_keeps_more_of_tiny_width_encoders():
     from types import SimpleNamespace
 
-    from liteasr_export.rank_policies import default_target_size
+    from liteasr_export.model.compression.rank_policies import default_target_size
 
     assert make_policy(config=SimpleNamespace(d_model=384)) == BudgetPolicy(0.975)  # tiny
     assert make_policy(config=SimpleNamespace(d_model=512)) == BudgetPolicy(0.9)  # base and wider
@@ -215,7 +215,7 @@ def test_the_default_size_keeps_more_of_tiny_width_encoders():
 def test_default_size_ladder_steps_halfway_to_dense() -> None:
     from types import SimpleNamespace
 
-    from liteasr_export.rank_policies import LADDER_TOP, default_size_ladder
+    from liteasr_export.model.compression.rank_policies import LADDER_TOP, default_size_ladder
 
     assert default_size_ladder(SimpleNamespace(d_model=384)) == [0.975, 0.9875]
     assert default_size_ladder(SimpleNamespace(d_model=512)) == [0.9, 0.95, 0.975, 0.9875]

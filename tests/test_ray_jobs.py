@@ -15,10 +15,10 @@ from ray_local import start_local_ray
 
 from calibration.datasets import resolve_set
 from calibration.statistics import collect_window_statistics
-from liteasr_export.cli import _settings, transcribe_main, transcribe_parser
-from liteasr_export.errors import EXIT_ITEMS_FAILED
-from liteasr_export.frontend import load_audio
-from liteasr_export.lowrank import SITES
+from liteasr_export.app.cli import _settings, transcribe_main, transcribe_parser
+from liteasr_export.core.errors import EXIT_ITEMS_FAILED
+from liteasr_export.core.frontend import load_audio
+from liteasr_export.model.lowrank import SITES
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ def test_ray_value_is_an_address_or_the_first_input():
 
 
 def test_job_records_every_file_and_the_failed_one(ray_instance, random_artifacts, inputs, tmp_path):
-    from engines.runtime.ort_transcriber import OnnxTranscriber
+    from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
 
     output = tmp_path / "results.jsonl"
     assert _run(inputs, output, random_artifacts) == EXIT_ITEMS_FAILED
@@ -116,12 +116,12 @@ def test_sigterm_stops_the_job_and_every_process_it_started(random_artifacts, in
 
     from conftest import default_sigint
 
-    from liteasr_export.interrupts import PAUSE_ENV
+    from liteasr_export.core.interrupts import PAUSE_ENV
 
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, PAUSE_ENV: "ray-batch", "RAY_USAGE_STATS_ENABLED": "0",
            "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    code = "import sys; from liteasr_export.cli import transcribe_main as m; sys.exit(m(sys.argv[1:]))"
+    code = "import sys; from liteasr_export.app.cli import transcribe_main as m; sys.exit(m(sys.argv[1:]))"
     output = tmp_path / "results.jsonl"
     log = open(tmp_path / "job.log", "w")
     proc = subprocess.Popen([sys.executable, "-c", code, "--ray", *inputs, "--output", str(output), "--artifacts",
@@ -154,7 +154,7 @@ def _windows(n: int) -> list[np.ndarray]:
 
 
 def test_ray_moments_equal_the_local_pass(ray_instance):
-    from liteasr_export.ray_stats import ray_window_statistics
+    from liteasr_export.app.ray_jobs.stats import ray_window_statistics
 
     model = random_whisper(seed=3)
     windows = _windows(21)  # three shards of 8 windows, the last one partial
@@ -169,8 +169,8 @@ def test_ray_moments_equal_the_local_pass(ray_instance):
 
 
 def test_export_calibration_with_ray_equals_the_local_one(ray_instance, tiny_en_tokenizer_json, tmp_path):
-    from liteasr_export.compression_stage import calibrate
-    from liteasr_export.options import ExportOptions
+    from liteasr_export.app.export.compression_stage import calibrate
+    from liteasr_export.app.export.options import ExportOptions
 
     loaded = random_loaded(tiny_en_tokenizer_json, seed=5)
     common = dict(output=tmp_path / "out", calib="builtin", calib_samples=6, packing="both", progress=False)

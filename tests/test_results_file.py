@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from liteasr_export.ray_transcribe import read_results, repair_last_line
+from liteasr_export.app.ray_jobs.transcribe import read_results, repair_last_line
 
 
 def _record(name: str) -> str:

@@ -13,15 +13,15 @@ import pytest
 from conftest import default_sigint
 from ray_local import free_port, start_local_ray
 
-from liteasr_export.cli import serve_main, transcribe_main
-from liteasr_export.frontend import SAMPLE_RATE
+from liteasr_export.app.cli import serve_main, transcribe_main
+from liteasr_export.core.frontend import SAMPLE_RATE
 
 pytestmark = pytest.mark.slow
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
 TIMEOUT = 180  # seconds a request may take (first requests load ONNX Runtime's sessions)
-SERVE = "import sys; from liteasr_export.cli import serve_main; sys.exit(serve_main(sys.argv[1:]))"
+SERVE = "import sys; from liteasr_export.app.cli import serve_main; sys.exit(serve_main(sys.argv[1:]))"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -34,7 +34,7 @@ def _env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def tiny_en(tmp_path_factory):
     from exporters.artifacts import export_artifacts
-    from liteasr_export.sources import load_model
+    from liteasr_export.model.sources import load_model
 
     out = tmp_path_factory.mktemp("tiny-en-serve")
     export_artifacts(load_model("tiny.en"), out)
@@ -46,7 +46,7 @@ def service(request, tiny_en):
     """One replica, batches of up to 4 that wait up to 1 s to fill (so that
     concurrent requests surely share one), uploads up to 1 MB and 20 s."""
     start_local_ray(request)
-    from liteasr_export.serve.service import ServiceConfig, deploy
+    from liteasr_export.app.serve.service import ServiceConfig, deploy
 
     config = ServiceConfig(str(tiny_en), max_batch_size=4, batch_wait_timeout_s=1.0, max_upload_mb=1.0,
                            max_audio_seconds=20, threads=2)

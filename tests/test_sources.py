@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from liteasr_export.errors import ModelSourceError
-from liteasr_export.sources import BUNDLED, load_model
-from liteasr_export.sources.bundled import BundledModel
+from liteasr_export.core.errors import ModelSourceError
+from liteasr_export.model.sources import BUNDLED, load_model
+from liteasr_export.model.sources.bundled import BundledModel
 
 
 def _state(model) -> dict[str, np.ndarray]:

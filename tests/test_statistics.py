@@ -14,8 +14,8 @@ from calibration.statistics import (
     accumulate,
     collect_statistics,
 )
-from liteasr_export.errors import CalibrationError, DatasetError
-from liteasr_export.lowrank import COMPRESSIBLE, get_linear, install_low_rank_modules
+from liteasr_export.core.errors import CalibrationError, DatasetError
+from liteasr_export.model.lowrank import COMPRESSIBLE, get_linear, install_low_rank_modules
 from test_lowrank import random_features, tiny_whisper
 
 

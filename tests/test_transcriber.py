@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 
 from calibration.datasets import resolve_set
-from liteasr_export.evaluation import score
-from liteasr_export.frontend import N_SAMPLES, load_audio
+from liteasr_export.core.evaluation import score
+from liteasr_export.core.frontend import N_SAMPLES, load_audio
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def transcriber():
-    from liteasr_export.sources import load_model
-    from liteasr_export.transcriber import TorchTranscriber
+    from liteasr_export.model.sources import load_model
+    from liteasr_export.model.torch_transcriber import TorchTranscriber
 
     return TorchTranscriber(load_model("tiny.en"))
 
@@ -51,8 +51,8 @@ def test_transcribe_each_isolates_the_recording_the_decoder_refuses():
     the culprit its error (what the service and the Ray job rely on)."""
     import numpy as np
 
-    from liteasr_export.errors import AudioError
-    from liteasr_export.windowed import WindowedTranscriber
+    from liteasr_export.core.errors import AudioError
+    from liteasr_export.core.windowed import WindowedTranscriber
 
     class Stub:
         calls = []

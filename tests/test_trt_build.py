@@ -25,9 +25,9 @@ from engines.build.trt_builder import (
 )
 from engines.build.trt_profiles import ProfileOptions
 from exporters.precision import convert_fp16
-from liteasr_export.errors import EngineUnavailableError, ExportError
-from liteasr_export.graphs import FP32_OP_TYPES
-from liteasr_export.manifest import engine_path, load_manifest, timing_cache_path
+from liteasr_export.core.errors import EngineUnavailableError, ExportError
+from liteasr_export.core.graphs import FP32_OP_TYPES
+from liteasr_export.core.manifest import engine_path, load_manifest, timing_cache_path
 
 MISSING = trt_availability.missing()
 needs_trt = pytest.mark.skipif(bool(MISSING), reason="TensorRT build tests need tensorrt and a CUDA device: "
@@ -132,7 +132,7 @@ def test_pinning_sets_precision_and_output_types_on_matching_float_layers():
 @pytest.mark.skipif(not MISSING, reason="TensorRT and CUDA are present: the unavailable path cannot be seen")
 def test_missing_tensorrt_or_cuda_is_named_with_a_fix(tmp_path):
     from engines.runtime.trt_transcriber import TrtTranscriber
-    from liteasr_export.backends import open_transcriber
+    from liteasr_export.app.backends import open_transcriber
 
     folder = exported_folder("unfused")
     for attempt in (lambda: TrtTranscriber(folder), lambda: open_transcriber("trt", artifacts=folder),
@@ -158,9 +158,9 @@ def built(tmp_path_factory) -> Path:
 def test_fp32_engines_match_onnx_runtime(built, speech_clip):
     import torch
 
-    from engines.runtime.ort_transcriber import OnnxTranscriber
+    from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
     from engines.runtime.trt_transcriber import TrtTranscriber
-    from liteasr_export.frontend import log_mel
+    from liteasr_export.core.frontend import log_mel
 
     for graph in ("frontend", "encoder", "decoder"):
         assert engine_path(built, graph).stat().st_size > 0
@@ -180,9 +180,9 @@ def test_fp32_engines_match_onnx_runtime(built, speech_clip):
 @pytest.mark.trt
 @needs_trt
 def test_fp16_engines_pin_layers_and_stay_close(built, tmp_path, speech_clip):
-    from engines.runtime.ort_transcriber import OnnxTranscriber
+    from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
     from engines.runtime.trt_transcriber import TrtTranscriber
-    from liteasr_export.frontend import log_mel
+    from liteasr_export.core.frontend import log_mel
 
     folder = Path(shutil.copytree(built, tmp_path / "fp16"))
     cache_before = timing_cache_path(folder).stat().st_size

@@ -15,10 +15,10 @@ from engines.build.trt_profiles import (
     manifest_profiles,
     onnx_profile,
 )
-from liteasr_export.graphs import decoder_input_names
-from liteasr_export.manifest import load_manifest
-from liteasr_export.errors import ExportError
-from liteasr_export.frontend import N_SAMPLES
+from liteasr_export.core.graphs import decoder_input_names
+from liteasr_export.core.manifest import load_manifest
+from liteasr_export.core.errors import ExportError
+from liteasr_export.core.frontend import N_SAMPLES
 
 DIMS = {"n_text_ctx": 448, "n_audio_ctx": 1500}
 

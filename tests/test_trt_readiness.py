@@ -23,8 +23,8 @@ from engines.build.trt_readiness import (
     check_model,
     max_opset,
 )
-from liteasr_export.manifest import load_manifest
-from liteasr_export.errors import ExportError
+from liteasr_export.core.manifest import load_manifest
+from liteasr_export.core.errors import ExportError
 
 RANGES = axis_ranges({"n_text_ctx": 448, "n_audio_ctx": 1500})
 

@@ -19,8 +19,8 @@ from engines.build.trt_builder import TrtBuildOptions, plan_precision
 from engines.build.trt_export import export_tensorrt
 from engines.build.trt_profiles import ProfileOptions, manifest_profiles
 from engines.build.trtexec_script import SCRIPT_NAME, render_script, write_build_script
-from liteasr_export.manifest import load_manifest
-from liteasr_export.errors import ExportError
+from liteasr_export.core.manifest import load_manifest
+from liteasr_export.core.errors import ExportError
 
 #: records each call's arguments (one per line) and writes the --saveEngine file
 FAKE_TRTEXEC = """#!/usr/bin/env bash

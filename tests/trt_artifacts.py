@@ -20,7 +20,7 @@ def exported_folder(attention: str = "unfused", low_rank: bool = False, seed: in
     from conftest import random_loaded
 
     from exporters.artifacts import export_artifacts
-    from liteasr_export.sources import BUNDLED
+    from liteasr_export.model.sources import BUNDLED
 
     folder, _ = BUNDLED["tiny.en"].files()
     loaded = random_loaded(folder / "tokenizer.json", low_rank, seed)

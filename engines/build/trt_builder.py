@@ -6,7 +6,7 @@ cache, and write a serialized plan to ``trt/<graph>.plan``.
 
 Precision. The precision plan (:func:`plan_precision`) is computed on CPU
 from the ONNX graph: the overflow-prone operator types that the ONNX fp16
-export also keeps in float32 (:data:`liteasr_export.graphs.FP32_OP_TYPES`:
+export also keeps in float32 (:data:`liteasr_export.core.graphs.FP32_OP_TYPES`:
 LayerNormalization, Softmax, reductions, Pow/Exp/Log/Sqrt) plus, in a graph
 already converted to float16, every node the conversion left in float32 (its
 measured overflow islands). How it is applied depends on TensorRT:
@@ -35,9 +35,9 @@ from typing import Any, Iterable
 
 import onnx
 
-from liteasr_export.errors import EngineUnavailableError, ExportError
-from liteasr_export.graphs import FP32_OP_TYPES, TRT_PRECISIONS
-from liteasr_export.manifest import engine_path, load_manifest, timing_cache_path, update_manifest
+from liteasr_export.core.errors import EngineUnavailableError, ExportError
+from liteasr_export.core.graphs import FP32_OP_TYPES, TRT_PRECISIONS
+from liteasr_export.core.manifest import engine_path, load_manifest, timing_cache_path, update_manifest
 
 from ..trt_availability import require_tensorrt, tensorrt_version
 from .trt_profiles import GraphProfile, ProfileOptions, manifest_profiles

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from liteasr_export.manifest import ENGINE_DIR, load_manifest
+from liteasr_export.core.manifest import ENGINE_DIR, load_manifest
 
 from ..trt_availability import tensorrt_version
 from .trt_builder import TrtBuildOptions, build_engines

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from liteasr_export.errors import ExportError
-from liteasr_export.frontend import N_SAMPLES
-from liteasr_export.manifest import graph_io
+from liteasr_export.core.errors import ExportError
+from liteasr_export.core.frontend import N_SAMPLES
+from liteasr_export.core.manifest import graph_io
 
 Shape = tuple[int, ...]
 
@@ -102,7 +102,7 @@ class GraphProfile:
 
 def axis_ranges(model_dims: Mapping[str, Any], options: ProfileOptions = ProfileOptions()) -> dict[str, DimRange]:
     """Range of every named dynamic axis the exporters write
-    (:data:`liteasr_export.graphs.GRAPH_SPECS` names them).
+    (:data:`liteasr_export.core.graphs.GRAPH_SPECS` names them).
 
     ``windows`` (the decoder's cross K/V, shared by a window's rows) never
     exceeds ``batch`` (the decoder's rows). ``tokens`` (fed per step: the prompt first, then one) and ``past`` (the

@@ -27,9 +27,9 @@ from typing import Any, Iterable, Mapping
 
 import onnx
 
-from liteasr_export.errors import ExportError
-from liteasr_export.graphs import MIN_OPSET
-from liteasr_export.manifest import load_manifest
+from liteasr_export.core.errors import ExportError
+from liteasr_export.core.graphs import MIN_OPSET
+from liteasr_export.core.manifest import load_manifest
 
 from .trt_profiles import DimRange, ProfileOptions, axis_ranges, uncovered_dims
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import onnx
 
-from liteasr_export.manifest import ENGINE_DIR, TIMING_CACHE_NAME, load_manifest
+from liteasr_export.core.manifest import ENGINE_DIR, TIMING_CACHE_NAME, load_manifest
 
 from .trt_builder import TrtBuildOptions, plan_precision
 from .trt_profiles import manifest_profiles

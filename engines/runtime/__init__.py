@@ -1,2 +1,1 @@
-"""Run an artifacts folder: ONNX Runtime sessions and TensorRT engines, and
-the transcribers on top of them."""
+"""Run TensorRT engines: the runner and the transcriber on top of it."""

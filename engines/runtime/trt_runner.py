@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-from liteasr_export.errors import ArtifactError, ShapeError
+from liteasr_export.core.errors import ArtifactError, ShapeError
 
 from ..trt_availability import require_tensorrt
 

@@ -4,7 +4,7 @@
 The folder is the ONNX Runtime one plus ``trt/<graph>.plan`` (built by
 :func:`engines.build.trt_builder.build_engines` or the folder's
 ``build_engines.sh``). Windowing, batching and decoding are
-the shared :class:`liteasr_export.windowed.WindowedTranscriber`; this class supplies the stages that differ: features (the
+the shared :class:`liteasr_export.core.windowed.WindowedTranscriber`; this class supplies the stages that differ: features (the
 frontend engine or the numpy frontend), the encoder call and a decoder step
 whose KV cache stays on the GPU (and is reordered there for beam search).
 """
@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from liteasr_export.decoding import RowOwners
-from liteasr_export.errors import ArtifactError
-from liteasr_export.graphs import cross_names, decoder_input_names, decoder_output_names
-from liteasr_export.manifest import ENGINE_DIR, Manifest, engine_path, load_manifest
-from liteasr_export.tokenizer import WhisperTokenizer
-from liteasr_export.windowed import TranscribeOptions, WindowedTranscriber
+from liteasr_export.core.decoding import RowOwners
+from liteasr_export.core.errors import ArtifactError
+from liteasr_export.core.graphs import cross_names, decoder_input_names, decoder_output_names
+from liteasr_export.core.manifest import ENGINE_DIR, Manifest, engine_path, load_manifest
+from liteasr_export.core.tokenizer import WhisperTokenizer
+from liteasr_export.core.windowed import TranscribeOptions, WindowedTranscriber
 
 from ..trt_availability import require_tensorrt
 from .trt_runner import TrtEngine

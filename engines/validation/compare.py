@@ -8,8 +8,8 @@ some machine. So each output is compared with the float64 PyTorch run of the
 same model, and so is the float32 PyTorch run (``noise``): the artifact
 passes when its error is of the order of PyTorch's own (a declared multiple
 plus a small floor, both relative to the output's RMS; see
-:class:`liteasr_export.graphs.OutputTolerance`, declared per output and
-precision in :data:`liteasr_export.graphs.PARITY_TOLERANCES`).
+:class:`liteasr_export.core.graphs.OutputTolerance`, declared per output and
+precision in :data:`liteasr_export.core.graphs.PARITY_TOLERANCES`).
 
 Statistics: the error quantile (p99.9 of ``|artifact - float64|``) and the
 max / mean absolute errors are Polygraphy's comparator's
@@ -29,8 +29,8 @@ import numpy as np
 from polygraphy.comparator import IterationResult, SimpleCompareFunc
 from polygraphy.logger import G_LOGGER
 
-from liteasr_export.errors import OutputMismatchError, ShapeError, ToleranceError
-from liteasr_export.graphs import OutputTolerance, tolerance_for
+from liteasr_export.core.errors import OutputMismatchError, ShapeError, ToleranceError
+from liteasr_export.core.graphs import OutputTolerance, tolerance_for
 
 
 @dataclass

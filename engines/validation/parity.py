@@ -18,8 +18,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from liteasr_export.decoding import greedy_decode
-from liteasr_export.graphs import cross_names
+from liteasr_export.core.decoding import greedy_decode
+from liteasr_export.core.graphs import cross_names
 
 from .compare import ParityReport, compare
 

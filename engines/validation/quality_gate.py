@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from liteasr_export.errors import DatasetError
-from liteasr_export.evaluation import errors_by_reference_word, score, word_errors
-from liteasr_export.frontend import SAMPLE_RATE, load_audio
-from liteasr_export.output_formats import write_atomic
+from liteasr_export.core.errors import DatasetError
+from liteasr_export.core.evaluation import errors_by_reference_word, score, word_errors
+from liteasr_export.core.frontend import SAMPLE_RATE, load_audio
+from liteasr_export.core.output_formats import write_atomic
 
 #: built-in check sets added to ``--eval`` when installed, cheapest first (a
 #: gate that stops at its first failure then spends the least on a bad model)

@@ -32,7 +32,7 @@ echo "run_ci.sh: exporting tiny.en to $artifacts"
 (cd "$repo" && "$PYTHON" - "$artifacts" <<'PY'
 import sys
 from exporters.artifacts import export_artifacts
-from liteasr_export.sources import load_model
+from liteasr_export.model.sources import load_model
 
 export_artifacts(load_model("tiny.en"), sys.argv[1])
 PY

@@ -92,7 +92,7 @@ struct TimedTokens {
 };
 
 /// Segments of one window decoded with timestamps and how many mel frames
-/// to move on (liteasr_export.windowed.timestamp_segments).
+/// to move on (liteasr_export.core.windowed.timestamp_segments).
 std::pair<std::vector<TimedTokens>, int64_t> timestamp_segments(const std::vector<int64_t>& tokens,
                                                                 int64_t timestamp_begin, double offset,
                                                                 int64_t window_frames);

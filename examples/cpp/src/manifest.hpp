@@ -10,7 +10,7 @@
 
 namespace liteasr::detail {
 
-/// liteasr_export.decoding.DecodingOptions (as manifest.json records them:
+/// liteasr_export.core.decoding.DecodingOptions (as manifest.json records them:
 /// without timestamps; `with_timestamps()` derives the timestamp mode)
 struct DecodingOptions {
   std::vector<int64_t> prompt;

@@ -1,4 +1,4 @@
-// Long audio -> 30 s windows, as liteasr_export.frontend.split_windows: when
+// Long audio -> 30 s windows, as liteasr_export.core.frontend.split_windows: when
 // audio continues past a window, cut at the quietest 20 ms of the window's
 // last 5 s (middle of that frame) so words are not cut in half.
 #pragma once

@@ -1,5 +1,5 @@
 """Test data for the C++ example's CTest: WAV clips and the texts the Python
-ONNX Runtime path (engines.runtime.ort_transcriber.OnnxTranscriber) gives for them.
+ONNX Runtime path (liteasr_export.core.runtime.ort_transcriber.OnnxTranscriber) gives for them.
 
     python make_expected.py --artifacts DIR --out DATA [--model tiny.en] [--clips 5]
 
@@ -41,12 +41,12 @@ if str(REPO) not in sys.path:  # a source checkout that is not pip-installed
     sys.path.insert(0, str(REPO))
 
 from calibration.datasets import resolve_set  # noqa: E402
-from engines.runtime.ort_transcriber import OnnxTranscriber  # noqa: E402
-from liteasr_export.decoding import SearchOptions  # noqa: E402
-from liteasr_export.frontend import SAMPLE_RATE, load_audio  # noqa: E402
-from liteasr_export.integrity import sha256_file  # noqa: E402
-from liteasr_export.sources import BUNDLED  # noqa: E402
-from liteasr_export.windowed import TranscribeOptions  # noqa: E402
+from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber  # noqa: E402
+from liteasr_export.core.decoding import SearchOptions  # noqa: E402
+from liteasr_export.core.frontend import SAMPLE_RATE, load_audio  # noqa: E402
+from liteasr_export.core.integrity import sha256_file  # noqa: E402
+from liteasr_export.model.sources import BUNDLED  # noqa: E402
+from liteasr_export.core.windowed import TranscribeOptions  # noqa: E402
 
 #: what liteasr_cpp does by default: greedy, timestamps, fallback
 CPP_SETTINGS = TranscribeOptions(search=SearchOptions(beam_size=1), timestamps=True)
@@ -65,7 +65,7 @@ def ensure_artifacts(artifacts: Path, model: str) -> None:
         print(f"using the artifacts in {artifacts}")
         return
     from exporters.artifacts import export_artifacts
-    from liteasr_export.sources import load_model
+    from liteasr_export.model.sources import load_model
 
     start = time.perf_counter()
     export_artifacts(load_model(model), artifacts)

@@ -10,7 +10,7 @@
 // suppression and timestamp rules, and the temperature fallback. With
 // timestamps (the default) long audio moves on by its last complete segment;
 // without, it is cut into windows at the quietest 20 ms of each window's
-// last 5 s, as liteasr_export.frontend.split_windows does. Beam search is
+// last 5 s, as liteasr_export.core.frontend.split_windows does. Beam search is
 // not implemented here (the Python runtimes have it). The header is free of
 // ONNX Runtime and JSON types; the program links libonnxruntime.
 #pragma once

@@ -1,0 +1,1 @@
+"""Run an artifacts folder with ONNX Runtime: sessions and the transcriber."""

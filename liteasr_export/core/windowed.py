@@ -1,0 +1,335 @@
+"""What every backend (PyTorch, ONNX Runtime, TensorRT) shares: window
+checks, the numpy-frontend fallback, the scheduling of windows across
+recordings, and decoding through :mod:`liteasr_export.core.decoding`. A backend
+supplies ``encode``, ``decoder_step`` and, when it has a frontend graph or
+engine, ``_run_frontend``.
+
+Windows of different recordings are encoded and decoded together,
+``batch_size`` at a time, so short clips do not each pay a batch-1 encoder
+and decoder. With timestamps, each recording moves on by its last complete
+segment, as openai-whisper's ``transcribe`` does (its next window is known
+only after the previous one is decoded); without, long audio is cut in its
+quietest moments (:func:`~liteasr_export.core.frontend.window_bounds`) and all of
+its windows are independent. Either way a window's result depends only on
+its own audio and settings, never on the batch it shares.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from liteasr_export.core.decoding import (NO_SPEECH, REPETITIVE, TIME_PRECISION, DecoderStep, DecodingOptions, SearchOptions,
+                       WindowDecode, build_options, decode_with_fallback)
+from liteasr_export.core.errors import AudioError, LiteASRError
+from liteasr_export.core.frontend import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, check_samples, log_mel, resample, window_bounds
+from liteasr_export.core.tokenizer import check_language
+
+#: mel frames per encoder position (a timestamp step)
+INPUT_STRIDE = 2
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """What users choose about decoding (the CLI's options).
+
+    ``timestamps``: segments with times, and long audio moves on by its last
+    complete segment (its windows then follow one another); off by default
+    in the library, whose ``transcribe``/``transcribe_many`` return text:
+    its windows are cut in quiet moments and decoded in parallel.
+    liteasr-transcribe turns them on (its subtitles need them).
+    ``language``: a code; ``auto`` detects it from each recording's first
+    window (multilingual models); None keeps the language the model was
+    loaded or exported with (English unless said otherwise)."""
+
+    search: SearchOptions = SearchOptions()
+    timestamps: bool = False
+    language: str | None = None
+    task: str = "transcribe"
+
+
+#: the decoding of the first release (and of its measured figures): one
+#: greedy pass per window, no timestamps, no fallback
+PLAIN_GREEDY = TranscribeOptions(search=SearchOptions.greedy(), timestamps=False)
+
+
+@dataclass
+class Segment:
+    start: float  # seconds
+    end: float
+    text: str
+    tokens: list[int] = field(default_factory=list)
+
+
+@dataclass
+class WindowReport:
+    """How one window was decoded (``--json``): where it lay, at which
+    temperature, whether it fell back and what the thresholds saw."""
+
+    start: float
+    end: float
+    temperature: float
+    fallback: bool
+    outcome: str  # ok, no-speech, fallback-exhausted, dropped-repetitive
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    temperatures_tried: list[float]
+
+
+@dataclass
+class Transcript:
+    text: str
+    duration: float
+    language: str | None
+    language_probability: float | None  # when detected
+    segments: list[Segment]
+    windows: list[WindowReport]
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for segment in data["segments"]:
+            segment.pop("tokens")
+        return data
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def timestamp_segments(tokens: list[int], timestamp_begin: int, offset: float, window_frames: int
+                       ) -> tuple[list[tuple[float, float, list[int]]], int]:
+    """Segments of one window decoded with timestamps, and how many mel
+    frames to move on, as openai-whisper's ``transcribe``: the window is cut
+    at each pair of consecutive timestamps; when it ends in a single
+    timestamp everything was heard and the whole window is consumed,
+    otherwise the unfinished last segment is dropped and the next window
+    starts at the last complete one's end."""
+    is_ts = [t >= timestamp_begin for t in tokens]
+    single_ending = is_ts[-2:] == [False, True]
+    pairs = [i for i in range(1, len(tokens)) if is_ts[i - 1] and is_ts[i]]
+    segments = []
+    if pairs:
+        cuts = pairs + ([len(tokens)] if single_ending else [])
+        last = 0
+        for cut in cuts:
+            piece = tokens[last:cut]
+            segments.append((offset + (piece[0] - timestamp_begin) * TIME_PRECISION,
+                             offset + (piece[-1] - timestamp_begin) * TIME_PRECISION, piece))
+            last = cut
+        advance = window_frames if single_ending else (tokens[last - 1] - timestamp_begin) * INPUT_STRIDE
+    else:
+        duration = window_frames * HOP_LENGTH / SAMPLE_RATE
+        stamps = [t for t in tokens if t >= timestamp_begin]
+        if stamps and stamps[-1] != timestamp_begin:
+            duration = (stamps[-1] - timestamp_begin) * TIME_PRECISION
+        segments.append((offset, offset + duration, tokens))
+        advance = window_frames
+    return segments, advance if advance > 0 else window_frames
+
+
+class _Recording:
+    """One recording's progress: which windows are ready, and what was decoded."""
+
+    def __init__(self, audio: np.ndarray, timestamps: bool, language: int | None, detect: bool) -> None:
+        self.audio = audio
+        self.timestamps = timestamps
+        self.frames = -(-audio.size // HOP_LENGTH)  # mel frames of content, the last one partial
+        self.seek = 0  # frames (timestamps)
+        self.bounds = None if timestamps else window_bounds(audio)
+        self.next = 0  # index into bounds (no timestamps)
+        self.language = language
+        self.language_probability: float | None = None
+        self.detect = detect  # language still to be detected
+        self.tokens: list[int] = []
+        self.segments: list[Segment] = []
+        self.windows: list[WindowReport] = []
+
+    def ready(self) -> list[tuple[int, int]]:
+        """(start, end) samples of the windows that can be decoded now."""
+        if self.timestamps:
+            if self.seek >= self.frames:
+                return []
+            end = min(self.seek + N_FRAMES, self.frames)
+            return [(self.seek * HOP_LENGTH, min(end * HOP_LENGTH, self.audio.size))]
+        pending = self.bounds[self.next:]
+        return pending[:1] if self.detect else pending
+
+
+class WindowedTranscriber:
+    """Base of the runtime transcribers; subclasses set ``n_mels``,
+    ``vocab_size``, ``batch_size``, ``tokenizer``, ``options`` (the model's
+    base :class:`DecodingOptions`), ``settings`` and ``frontend`` (None:
+    numpy)."""
+
+    n_mels: int
+    vocab_size: int
+    batch_size: int
+    options: DecodingOptions
+    settings: TranscribeOptions = TranscribeOptions()
+    frontend: object | None = None
+
+    def _run_frontend(self, window: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode(self, features: np.ndarray) -> list:
+        raise NotImplementedError
+
+    def decoder_step(self, cross: list) -> DecoderStep:
+        raise NotImplementedError
+
+    def features(self, window: np.ndarray) -> np.ndarray:
+        """Normalized log-mel ``(n_mels, 3000)`` of one window of <= 30 s."""
+        window = np.ascontiguousarray(window, dtype=np.float32)
+        if window.ndim != 1 or window.size == 0 or window.size > N_SAMPLES:
+            raise AudioError(f"a window holds 1 to {N_SAMPLES} mono samples, got shape {window.shape}",
+                             "pass 16 kHz mono audio; transcribe() splits long audio")
+        if self.frontend is None:
+            return log_mel(window, self.n_mels)
+        return self._run_frontend(window)
+
+    # ------------------------------------------------------------ options
+
+    def _model_language(self) -> str | None:
+        """The language of the model's own prompt (None for English-only models)."""
+        if not self.tokenizer.is_multilingual or len(self.options.prompt) < 2:
+            return None
+        codes = {v: k for k, v in self.tokenizer.language_ids.items()}
+        return codes.get(self.options.prompt[1], "en")
+
+    def decoding_options(self, settings: TranscribeOptions | None = None) -> DecodingOptions:
+        """The token-level options for ``settings`` (default: this transcriber's)."""
+        s = settings or self.settings
+        language = s.language if s.language is not None else self._model_language()
+        check_language(self.tokenizer, language, s.task)
+        return build_options(self.tokenizer, self.vocab_size, self.options.suppress, self.options.suppress_begin,
+                             language, self.options.max_new_tokens, s.task, s.timestamps)
+
+    def configure(self, settings: TranscribeOptions) -> "WindowedTranscriber":
+        """Use ``settings`` from now on (checked against the model first)."""
+        self.decoding_options(settings)
+        self.settings = settings
+        return self
+
+    # ------------------------------------------------------------ decoding
+
+    def _decode(self, features: np.ndarray, prompts: np.ndarray, options: DecodingOptions,
+                keys: list[int], detect: np.ndarray | None) -> list[WindowDecode]:
+        encoded = self.encode(features)
+        return decode_with_fallback(lambda: self.decoder_step(encoded), prompts, options, self.settings.search,
+                                    self.tokenizer.decode, keys, detect)
+
+    def transcribe_features(self, features: np.ndarray) -> list[list[int]]:
+        """Token ids (without prompt and <|endoftext|>; timestamp tokens
+        included when timestamps are on) per window of ``features``
+        (B, n_mels, 3000), under this transcriber's settings."""
+        features = np.asarray(features)
+        if features.ndim != 3 or features.shape[1] != self.n_mels:
+            raise AudioError(f"features must be (batch, {self.n_mels}, 3000), got {features.shape}",
+                             "compute them with liteasr_export.core.frontend.log_mel")
+        options = self.decoding_options()
+        prompts = np.tile(np.asarray(options.prompt, dtype=np.int64), (features.shape[0], 1))
+        return [w.tokens for w in self._decode(features, prompts, options, list(range(features.shape[0])), None)]
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> str:
+        """Text of mono audio of any length; other sample rates are resampled."""
+        return self.transcribe_many([audio], sample_rate)[0]
+
+    def transcribe_many(self, audios: list[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[str]:
+        """Texts of several recordings, their windows encoded and decoded
+        ``batch_size`` at a time across recordings."""
+        return [t.text for t in self.transcribe_detailed(audios, sample_rate)]
+
+    def transcribe_detailed(self, audios: list[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[Transcript]:
+        """Text, segments (with timestamps), language and a report per window
+        of several recordings, decoded together (see the module's docstring)."""
+        options = self.decoding_options()
+        settings = self.settings
+        detect = self.tokenizer.is_multilingual and settings.language == "auto"
+        sot = options.sot_index
+        language = options.prompt[sot + 1] if self.tokenizer.is_multilingual and sot is not None else None
+        recordings = []
+        for audio in audios:
+            audio = np.asarray(audio)  # float64 stays wide until check_samples scaled it
+            if audio.size == 0:
+                raise AudioError("audio has no samples", "pass a non-empty recording")
+            audio = resample(check_samples(audio), sample_rate, SAMPLE_RATE)
+            recordings.append(_Recording(audio, settings.timestamps, None if detect else language, detect))
+        while True:
+            ready = [(r, start, end) for r in recordings for start, end in r.ready()][: self.batch_size]
+            if not ready:
+                break
+            # decoded longest first: short windows tend to finish first, and a window leaving from the end
+            # of a batch frees its rows without moving any other (decoding.RowOwners.gather); a recording's
+            # windows are still recorded in their order
+            order = sorted(range(len(ready)), key=lambda i: ready[i][2] - ready[i][1], reverse=True)
+            batch = [ready[i] for i in order]
+            features = np.stack([self.features(r.audio[start:end]) for r, start, end in batch])
+            prompts = np.tile(np.asarray(options.prompt, dtype=np.int64), (len(batch), 1))
+            for row, (r, _, _) in enumerate(batch):
+                if r.language is not None:
+                    prompts[row, sot + 1] = r.language
+            wanted = np.asarray([r.detect for r, _, _ in batch])
+            decoded = self._decode(features, prompts, options, [start for _, start, _ in batch],
+                                   wanted if wanted.any() else None)
+            results = dict(zip(order, decoded))
+            for i, (r, start, end) in enumerate(ready):
+                self._advance(r, start, end, results[i], options)
+        return [self._transcript(r) for r in recordings]
+
+    def transcribe_each(self, audios: list[np.ndarray],
+                        sample_rate: int = SAMPLE_RATE) -> list[Transcript | LiteASRError]:
+        """:meth:`transcribe_detailed` of a batch that may hold a recording the
+        decoder refuses: the batch is decoded together, and when that fails,
+        one by one, so the others still get their transcript and the culprit
+        its error (a service's or a batch job's requests)."""
+        try:
+            return list(self.transcribe_detailed(audios, sample_rate))
+        except LiteASRError:
+            pass
+        out: list[Transcript | LiteASRError] = []
+        for audio in audios:
+            try:
+                out.append(self.transcribe_detailed([audio], sample_rate)[0])
+            except LiteASRError as exc:
+                out.append(exc)
+        return out
+
+    def _advance(self, r: _Recording, start: int, end: int, result: WindowDecode, options: DecodingOptions) -> None:
+        """Record one decoded window and move its recording on."""
+        if r.detect:
+            r.language, r.language_probability, r.detect = result.language_token, result.language_probability, False
+        offset, window_seconds = start / SAMPLE_RATE, (end - start) / SAMPLE_RATE
+        r.windows.append(WindowReport(offset, offset + window_seconds, result.temperature, result.fell_back,
+                                      result.outcome, result.avg_logprob, result.compression_ratio,
+                                      result.no_speech_prob, result.temperatures_tried))
+        duration = r.audio.size / SAMPLE_RATE
+        if not r.timestamps:
+            r.next += 1
+            if result.tokens:
+                r.tokens += result.tokens
+                r.segments.append(Segment(offset, offset + window_seconds, self.tokenizer.decode(result.tokens),
+                                          result.tokens))
+            return
+        frames = min(N_FRAMES, r.frames - r.seek)
+        if result.outcome in (NO_SPEECH, REPETITIVE) or not result.tokens:
+            r.seek += frames
+            return
+        pieces, advance = timestamp_segments(result.tokens, options.timestamp_begin, offset, frames)
+        r.seek += advance
+        for seg_start, seg_end, tokens in pieces:
+            text = self.tokenizer.decode(tokens)
+            if seg_start == seg_end or not text:
+                continue  # openai-whisper clears instantaneous and empty segments
+            r.tokens += tokens
+            r.segments.append(Segment(min(seg_start, duration), min(seg_end, duration), text, tokens))
+
+    def _transcript(self, r: _Recording) -> Transcript:
+        codes = {v: k for k, v in self.tokenizer.language_ids.items()}
+        language = codes.get(r.language) if r.language is not None else ("en" if not self.tokenizer.is_multilingual else None)
+        for w in r.windows:
+            w.avg_logprob, w.compression_ratio = _finite(w.avg_logprob), _finite(w.compression_ratio)
+            w.no_speech_prob = _finite(w.no_speech_prob)
+        return Transcript(self.tokenizer.decode(r.tokens), r.audio.size / SAMPLE_RATE, language,
+                          r.language_probability, r.segments, r.windows)

@@ -1,0 +1,79 @@
+"""The PyTorch reference transcriber: the shared decoding over transformers'
+decoder with a KV cache.
+
+Every later parity and WER figure is measured against this.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from liteasr_export.core.decoding import RowOwners
+from liteasr_export.model.sources import LoadedModel
+from liteasr_export.core.windowed import TranscribeOptions, WindowedTranscriber
+
+
+class TorchTranscriber(WindowedTranscriber):
+    """Transcribe audio of any length with a (dense or low-rank) PyTorch model."""
+
+    def __init__(self, loaded: LoadedModel, device: str = "cpu", batch_size: int = 8,
+                 settings: TranscribeOptions | None = None) -> None:
+        import torch  # the PyTorch backend only: importing this module stays torch-free
+
+        self.loaded = loaded
+        self.device = torch.device(device)
+        self.model = loaded.model.to(self.device).eval()
+        self.batch_size = batch_size
+        self.n_mels = self.model.config.num_mel_bins
+        self.tokenizer = loaded.tokenizer
+        self.options = loaded.decoding
+        self.vocab_size = self.model.config.vocab_size
+        if settings is not None:
+            self.configure(settings)
+
+    def encode(self, features: np.ndarray):
+        """Encoder hidden states for log-mel ``features`` (B, n_mels, 3000)."""
+        import torch  # the PyTorch backend only: importing this module stays torch-free
+
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(self.device)
+            return self.model.model.encoder(x).last_hidden_state
+
+    def decoder_step(self, encoder_states) -> "TorchDecoderStep":
+        """A :class:`~liteasr_export.core.decoding.DecoderStep` over this batch's encoder states."""
+        return TorchDecoderStep(self.model, encoder_states, self.device)
+
+
+class TorchDecoderStep:
+    """The PyTorch decoder with transformers' KV cache: self-attention K/V
+    grow per step, cross-attention K/V are computed at the first call."""
+
+    def __init__(self, model, encoder_states, device) -> None:
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache  # transformers: PyTorch backend only
+
+        self.cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        self.decoder, self.proj = model.model.decoder, model.proj_out
+        self.states = encoder_states
+        self.device = device
+        self.rows = RowOwners(encoder_states.shape[0])
+
+    def __call__(self, tokens: np.ndarray) -> np.ndarray:
+        import torch  # the PyTorch backend only: importing this module stays torch-free
+
+        with torch.inference_mode():
+            ids = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)).to(self.device)
+            out = self.decoder(input_ids=ids, encoder_hidden_states=self.states, cache=self.cache, use_cache=True)
+            logits = self.proj(out.last_hidden_state[:, -1])
+            # float32 for decoding; a float64 model (the parity reference) keeps its precision
+            return (logits if logits.dtype == torch.float64 else logits.float()).cpu().numpy()
+
+    def reorder(self, rows: np.ndarray) -> None:
+        import torch  # the PyTorch backend only: importing this module stays torch-free
+
+        index = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
+        self.cache.self_attention_cache.reorder_cache(index)
+        gather = self.rows.reorder(rows)  # transformers' cache holds one copy per row
+        if gather is not None:
+            gather = torch.as_tensor(gather, device=self.device)
+            self.cache.cross_attention_cache.reorder_cache(gather)
+            self.states = self.states.index_select(0, gather)
