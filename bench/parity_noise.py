@@ -93,7 +93,7 @@ def _features(n_mels: int, clips: int) -> np.ndarray:
 def measure(name: str, threads: list[int], precisions: list[str], clips: int, standin_layers: int,
             share: float = TARGET_SHARE) -> dict:
     from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
-    from engines.validation.parity import compare_onnx, torch_reference
+    from engines.validation.parity import compare_runner, torch_reference
     from exporters.artifacts import export_artifacts
     from liteasr_export.model.torch_transcriber import TorchTranscriber
 
@@ -109,7 +109,7 @@ def measure(name: str, threads: list[int], precisions: list[str], clips: int, st
             export_artifacts(loaded, tmp, precision=precision, frontend=False, encoder_options=options)
             for t in threads:
                 onnx = OnnxTranscriber(tmp, threads=t, verify=False)
-                for report in compare_onnx(reference, onnx, features, precision):
+                for report in compare_runner(reference, onnx, features, precision):
                     for o in report.outputs:
                         runs.append({"precision": precision, "threads": t, "artifact": report.artifact,
                                      "output": o.name, "error": o.error, "noise": o.noise, "ratio": o.ratio,

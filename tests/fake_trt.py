@@ -37,10 +37,23 @@ class OrtAsTrtEngine:
 class OrtAsTrtTranscriber(OnnxTranscriber):
     """An ONNX Runtime transcriber whose decoder step is TensorRT's."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.name = "tensorrt fp32"
+
     def encode(self, features: np.ndarray):
         import torch
 
         return [torch.from_numpy(np.ascontiguousarray(c)) for c in super().encode(features)]
+
+    def encode_outputs(self, features: np.ndarray):
+        import torch
+
+        cross, outputs = super().encode_outputs(features)
+        return [torch.from_numpy(np.ascontiguousarray(c)) for c in cross], outputs
+
+    def artifact(self, graph: str) -> str:
+        return f"trt/{graph}.plan"
 
     def decoder_step(self, cross):
         return TrtDecoderStep(OrtAsTrtEngine(self.decoder), self.n_layers, cross, self.manifest.decoder_shares_cross)

@@ -11,7 +11,8 @@ from conftest import random_whisper
 
 from exporters.encoder import export_encoder, fused_op_problem
 from engines.validation.compare import compare
-from engines.validation.parity import float64, torch_encoder_outputs
+from engines.validation.parity import float64
+from liteasr_export.model.torch_transcriber import encoder_outputs as torch_encoder_outputs
 from liteasr_export.core.graphs import encoder_spec
 from liteasr_export.core.errors import ExportError
 from bench.standin import apply_low_rank

@@ -20,7 +20,8 @@ from onnx import helper, numpy_helper
 
 from bench.standin import apply_low_rank
 from engines.validation.compare import ParityReport, compare
-from engines.validation.parity import float64, parity, torch_encoder_outputs
+from engines.validation.parity import float64, parity
+from liteasr_export.model.torch_transcriber import encoder_outputs as torch_encoder_outputs
 from exporters.encoder import build_encoder_graph, export_encoder
 from exporters.precision import quantize_int8, save_onnx
 from liteasr_export.core.errors import ToleranceError

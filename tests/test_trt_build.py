@@ -132,10 +132,10 @@ def test_pinning_sets_precision_and_output_types_on_matching_float_layers():
 @pytest.mark.skipif(not MISSING, reason="TensorRT and CUDA are present: the unavailable path cannot be seen")
 def test_missing_tensorrt_or_cuda_is_named_with_a_fix(tmp_path):
     from engines.runtime.trt_transcriber import TrtTranscriber
-    from liteasr_export.app.backends import open_transcriber
+    from liteasr_export.app.runners import open_runner
 
     folder = exported_folder("unfused")
-    for attempt in (lambda: TrtTranscriber(folder), lambda: open_transcriber("trt", artifacts=folder),
+    for attempt in (lambda: TrtTranscriber(folder), lambda: open_runner("trt", artifacts=folder),
                     lambda: build_engines(folder)):
         with pytest.raises(EngineUnavailableError) as info:
             attempt()

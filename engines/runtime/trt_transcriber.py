@@ -76,6 +76,8 @@ class TrtTranscriber(WindowedTranscriber):
         _check_io(self.decoder, "decoder", decoder_input_names(self.n_layers), decoder_output_names(self.n_layers))
         self.options = self.manifest.decoding
         self.vocab_size = int(dims["vocab_size"])
+        built = ((self.manifest.data.get("tensorrt") or {}).get("engines") or {}).get("encoder") or {}
+        self.name = f"tensorrt {built.get('precision', 'fp32')}"  # what the build asked for (engines/build)
         self.requested_batch = batch_size
         self.configure(settings or self.settings)
         # step 0 feeds the prompt with an empty cache; step k one token after prompt + k - 1
@@ -102,6 +104,13 @@ class TrtTranscriber(WindowedTranscriber):
         out = self.encoder.run({"input_features": torch.from_numpy(np.ascontiguousarray(features, np.float32))})
         return [out[name] for name in self._cross]
 
+    def encode_outputs(self, features: np.ndarray) -> tuple[list["torch.Tensor"], dict[str, np.ndarray]]:  # noqa: F821
+        """:meth:`encode`'s cross K/V and every output of the encoder engine by name, as numpy."""
+        import torch  # CUDA tensors: imported where an engine runs
+
+        out = self.encoder.run({"input_features": torch.from_numpy(np.ascontiguousarray(features, np.float32))})
+        return [out[name] for name in self._cross], {name: t.float().cpu().numpy() for name, t in out.items()}
+
     def configure(self, settings: TranscribeOptions) -> "TrtTranscriber":
         """Use ``settings``; the windows per batch shrink so that their beams
         (or samples) fit the decoder engine's batch profile."""
@@ -116,6 +125,9 @@ class TrtTranscriber(WindowedTranscriber):
         self.batch_size = max(1, min(self.requested_batch, self.encoder.max_dim("input_features", 0),
                                      decoder_batch // rows))
         return self
+
+    def artifact(self, graph: str) -> str:
+        return f"{ENGINE_DIR}/{graph}.plan"
 
     def decoder_step(self, cross: list["torch.Tensor"]) -> "TrtDecoderStep":  # noqa: F821
         """A decoder step over one batch's cross K/V, holding the self-attention cache on the GPU."""

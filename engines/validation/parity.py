@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from liteasr_export.core.decoding import greedy_decode
-from liteasr_export.core.graphs import cross_names
+from liteasr_export.core.runner import Runner
 
 from .compare import ParityReport, compare
 
@@ -39,31 +39,6 @@ def float64(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         yield model.double()
     finally:
         model.float()
-
-
-def torch_encoder_outputs(model, features: np.ndarray):
-    """The hidden states (a tensor, for the decoder) and what encoder.onnx
-    returns (numpy), computed by ``model`` in its own dtype."""
-    dtype = next(model.parameters()).dtype
-    heads = model.config.decoder_attention_heads
-    with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(features)).to(device=model.device, dtype=dtype)
-        hidden = model.model.encoder(x).last_hidden_state
-        out = {"last_hidden_state": hidden.cpu().numpy()}
-        batch, frames, _ = hidden.shape
-        for i, layer in enumerate(model.model.decoder.layers):
-            for kind, proj in (("key", layer.encoder_attn.k_proj), ("value", layer.encoder_attn.v_proj)):
-                kv = proj(hidden).view(batch, frames, heads, -1).transpose(1, 2)
-                out[f"cross_{kind}.{i}"] = kv.cpu().numpy()
-    return hidden, out
-
-
-def onnx_encoder_outputs(onnx_transcriber, features: np.ndarray) -> dict[str, np.ndarray]:
-    """Every output of encoder.onnx (fed in its own input dtype)."""
-    session = onnx_transcriber.encoder
-    names = [o.name for o in session.get_outputs()]
-    dtype = np.float16 if "float16" in session.get_inputs()[0].type else np.float32
-    return dict(zip(names, session.run(names, {"input_features": features.astype(dtype)})))
 
 
 def _step_logits(step: Callable[[np.ndarray], np.ndarray], prompt: list[int], tokens: np.ndarray) -> np.ndarray:
@@ -89,15 +64,15 @@ class TorchReference:
     prompt: list[int]
 
 
-def torch_reference(torch_transcriber, features: np.ndarray, steps: int = PARITY_STEPS) -> TorchReference:
-    """Run the transcriber's (float32) model on ``features`` in float32 and
-    in float64; the decoders are forced along the float64 model's greedy
+def torch_reference(reference: Runner, features: np.ndarray, steps: int = PARITY_STEPS) -> TorchReference:
+    """Run the PyTorch runner's (float32) model on ``features`` in float32
+    and in float64; the decoders are forced along the float64 model's greedy
     tokens (``steps`` of them, <|endoftext|> after the end)."""
-    model, options = torch_transcriber.model, torch_transcriber.loaded.decoding
-    hidden, encoder_fp32 = torch_encoder_outputs(model, features)
-    step = torch_transcriber.decoder_step
-    with float64(model):
-        hidden64, encoder = torch_encoder_outputs(model, features)
+    options = reference.loaded.decoding
+    hidden, encoder_fp32 = reference.encode_outputs(features)
+    step = reference.decoder_step
+    with float64(reference.model):
+        hidden64, encoder = reference.encode_outputs(features)
         ids = greedy_decode(step(hidden64), len(features), options)
         tokens = np.full((len(ids), steps), options.eot, dtype=np.int64)
         for b, row in enumerate(ids):
@@ -108,23 +83,23 @@ def torch_reference(torch_transcriber, features: np.ndarray, steps: int = PARITY
     return TorchReference(encoder, encoder_fp32, logits, logits_fp32, tokens, list(options.prompt))
 
 
-def compare_onnx(reference: TorchReference, onnx_transcriber, features: np.ndarray,
-                 precision: str) -> list[ParityReport]:
-    """encoder.onnx's outputs, then decoder.onnx's logits (fed by
-    encoder.onnx's cross K/V) over the reference's forced tokens, against
-    float64 with float32 PyTorch's error as the noise level."""
-    actual = onnx_encoder_outputs(onnx_transcriber, features)
-    reports = [compare("encoder.onnx", precision, reference.encoder, actual, reference.encoder_fp32)]
-    n_layers = sum(name.startswith("cross_key.") for name in reference.encoder)
-    cross = [actual[name] for name in cross_names(n_layers)]
-    logits = _step_logits(onnx_transcriber.decoder_step(cross), reference.prompt, reference.tokens)
-    reports.append(compare("decoder.onnx", precision, {"logits": reference.logits}, {"logits": logits},
+def compare_runner(reference: TorchReference, runner: Runner, features: np.ndarray,
+                   precision: str) -> list[ParityReport]:
+    """The runner's encoder outputs, then its decoder's logits (fed by its own
+    encoder's outputs) over the reference's forced tokens, against float64
+    with float32 PyTorch's error as the noise level; any backend (ONNX
+    Runtime, TensorRT) is compared the same way."""
+    encoded, actual = runner.encode_outputs(features)
+    reports = [compare(runner.artifact("encoder"), precision, reference.encoder, actual, reference.encoder_fp32)]
+    logits = _step_logits(runner.decoder_step(encoded), reference.prompt, reference.tokens)
+    reports.append(compare(runner.artifact("decoder"), precision, {"logits": reference.logits}, {"logits": logits},
                            {"logits": reference.logits_fp32}))
     return reports
 
 
-def parity(torch_transcriber, onnx_transcriber, features: np.ndarray, precision: str,
+def parity(reference: Runner, runner: Runner, features: np.ndarray, precision: str,
            steps: int = PARITY_STEPS) -> list[ParityReport]:
-    """encoder.onnx and decoder.onnx against the float64 run of the
-    transcriber's model, each error judged against the float32 run's."""
-    return compare_onnx(torch_reference(torch_transcriber, features, steps), onnx_transcriber, features, precision)
+    """The runner's encoder and decoder against the float64 run of the
+    PyTorch ``reference`` runner's model, each error judged against the
+    float32 run's."""
+    return compare_runner(torch_reference(reference, features, steps), runner, features, precision)

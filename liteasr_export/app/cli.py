@@ -20,7 +20,7 @@ from typing import Callable, NoReturn, Sequence
 
 from calibration.datasets import resolve_set
 
-from liteasr_export.app.backends import ENGINES, open_transcriber
+from liteasr_export.app.runners import ENGINES, open_runner
 from liteasr_export.core.decoding import DEFAULT_TEMPERATURES, SearchOptions
 from liteasr_export.core.errors import (DEBUG_ENV, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_TERMINATED,
                      LiteASRError, RankError, UserNotice)
@@ -202,7 +202,7 @@ def _settings(args: argparse.Namespace):
 
 
 def _backend_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--engine", choices=ENGINES, default="torch", help="backend (default torch)")
+    parser.add_argument("--engine", choices=list(ENGINES), default="torch", help="backend (default torch)")
     parser.add_argument("--model", type=_path, default=None,
                         help="bundled name (tiny.en, base) or model folder, for --engine torch")
     parser.add_argument("--artifacts", type=_path, default=None, help="folder written by liteasr-export, for --engine onnx/trt")
@@ -221,6 +221,9 @@ def _model(args: argparse.Namespace) -> str | None:
 
 def _check_backend_args(args: argparse.Namespace) -> None:
     """The options of transcribe and eval that can be checked before any work."""
+    if args.engine != "torch" and args.artifacts is None:
+        raise LiteASRError(f"--engine {args.engine} needs exported artifacts",
+                           "pass --artifacts OUT (made by liteasr-export)")
     if args.engine == "torch":
         check_device(args.device)
     if args.ort_cache is not None:
@@ -230,10 +233,10 @@ def _check_backend_args(args: argparse.Namespace) -> None:
 
 def _open(args: argparse.Namespace):
     language = args.language if args.language not in (None, "auto") else "en"
-    return open_transcriber(args.engine, model=_model(args), artifacts=args.artifacts, threads=args.threads,
-                            device=args.device, language=language, providers=args.provider,
-                            ort_cache=args.ort_cache, verify=args.verify, settings=_settings(args),
-                            batch_size=args.batch_size)
+    return open_runner(args.engine, model=_model(args), artifacts=args.artifacts, threads=args.threads,
+                       device=args.device, language=language, providers=args.provider,
+                       ort_cache=args.ort_cache, verify=args.verify, settings=_settings(args),
+                       batch_size=args.batch_size)
 
 
 class _TranscribeParser(_Parser):

@@ -98,6 +98,11 @@ class Manifest:
         info = self.data["graphs"][name]
         return {kind: info.get(kind, []) for kind in ("inputs", "outputs")}
 
+    def precision(self, name: str) -> str:
+        """The precision ``name`` was exported in (``fp32`` when the manifest
+        does not record it)."""
+        return str((self.data["graphs"].get(name, {}).get("export") or {}).get("precision", "fp32"))
+
     @property
     def logits_size(self) -> int:
         """Rows of the decoder's logits: the last axis of its ``logits``

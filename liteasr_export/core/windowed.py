@@ -158,11 +158,14 @@ class _Recording:
 
 
 class WindowedTranscriber:
-    """Base of the runtime transcribers; subclasses set ``n_mels``,
-    ``vocab_size``, ``batch_size``, ``tokenizer``, ``options`` (the model's
-    base :class:`DecodingOptions`), ``settings`` and ``frontend`` (None:
-    numpy)."""
+    """Base of the backends (each a :class:`~liteasr_export.core.runner.Runner`);
+    subclasses set ``name``, ``n_mels``, ``vocab_size``, ``batch_size``,
+    ``tokenizer``, ``options`` (the model's base :class:`DecodingOptions`),
+    ``settings`` and ``frontend`` (None: numpy), and supply ``encode``,
+    ``encode_outputs``, ``decoder_step`` and, with a frontend graph or engine,
+    ``_run_frontend``."""
 
+    name: str
     n_mels: int
     vocab_size: int
     batch_size: int
@@ -175,6 +178,13 @@ class WindowedTranscriber:
 
     def encode(self, features: np.ndarray) -> list:
         raise NotImplementedError
+
+    def encode_outputs(self, features: np.ndarray) -> tuple[object, dict[str, np.ndarray]]:
+        raise NotImplementedError
+
+    def artifact(self, graph: str) -> str:
+        """What runs ``graph`` (``encoder``, ``decoder``), as reports name it."""
+        return f"{self.name} {graph}"
 
     def decoder_step(self, cross: list) -> DecoderStep:
         raise NotImplementedError

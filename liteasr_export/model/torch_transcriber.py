@@ -39,6 +39,19 @@ class TorchTranscriber(WindowedTranscriber):
             x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(self.device)
             return self.model.model.encoder(x).last_hidden_state
 
+    @property
+    def name(self) -> str:
+        """``torch fp32`` (``torch fp64`` while the model runs in float64, as the parity reference)."""
+        import torch  # the PyTorch backend only: importing this module stays torch-free
+
+        dtype = next(self.model.parameters()).dtype
+        return f"torch {dict([(torch.float64, 'fp64'), (torch.float16, 'fp16'), (torch.bfloat16, 'bf16')]).get(dtype, 'fp32')}"
+
+    def encode_outputs(self, features: np.ndarray):
+        """The hidden states (what :meth:`encode` returns) and encoder.onnx's
+        outputs by name, as numpy (see :func:`encoder_outputs`)."""
+        return encoder_outputs(self.model, features)
+
     def decoder_step(self, encoder_states) -> "TorchDecoderStep":
         """A :class:`~liteasr_export.core.decoding.DecoderStep` over this batch's encoder states."""
         return TorchDecoderStep(self.model, encoder_states, self.device)
@@ -77,3 +90,24 @@ class TorchDecoderStep:
             gather = torch.as_tensor(gather, device=self.device)
             self.cache.cross_attention_cache.reorder_cache(gather)
             self.states = self.states.index_select(0, gather)
+
+
+def encoder_outputs(model, features: np.ndarray):
+    """The hidden states (a tensor, for the decoder) of a transformers Whisper
+    ``model`` for ``features``, and what encoder.onnx returns for them as
+    numpy: the hidden states and every decoder layer's cross-attention K/V,
+    computed in the model's own dtype (float64 for the parity reference)."""
+    import torch  # the PyTorch backend only: importing this module stays torch-free
+
+    dtype = next(model.parameters()).dtype
+    heads = model.config.decoder_attention_heads
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(features)).to(device=model.device, dtype=dtype)
+        hidden = model.model.encoder(x).last_hidden_state
+        out = {"last_hidden_state": hidden.cpu().numpy()}
+        batch, frames, _ = hidden.shape
+        for i, layer in enumerate(model.model.decoder.layers):
+            for kind, proj in (("key", layer.encoder_attn.k_proj), ("value", layer.encoder_attn.v_proj)):
+                kv = proj(hidden).view(batch, frames, heads, -1).transpose(1, 2)
+                out[f"cross_{kind}.{i}"] = kv.cpu().numpy()
+    return hidden, out

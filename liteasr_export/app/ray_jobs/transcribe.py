@@ -29,7 +29,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from calibration.datasets import Utterance, audio_folder, load_manifest, resolve_set
-from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
 
 from liteasr_export.core.errors import AudioError, LiteASRError, UserNotice
 from liteasr_export.core.evaluation import score
@@ -37,6 +36,7 @@ from liteasr_export.core.frontend import load_audio
 from liteasr_export.core.interrupts import pause_point
 from liteasr_export.core.manifest import load_manifest as load_artifacts
 from liteasr_export.app.ray_jobs.cluster import cluster_cpus, quiet_data, ray_session
+from liteasr_export.app.runners import open_runner
 from liteasr_export.core.windowed import Transcript, TranscribeOptions
 
 
@@ -151,8 +151,8 @@ class _TranscribeActor:
 
     def __init__(self, artifacts: str, settings: TranscribeOptions, threads: int, batch_size: int,
                  provider: str | None, ort_cache: str | None, verify: bool) -> None:
-        self.transcriber = OnnxTranscriber(artifacts, threads=threads, providers=provider, cache_dir=ort_cache,
-                                           verify=verify, batch_size=batch_size, settings=settings)
+        self.transcriber = open_runner("onnx", artifacts=artifacts, threads=threads, providers=provider,
+                                       ort_cache=ort_cache, verify=verify, batch_size=batch_size, settings=settings)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         items = [{"audio": str(a), "id": str(i), "reference": str(r)}

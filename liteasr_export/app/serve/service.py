@@ -33,11 +33,11 @@ from ray import serve
 from ray.serve.exceptions import RayServeException
 from starlette.exceptions import HTTPException
 
-from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
 
 from liteasr_export.core.errors import LiteASRError, debug_enabled
 from liteasr_export.core.manifest import load_manifest
 from liteasr_export.app.ray_jobs.cluster import LOCAL, ray_session
+from liteasr_export.app.runners import open_runner
 from liteasr_export.core.windowed import Transcript, TranscribeOptions
 from liteasr_export.app.serve.openai_api import (BATCH_HEADER, DEFAULT_BATCH_WAIT_S, DEFAULT_MAX_AUDIO_SECONDS, DEFAULT_MAX_BATCH,
                          DEFAULT_MAX_UPLOAD_MB, FORM_OVERHEAD_BYTES, IGNORED_HEADER, ApiError, bounded_receive,
@@ -148,9 +148,10 @@ class TranscriptionService:
 
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
-        self.transcriber = OnnxTranscriber(config.artifacts, threads=config.threads, providers=config.provider,
-                                           cache_dir=config.ort_cache, verify=True, settings=config.settings,
-                                           batch_size=max(config.window_batch_size, config.max_batch_size))
+        self.transcriber = open_runner("onnx", artifacts=config.artifacts, threads=config.threads,
+                                       providers=config.provider, ort_cache=config.ort_cache, verify=True,
+                                       settings=config.settings,
+                                       batch_size=max(config.window_batch_size, config.max_batch_size))
         self.model_id = model_id(config.artifacts)
         self.created = int(os.stat(Path(config.artifacts) / "manifest.json").st_mtime)
         self._batch.set_max_batch_size(config.max_batch_size)

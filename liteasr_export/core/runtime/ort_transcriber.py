@@ -131,6 +131,7 @@ class OnnxTranscriber(WindowedTranscriber):
         self._kv_dtype = types["past_key.0"]
         self.options = self.manifest.decoding
         self.vocab_size = int(dims["vocab_size"])
+        self.name = f"onnxruntime {self.manifest.precision('encoder')}"
         if settings is not None:
             self.configure(settings)
 
@@ -139,11 +140,22 @@ class OnnxTranscriber(WindowedTranscriber):
     def _run_frontend(self, window: np.ndarray) -> np.ndarray:
         return self.frontend.run(None, {"audio": window[None]})[0][0]
 
+    def _encoder_feed(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        dtype = _ORT_DTYPES.get(self._encoder_input.type, np.float32)
+        return {"input_features": np.ascontiguousarray(features, dtype=dtype)}
+
     def encode(self, features: np.ndarray) -> list[np.ndarray]:
         """Cross K/V of every decoder layer for ``features`` (B, n_mels, 3000)."""
-        dtype = _ORT_DTYPES.get(self._encoder_input.type, np.float32)
-        feed = {"input_features": np.ascontiguousarray(features, dtype=dtype)}
-        return self.encoder.run(self._cross, feed)
+        return self.encoder.run(self._cross, self._encoder_feed(features))
+
+    def encode_outputs(self, features: np.ndarray) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+        """:meth:`encode`'s cross K/V and every output of encoder.onnx by name."""
+        names = [o.name for o in self.encoder.get_outputs()]
+        outputs = dict(zip(names, self.encoder.run(names, self._encoder_feed(features))))
+        return [outputs[name] for name in self._cross], outputs
+
+    def artifact(self, graph: str) -> str:
+        return self.manifest.graph_files(graph)[0]
 
     def decoder_step(self, cross: list[np.ndarray]) -> "OrtDecoderStep":
         """A decoder step over one batch's cross K/V, holding the self-attention cache."""
