@@ -140,6 +140,27 @@ def test_trt_build_script_is_written(random_hf_dir, tmp_path):
     assert not any(n.domain == "com.microsoft" for n in encoder.graph.node)  # unfused for TensorRT
 
 
+def test_the_tensorrt_builders_record_stays_in_the_manifest(random_hf_dir, tmp_path, monkeypatch):
+    """The builder records TensorRT's version, the device and each engine's
+    precision and profile; the export adds where the engines are and must not
+    replace that record (TensorRT itself is faked: it cannot run here)."""
+    from liteasr_export.app.export import pipeline
+
+    def fake_build(folder, options, build_script=False):
+        (folder / "trt").mkdir()
+        update_manifest(folder, tensorrt={"tensorrt_version": "10.99", "device": "a GPU",
+                                          "engines": {"encoder": {"precision": options.precision}}})
+        return folder / "trt"
+
+    monkeypatch.setattr(pipeline, "require_tensorrt", lambda: None)
+    monkeypatch.setattr(pipeline, "export_tensorrt", fake_build)
+    out = tmp_path / "trt"
+    assert export_main(_args(random_hf_dir, out, "--engine", "trt", "--no-validate")) == 0
+    recorded = json.loads((out / "manifest.json").read_text())["tensorrt"]
+    assert recorded["built"] is True and recorded["path"] == "trt"
+    assert recorded["tensorrt_version"] == "10.99" and recorded["engines"]["encoder"]["precision"] == "fp32"
+
+
 def _gate_short_of_margin_at_first(monkeypatch) -> list[float]:
     """Make the first candidate's gate pass without margin (a huge standard
     error on its first labeled set), as a default on the edge of the limit

@@ -185,7 +185,8 @@ def _export_candidate(compressed, compression, tmp: Path, opts: ExportOptions, s
     build = TrtBuildOptions(precision=opts.precision, profile=ProfileOptions(max_batch=opts.trt_max_batch))
     with stage("build", "TensorRT engines" if not opts.build_script else "trtexec build script"):
         built = export_tensorrt(tmp, build, build_script=opts.build_script)
-    return {"built": not opts.build_script, "path": str(built.relative_to(tmp)),
+    recorded = load_manifest(tmp).data.get("tensorrt") or {}  # the builder's record: version, device, engines
+    return {**recorded, "built": not opts.build_script, "path": str(built.relative_to(tmp)),
             "note": "run build_engines.sh on the target GPU" if opts.build_script else ""}
 
 
