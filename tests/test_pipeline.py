@@ -208,3 +208,10 @@ def test_a_chosen_size_is_judged_as_it_is(random_hf_dir, tmp_path, monkeypatch):
     manifest = json.loads((out / "manifest.json").read_text())
     assert "default_size_steps" not in manifest["validation"]
     assert manifest["validation"]["quality"]["passed"] and not manifest["validation"]["quality"]["passed_with_margin"]
+
+
+def test_stage_times_count_no_second_twice():
+    from liteasr_export.app.export.pipeline import describe_timings
+
+    timings = {"load": 0.5, "export": 19.3, "validate": 72.2, "parity": 11.7, "gate": 60.4}
+    assert describe_timings(timings) == ["load 0.5s", "export 19.3s", "validate 72.2s (parity 11.7s, gate 60.4s)"]

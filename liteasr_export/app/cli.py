@@ -594,7 +594,9 @@ def _export(args: argparse.Namespace) -> int:
         print("quality gate: " + ("passed" if gate["passed"] else "FAILED, written anyway (--allow-degradation)"))
     else:
         print("quality: not checked (--no-validate)")
-    print("stage times: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+    from liteasr_export.app.export.pipeline import describe_timings  # loaded already: the export ran
+
+    print("stage times: " + ", ".join(describe_timings(result.timings)))
     return 0
 
 
