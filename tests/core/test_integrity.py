@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 import pytest
-from conftest import copy_artifacts, corrupt_weights
 
 import liteasr_export.core.integrity as integrity
 from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
@@ -35,7 +34,7 @@ def private_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture()
-def artifacts(random_artifacts, tmp_path):
+def artifacts(random_artifacts, tmp_path, copy_artifacts):
     out = copy_artifacts(random_artifacts, tmp_path / "out", age_s=OLD)
     time.sleep(2 * RACY)  # the copy's ctimes leave the racy window
     return out
@@ -50,13 +49,18 @@ def hashed(monkeypatch):
     return names
 
 
-def flip_keeping_mtime(path) -> None:
-    """Overwrite bytes inside a graph's weights (same size), then put the
-    mtime back as ``touch -r`` would."""
-    before = path.stat()
-    corrupt_weights(path, size=4096)
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
-    assert path.stat().st_mtime_ns == before.st_mtime_ns and path.stat().st_size == before.st_size
+@pytest.fixture()
+def flip_keeping_mtime(corrupt_weights):
+    """``flip_keeping_mtime(path)``: overwrite bytes inside a graph's weights
+    (same size), then put the mtime back as ``touch -r`` would."""
+
+    def flip(path) -> None:
+        before = path.stat()
+        corrupt_weights(path, size=4096)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert path.stat().st_mtime_ns == before.st_mtime_ns and path.stat().st_size == before.st_size
+
+    return flip
 
 
 def test_export_records_every_loaded_file(random_artifacts):
@@ -65,7 +69,7 @@ def test_export_records_every_loaded_file(random_artifacts):
     assert manifest.data["sha256"] == checksums(random_artifacts)
 
 
-def test_corrupted_graph_is_refused(artifacts):
+def test_corrupted_graph_is_refused(artifacts, corrupt_weights):
     corrupt_weights(artifacts / "encoder.onnx")
     with pytest.raises(IntegrityError, match=r"encoder\.onnx is corrupt or was modified.*--no-verify"):
         OnnxTranscriber(artifacts)
@@ -86,14 +90,14 @@ def test_fast_path_hashes_only_what_changed(artifacts, hashed):
     assert hashed == ["decoder.onnx"]
 
 
-def test_fast_path_does_not_hide_a_modification(artifacts):
+def test_fast_path_does_not_hide_a_modification(artifacts, corrupt_weights):
     OnnxTranscriber(artifacts)
     corrupt_weights(artifacts / "decoder.onnx", size=4096)  # same size, new mtime
     with pytest.raises(IntegrityError, match="decoder.onnx"):
         OnnxTranscriber(artifacts)
 
 
-def test_a_modification_with_its_mtime_restored_is_refused(artifacts):
+def test_a_modification_with_its_mtime_restored_is_refused(artifacts, flip_keeping_mtime):
     """touch -r restores size and mtime; the ctime moves, which no user can set back."""
     OnnxTranscriber(artifacts)
     flip_keeping_mtime(artifacts / "encoder.onnx")
@@ -113,7 +117,7 @@ def test_a_copy_is_hashed_in_full(artifacts, tmp_path, hashed):
 
 
 @pytest.mark.parametrize("fmt", ["liteasr-verified/1", integrity.STAMP_FORMAT])
-def test_a_stamp_inside_the_folder_is_not_trusted(artifacts, fmt):
+def test_a_stamp_inside_the_folder_is_not_trusted(artifacts, fmt, corrupt_weights):
     """Whoever can write the folder could forge a stamp there: none is read."""
     corrupt_weights(artifacts / "encoder.onnx")
     st = (artifacts / "encoder.onnx").stat()
@@ -126,7 +130,7 @@ def test_a_stamp_inside_the_folder_is_not_trusted(artifacts, fmt):
         OnnxTranscriber(artifacts)
 
 
-def test_a_stamp_others_could_write_is_not_trusted(artifacts):
+def test_a_stamp_others_could_write_is_not_trusted(artifacts, corrupt_weights):
     OnnxTranscriber(artifacts)
     path = stamp_path(artifacts)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
@@ -160,7 +164,7 @@ def test_verification_writes_nothing_into_the_folder(artifacts, private_cache):
     assert [p.name for p in private_cache.iterdir()] == [stamp_path(artifacts).name]
 
 
-def test_old_stamps_are_pruned(artifacts, private_cache, random_artifacts, tmp_path):
+def test_old_stamps_are_pruned(artifacts, private_cache, random_artifacts, tmp_path, copy_artifacts):
     OnnxTranscriber(artifacts)
     old = stamp_path(artifacts)
     past = time.time() - integrity.STAMP_MAX_AGE_S - 60

@@ -104,14 +104,13 @@ def test_augmentations_do_what_they_say() -> None:
     assert np.allclose(augment.gain(tone, -6.0), tone * 10 ** (-6 / 20), atol=1e-6)
 
 
-def test_statistics_cache_is_keyed_by_the_audio_content(tmp_path: Path) -> None:
+def test_statistics_cache_is_keyed_by_the_audio_content(tmp_path: Path, tiny_whisper) -> None:
     """Editing a calibration file (same name, same folder) must not reuse the
     statistics of its old content."""
     from types import SimpleNamespace
 
     from liteasr_export.app.export.compression_stage import calibrate
     from liteasr_export.app.export.pipeline import ExportOptions
-    from test_lowrank import tiny_whisper
 
     folder = tmp_path / "speech"
     folder.mkdir()

@@ -7,14 +7,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import random_whisper
 
 from exporters.encoder import export_encoder, fused_op_problem
 from engines.validation.compare import compare
 from engines.validation.parity import float64, torch_encoder_outputs
 from liteasr_export.core.graphs import encoder_spec
 from liteasr_export.core.errors import ExportError
-from bench.standin import apply_low_rank
+from liteasr_export.model.standin import apply_low_rank
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -22,25 +21,29 @@ STD = 0.2  # peaked attention: parity cannot pass by near-uniform softmax rows
 RANKS = {"q_proj": 8, "k_proj": 8, "v_proj": 12, "out_proj": 16, "fc1": 32, "fc2": 24}
 
 
-def _model(compressed: bool):
-    model = random_whisper(1, init_std=STD)
-    with torch.no_grad():
-        for layer in model.model.encoder.layers:
-            for proj in (layer.self_attn.q_proj, layer.self_attn.v_proj, layer.self_attn.out_proj, layer.fc1):
-                proj.bias.normal_(0, 0.3)
-    if compressed:
-        apply_low_rank(model, [dict(RANKS) for _ in model.model.encoder.layers], method="svd")
-    return model
+@pytest.fixture(scope="module")
+def random_model(random_whisper):
+    def make(compressed: bool):
+        model = random_whisper(1, init_std=STD)
+        with torch.no_grad():
+            for layer in model.model.encoder.layers:
+                for proj in (layer.self_attn.q_proj, layer.self_attn.v_proj, layer.self_attn.out_proj, layer.fc1):
+                    proj.bias.normal_(0, 0.3)
+        if compressed:
+            apply_low_rank(model, [dict(RANKS) for _ in model.model.encoder.layers], method="svd")
+        return model
+
+    return make
 
 
 @pytest.fixture(scope="module")
-def dense():
-    return _model(False)
+def dense(random_model):
+    return random_model(False)
 
 
 @pytest.fixture(scope="module")
-def lowrank():
-    return _model(True)
+def lowrank(random_model):
+    return random_model(True)
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,14 @@ from liteasr_export.model.compression.rank_policies import BudgetPolicy
 from liteasr_export.model.compression.refine import refine
 from liteasr_export.model.compression.sensitivity import measure_sensitivity, probe_ranks_for
 from liteasr_export.model.compression.target_search import search_target_size
-from test_compressor import _calibrate
-from test_lowrank import random_features, tiny_whisper
 
 
-def _features(n: int, offset: int = 0) -> np.ndarray:
-    return np.concatenate([random_features(1, seed=200 + offset + i).numpy() for i in range(n)])
+@pytest.fixture(scope="module")
+def features_of(random_features):
+    def make(n: int, offset: int = 0) -> np.ndarray:
+        return np.concatenate([random_features(1, seed=200 + offset + i).numpy() for i in range(n)])
+
+    return make
 
 
 def _error(model, dense, features: np.ndarray) -> float:
@@ -33,18 +35,18 @@ def _error(model, dense, features: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def setup():
+def setup(tiny_whisper, calibrate):
     torch.manual_seed(0)
     dense = tiny_whisper(seed=1)
-    stats = _calibrate(dense, 3)
+    stats = calibrate(dense, 3)
     compressed, _ = compress(dense, stats, BudgetPolicy(0.8))
     return dense, stats, compressed
 
 
-def test_compensation_reduces_the_output_error_and_keeps_the_ranks(setup) -> None:
+def test_compensation_reduces_the_output_error_and_keeps_the_ranks(setup, features_of) -> None:
     dense, stats, compressed = setup
     model, _ = compress(dense, stats, BudgetPolicy(0.8))
-    train, held = _features(3), _features(2, offset=10)
+    train, held = features_of(3), features_of(2, offset=10)
     before = (_error(model, dense, train), _error(model, dense, held))
     ranks = {(i, n): m.rank for i, n, m in iter_encoder_linears(model) if isinstance(m, LowRankLinear)}
     info = compensate(model, dense, train, batch_size=2, progress=False)
@@ -54,24 +56,24 @@ def test_compensation_reduces_the_output_error_and_keeps_the_ranks(setup) -> Non
     assert {(i, n): m.rank for i, n, m in iter_encoder_linears(model) if isinstance(m, LowRankLinear)} == ranks
 
 
-def test_compensation_at_full_rank_reproduces_the_dense_layer(setup) -> None:
+def test_compensation_at_full_rank_reproduces_the_dense_layer(setup, features_of) -> None:
     dense, stats, _ = setup
     d = dense.config.d_model
     full = [{"q_proj": d, "fc2": d}] + [{} for _ in range(dense.config.encoder_layers - 1)]
     from liteasr_export.model.compression.rank_policies import ProfilePolicy
 
     model, _ = compress(dense, stats, ProfilePolicy.from_config(full))
-    compensate(model, dense, _features(2), ridge=0.0, progress=False)
-    assert _error(model, dense, _features(1, offset=20)) < 1e-8
+    compensate(model, dense, features_of(2), ridge=0.0, progress=False)
+    assert _error(model, dense, features_of(1, offset=20)) < 1e-8
 
 
-def test_refine_lowers_the_distillation_loss_and_touches_only_factors(setup) -> None:
+def test_refine_lowers_the_distillation_loss_and_touches_only_factors(setup, features_of) -> None:
     dense, stats, _ = setup
     model, _ = compress(dense, stats, BudgetPolicy(0.8))
     teacher = {k: v.clone() for k, v in dense.state_dict().items()}
     frozen = {k: v.clone() for k, v in model.state_dict().items() if "weight1" not in k and "weight2" not in k
               and not any(k.startswith(p) for p in _low_rank_prefixes(model))}
-    result = refine(model, dense, _features(4), steps=15, batch_size=2, lr=1e-3, heldout=_features(2, offset=10),
+    result = refine(model, dense, features_of(4), steps=15, batch_size=2, lr=1e-3, heldout=features_of(2, offset=10),
                     progress=False)
     assert result.steps == 15 and result.train_loss_after < 0.8 * result.train_loss_before
     assert result.heldout_loss_after < result.heldout_loss_before
@@ -79,7 +81,7 @@ def test_refine_lowers_the_distillation_loss_and_touches_only_factors(setup) -> 
         if key in frozen:
             assert torch.equal(value, frozen[key]), key
     assert all(torch.equal(v, teacher[k]) for k, v in dense.state_dict().items())  # the teacher is untouched
-    assert refine(dense, dense, _features(1), steps=5, progress=False).steps == 0  # nothing low-rank to fit
+    assert refine(dense, dense, features_of(1), steps=5, progress=False).steps == 0  # nothing low-rank to fit
 
 
 def _low_rank_prefixes(model) -> list[str]:
@@ -87,13 +89,13 @@ def _low_rank_prefixes(model) -> list[str]:
     return [names[id(m)] + "." for _, _, m in iter_encoder_linears(model) if isinstance(m, LowRankLinear)]
 
 
-def test_sensitivity_is_measured_where_probed_and_steers_the_budget(setup) -> None:
+def test_sensitivity_is_measured_where_probed_and_steers_the_budget(setup, features_of) -> None:
     dense, stats, _ = setup
     spectra = compute_spectra(dense, stats)
     policy = BudgetPolicy(0.8)
     probes = probe_ranks_for(policy, spectra, dense.config)
     assert probes and all(r % 16 == 0 for r in probes.values())
-    measured = measure_sensitivity(dense, stats, spectra, _features(2), probes, progress=False)
+    measured = measure_sensitivity(dense, stats, spectra, features_of(2), probes, progress=False)
     touched = [s for s in measured if (s.layer, s.name) in probes]
     assert all(s.sensitivity > 0 for s in touched) and len({round(s.sensitivity, 9) for s in touched}) > 1
     assert all(s.sensitivity == 1.0 for s in measured if (s.layer, s.name) not in probes)
@@ -105,7 +107,7 @@ def test_sensitivity_is_measured_where_probed_and_steers_the_budget(setup) -> No
     assert steered != plain
 
 
-def test_measured_sensitivities_are_cached_by_content(setup, tmp_path, monkeypatch) -> None:
+def test_measured_sensitivities_are_cached_by_content(setup, tmp_path, monkeypatch, features_of) -> None:
     from pathlib import Path
     from types import SimpleNamespace
 
@@ -114,7 +116,7 @@ def test_measured_sensitivities_are_cached_by_content(setup, tmp_path, monkeypat
     from liteasr_export.app.export.pipeline import ExportOptions
 
     dense, stats, _ = setup
-    features = {"now": _features(2)}
+    features = {"now": features_of(2)}
     monkeypatch.setattr(compression_stage, "calibration_features", lambda loaded, opts, count: features["now"])
     calls = []
     real = sensitivity.measure_sensitivity
@@ -125,7 +127,7 @@ def test_measured_sensitivities_are_cached_by_content(setup, tmp_path, monkeypat
     again = compression_stage.select_spectra(loaded, stats, policy, opts)
     assert len(calls) == 1 and [s.sensitivity for s in again] == [s.sensitivity for s in first]
     assert any(s.sensitivity != 1.0 for s in first)
-    features["now"] = _features(2, offset=30)  # other probe windows: measured anew
+    features["now"] = features_of(2, offset=30)  # other probe windows: measured anew
     compression_stage.select_spectra(loaded, stats, policy, opts)
     assert len(calls) == 2
 

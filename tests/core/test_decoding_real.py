@@ -8,8 +8,6 @@ import subprocess
 
 import numpy as np
 import pytest
-from fake_trt import OrtAsTrtTranscriber
-from test_decoding_backends import Counted
 
 from liteasr_export.core.decoding import SearchOptions, compression_ratio
 from liteasr_export.core.frontend import SAMPLE_RATE
@@ -31,27 +29,33 @@ def tiny_en(tmp_path_factory):
     return loaded, out
 
 
-def _backend(tiny_en, name: str, settings: TranscribeOptions):
+@pytest.fixture(scope="module")
+def backend_of(tiny_en, ort_as_trt_transcriber):
+    """``backend_of(name, settings)``: a transcriber of tiny.en on that backend."""
     from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
     from liteasr_export.model.torch_transcriber import TorchTranscriber
 
     loaded, out = tiny_en
-    if name == "torch":
-        return TorchTranscriber(loaded, settings=settings)
-    return (OnnxTranscriber if name == "onnx" else OrtAsTrtTranscriber)(out, threads=2, settings=settings)
+
+    def make(name: str, settings: TranscribeOptions):
+        if name == "torch":
+            return TorchTranscriber(loaded, settings=settings)
+        return (OnnxTranscriber if name == "onnx" else ort_as_trt_transcriber)(out, threads=2, settings=settings)
+
+    return make
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx", "trt-step"])
-def test_fallback_never_emits_a_repetition_loop(tiny_en, backend):
+def test_fallback_never_emits_a_repetition_loop(backend_of, backend):
     """White noise, 30 s: beam search with timestamps and no fallback loops
     ("... the top of the top of the ..."); with the fallback (the default)
     the window is decoded again at higher temperatures, and nothing emitted
     compresses past the threshold."""
     noise = (0.05 * np.random.default_rng(0).standard_normal(30 * SAMPLE_RATE)).astype(np.float32)
-    looping = _backend(tiny_en, backend, TranscribeOptions(search=SearchOptions().without_fallback(), timestamps=True))
+    looping = backend_of(backend, TranscribeOptions(search=SearchOptions().without_fallback(), timestamps=True))
     loop = looping.transcribe_detailed([noise])[0]
     assert loop.windows[0].compression_ratio > THRESHOLD, loop.text  # the case does loop
-    guarded = _backend(tiny_en, backend, TranscribeOptions(timestamps=True)).transcribe_detailed([noise])[0]
+    guarded = backend_of(backend, TranscribeOptions(timestamps=True)).transcribe_detailed([noise])[0]
     window = guarded.windows[0]
     assert window.fallback and len(window.temperatures_tried) > 1  # it was decoded again
     for w in guarded.windows:
@@ -61,7 +65,7 @@ def test_fallback_never_emits_a_repetition_loop(tiny_en, backend):
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx", "trt-step"])
-def test_windows_leave_a_batch_without_changing_its_transcripts(tiny_en, backend):
+def test_windows_leave_a_batch_without_changing_its_transcripts(backend_of, backend, counted_step):
     """Beam search over a batch whose windows end at different steps: the
     speech clips end within a few tokens, the noise runs long and falls back.
     Finished windows leave the batch (the decoder is fed fewer rows), and
@@ -76,12 +80,12 @@ def test_windows_leave_a_batch_without_changing_its_transcripts(tiny_en, backend
     noise = (0.05 * np.random.default_rng(0).standard_normal(30 * SAMPLE_RATE)).astype(np.float32)
     audios = [speech[0], noise, speech[1], speech[2]]
     settings = TranscribeOptions(timestamps=True)
-    batched = _backend(tiny_en, backend, settings)
+    batched = backend_of(backend, settings)
     steps = []
     make_step = batched.decoder_step
-    batched.decoder_step = lambda cross: steps.append(Counted(make_step(cross))) or steps[-1]
+    batched.decoder_step = lambda cross: steps.append(counted_step(make_step(cross))) or steps[-1]
     together = batched.transcribe_detailed(audios)
-    alone = [_backend(tiny_en, backend, settings).transcribe_detailed([a])[0] for a in audios]
+    alone = [backend_of(backend, settings).transcribe_detailed([a])[0] for a in audios]
     for batch, single in zip(together, alone):  # PyTorch's CPU kernels round differently per batch shape: 1e-7
         assert batch.text == single.text and batch.segments == single.segments
         for w, v in zip(batch.windows, single.windows, strict=True):

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import default_sigint
 
 from liteasr_export.core import output_folder
 from liteasr_export.app.cli import export_main
@@ -63,16 +62,23 @@ def out(old_export, tmp_path) -> Path:
     return path
 
 
-def start_paused(args: list[str], point: str, code: str = EXPORT) -> subprocess.Popen:
-    """Start an export and return once it waits at ``point``."""
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, PAUSE_ENV: point}, preexec_fn=default_sigint)
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if f"paused at {point}" in line:
-            return proc
-    raise AssertionError(f"the export ended (exit {proc.wait()}) before pausing at {point}: {''.join(seen)[-2000:]}")
+@pytest.fixture()
+def start_paused(default_sigint):
+    """``start_paused(args, point, code=EXPORT)``: start an export and return
+    once it waits at ``point``."""
+
+    def start(args: list[str], point: str, code: str = EXPORT) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, env={**os.environ, PAUSE_ENV: point}, preexec_fn=default_sigint)
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if f"paused at {point}" in line:
+                return proc
+        raise AssertionError(f"the export ended (exit {proc.wait()}) before pausing at {point}: "
+                             f"{''.join(seen)[-2000:]}")
+
+    return start
 
 
 def kill(proc: subprocess.Popen, signum: int) -> tuple[int, str]:
@@ -82,7 +88,7 @@ def kill(proc: subprocess.Popen, signum: int) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, EXIT_TERMINATED), (signal.SIGINT, EXIT_INTERRUPTED)])
-def test_signal_during_a_stage_keeps_the_old_export_and_cleans_up(random_hf_dir, out, signum, code):
+def test_signal_during_a_stage_keeps_the_old_export_and_cleans_up(random_hf_dir, out, signum, code, start_paused):
     before = (out / "manifest.json").read_bytes()
     proc = start_paused(_args(random_hf_dir, out, "--force"), "export")
     assert leftovers(out)  # the lock and the temporary folder exist while it runs
@@ -94,7 +100,7 @@ def test_signal_during_a_stage_keeps_the_old_export_and_cleans_up(random_hf_dir,
     assert leftovers(out) == []  # no temporary folder, no lock file
 
 
-def test_kill_before_the_swap_keeps_the_old_export(random_hf_dir, out):
+def test_kill_before_the_swap_keeps_the_old_export(random_hf_dir, out, start_paused):
     before = (out / "manifest.json").read_bytes()
     proc = start_paused(_args(random_hf_dir, out, "--force"), "commit")
     kill(proc, signal.SIGKILL)
@@ -105,7 +111,7 @@ def test_kill_before_the_swap_keeps_the_old_export(random_hf_dir, out):
     assert leftovers(out) == [] and (out / "manifest.json").read_bytes() == before
 
 
-def test_kill_right_after_the_swap_leaves_the_new_export(random_hf_dir, out):
+def test_kill_right_after_the_swap_leaves_the_new_export(random_hf_dir, out, start_paused):
     if not output_folder._exchange(out, out):  # swapping a path with itself is a no-op that says if it works
         pytest.skip("this file system has no RENAME_EXCHANGE")
     before = (out / "manifest.json").read_bytes()
@@ -118,7 +124,7 @@ def test_kill_right_after_the_swap_leaves_the_new_export(random_hf_dir, out):
     assert_complete(out)
 
 
-def test_kill_between_the_two_renames_is_recovered(random_hf_dir, out):
+def test_kill_between_the_two_renames_is_recovered(random_hf_dir, out, start_paused):
     """Without RENAME_EXCHANGE, OUT is missing for a moment; the next run puts
     the old export back."""
     before = (out / "manifest.json").read_bytes()
@@ -144,7 +150,7 @@ def test_fallback_replacement_completes(random_hf_dir, out):
     assert leftovers(out) == []
 
 
-def test_second_export_to_the_same_output_is_refused(random_hf_dir, out, capsys):
+def test_second_export_to_the_same_output_is_refused(random_hf_dir, out, capsys, start_paused):
     before = (out / "manifest.json").read_bytes()
     proc = start_paused(_args(random_hf_dir, out, "--force"), "load")
     try:

@@ -4,7 +4,6 @@ shapes read from the graphs, trtexec arguments, and bad options."""
 from __future__ import annotations
 
 import pytest
-from trt_artifacts import exported_folder
 
 from engines.build.trt_profiles import (
     DimRange,
@@ -72,7 +71,7 @@ def test_trtexec_arguments():
     assert profile.to_dict()["input_ids"] == {"min": [1, 1], "opt": [1, 1], "max": [2, 448]}
 
 
-def test_profiles_of_an_exported_folder_read_names_from_the_graphs():
+def test_profiles_of_an_exported_folder_read_names_from_the_graphs(exported_folder):
     folder = exported_folder("unfused")
     manifest = load_manifest(folder)
     profiles = manifest_profiles(manifest, ProfileOptions(max_batch=4))

@@ -13,7 +13,6 @@ import numpy as np
 import onnx
 import pytest
 from onnx import helper, numpy_helper
-from trt_artifacts import exported_folder, model_of, tensor
 
 from engines import trt_availability
 from engines.build.trt_builder import (
@@ -36,7 +35,7 @@ needs_trt = pytest.mark.skipif(bool(MISSING), reason="TensorRT build tests need 
 
 # ---------------------------------------------------------------- precision plan (CPU)
 
-def _fp16_graph(tmp_path: Path) -> onnx.ModelProto:
+def _fp16_graph(tmp_path: Path, model_of, tensor) -> onnx.ModelProto:
     """A small graph converted by the project's fp16 export with one node
     (``residual_add``) forced into float32, as measured overflow would."""
     w = numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")
@@ -53,8 +52,8 @@ def _fp16_graph(tmp_path: Path) -> onnx.ModelProto:
     return onnx.load(str(tmp_path / "fp16.onnx"))
 
 
-def test_plan_pins_overflow_prone_types_and_the_float32_islands_of_an_fp16_graph(tmp_path):
-    converted = _fp16_graph(tmp_path)
+def test_plan_pins_overflow_prone_types_and_the_float32_islands_of_an_fp16_graph(tmp_path, model_of, tensor):
+    converted = _fp16_graph(tmp_path, model_of, tensor)
     plan = plan_precision(converted, "fp16", "encoder")
     assert plan.graph_dtype == "float16"
     # not the casts the conversion added, not the float16 MatMuls / Relu
@@ -63,7 +62,7 @@ def test_plan_pins_overflow_prone_types_and_the_float32_islands_of_an_fp16_graph
     assert plan_precision(converted, "fp32").fp32_nodes == []
 
 
-def test_plan_of_a_float32_graph_pins_by_type_only():
+def test_plan_of_a_float32_graph_pins_by_type_only(exported_folder):
     folder = exported_folder("unfused")
     decoder = onnx.load(str(folder / "decoder.onnx"))
     plan = plan_precision(decoder, "bf16", "decoder")
@@ -74,7 +73,7 @@ def test_plan_of_a_float32_graph_pins_by_type_only():
     assert pinned_types.count("LayerNormalization") == 7 and pinned_types.count("Softmax") == 4
 
 
-def test_plan_rejects_unnamed_nodes_and_unknown_precisions():
+def test_plan_rejects_unnamed_nodes_and_unknown_precisions(model_of, tensor):
     model = model_of([helper.make_node("Softmax", ["x"], ["y"])], [tensor("x", [2])], [tensor("y", [2])])
     with pytest.raises(ExportError, match="no name"):
         plan_precision(model, "fp16")
@@ -130,7 +129,7 @@ def test_pinning_sets_precision_and_output_types_on_matching_float_layers():
 # ---------------------------------------------------------------- TensorRT missing
 
 @pytest.mark.skipif(not MISSING, reason="TensorRT and CUDA are present: the unavailable path cannot be seen")
-def test_missing_tensorrt_or_cuda_is_named_with_a_fix(tmp_path):
+def test_missing_tensorrt_or_cuda_is_named_with_a_fix(tmp_path, exported_folder):
     from engines.runtime.trt_transcriber import TrtTranscriber
     from liteasr_export.app.backends import open_transcriber
 
@@ -147,7 +146,7 @@ def test_missing_tensorrt_or_cuda_is_named_with_a_fix(tmp_path):
 # ---------------------------------------------------------------- real builds (TensorRT + CUDA)
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
+def built(tmp_path_factory, exported_folder) -> Path:
     folder = Path(shutil.copytree(exported_folder("unfused", low_rank=True), tmp_path_factory.mktemp("trt") / "a"))
     build_engines(folder, TrtBuildOptions(precision="fp32", profile=ProfileOptions(max_batch=2, max_decoder_tokens=64)))
     return folder

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import RANDOM_MAX_NEW_TOKENS, random_loaded
 
 from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
 from exporters.artifacts import export_artifacts
@@ -22,28 +21,22 @@ from liteasr_export.core.graphs import GRAPH_FILES
 from liteasr_export.core.manifest import load_manifest, update_manifest, write_manifest
 from liteasr_export.core.errors import ArtifactError
 from liteasr_export.core.frontend import SAMPLE_RATE, log_mel, resample, split_windows
-from liteasr_export.model.sources import LoadedModel
 from liteasr_export.model.torch_transcriber import TorchTranscriber
 
-ROOT = Path(__file__).resolve().parents[1]
-MAX_NEW_TOKENS = RANDOM_MAX_NEW_TOKENS
-
-
-def _loaded(tokenizer_json: Path, low_rank: bool, seed: int) -> LoadedModel:
-    return random_loaded(tokenizer_json, low_rank, seed)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module", params=["dense", "low-rank"])
-def exported(request, tmp_path_factory, tiny_en_tokenizer_json):
-    loaded = _loaded(tiny_en_tokenizer_json, request.param == "low-rank", seed=5)
+def exported(request, tmp_path_factory, tiny_en_tokenizer_json, random_loaded):
+    loaded = random_loaded(tiny_en_tokenizer_json, request.param == "low-rank", seed=5)
     out = tmp_path_factory.mktemp(f"artifacts-{request.param}")
     export_artifacts(loaded, out)
     return loaded, out
 
 
 @pytest.fixture(scope="module")
-def dense(tmp_path_factory, tiny_en_tokenizer_json):
-    loaded = _loaded(tiny_en_tokenizer_json, False, seed=6)
+def dense(tmp_path_factory, tiny_en_tokenizer_json, random_loaded):
+    loaded = random_loaded(tiny_en_tokenizer_json, False, seed=6)
     out = tmp_path_factory.mktemp("artifacts")
     export_artifacts(loaded, out)
     return loaded, out
@@ -53,13 +46,13 @@ def _noise(seconds: float, seed: int = 0) -> np.ndarray:
     return (0.05 * np.random.default_rng(seed).standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
 
 
-def test_greedy_tokens_equal_pytorch(exported, speech_clip):
+def test_greedy_tokens_equal_pytorch(exported, speech_clip, random_max_new_tokens):
     loaded, out = exported
     features = np.stack([log_mel(speech_clip, 80), log_mel(_noise(3.0), 80)])
     expected = TorchTranscriber(loaded).transcribe_features(features)
     got = OnnxTranscriber(out, threads=1).transcribe_features(features)
     assert got == expected
-    assert all(len(ids) == MAX_NEW_TOKENS for ids in got)  # the loop ran to its limit on both
+    assert all(len(ids) == random_max_new_tokens for ids in got)  # the loop ran to its limit on both
 
 
 def test_long_audio_is_split_into_windows_like_pytorch(dense, speech_clip):

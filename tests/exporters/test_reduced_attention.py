@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import random_whisper
 
 from exporters.reduced_attention import (
     Factors,
@@ -16,19 +15,26 @@ from exporters.reduced_attention import (
     fold_attention,
     plan_attention,
 )
-from bench.standin import apply_low_rank
+from liteasr_export.model.standin import apply_low_rank
 
 # init_std 0.2: peaked attention, so a wrong fold cannot hide behind uniform softmax rows
 STD = 0.2
 
 
-def compressed(ranks: dict[str, int], seed: int = 0):
-    model = random_whisper(seed, init_std=STD)
-    with torch.no_grad():  # non-zero biases everywhere, including the low-rank key's PCA-style bias
-        for layer in model.model.encoder.layers:
-            for proj in (layer.self_attn.q_proj, layer.self_attn.v_proj, layer.self_attn.out_proj):
-                proj.bias.normal_(0, 0.5)
-    return apply_low_rank(model, [dict(ranks) for _ in model.model.encoder.layers], method="svd")
+@pytest.fixture(scope="module")
+def compressed(random_whisper):
+    """``compressed(ranks, seed=0)``: a random tiny Whisper with non-zero biases, its encoder
+    factorized by truncated SVD to ``ranks`` in every layer."""
+
+    def make(ranks: dict[str, int], seed: int = 0):
+        model = random_whisper(seed, init_std=STD)
+        with torch.no_grad():  # non-zero biases everywhere, including the low-rank key's PCA-style bias
+            for layer in model.model.encoder.layers:
+                for proj in (layer.self_attn.q_proj, layer.self_attn.v_proj, layer.self_attn.out_proj):
+                    proj.bias.normal_(0, 0.5)
+        return apply_low_rank(model, [dict(ranks) for _ in model.model.encoder.layers], method="svd")
+
+    return make
 
 
 def _add_key_bias(model) -> None:
@@ -45,7 +51,7 @@ def _add_key_bias(model) -> None:
         {"q_proj": 32, "k_proj": 4, "v_proj": 4, "out_proj": 8},  # query factors multiply out
     ],
 )
-def test_reduced_attention_equals_model_attention(ranks):
+def test_reduced_attention_equals_model_attention(ranks, compressed):
     model = compressed(ranks)
     _add_key_bias(model)  # cancels in the softmax: the fold drops it
     attn = model.model.encoder.layers[0].self_attn
@@ -59,7 +65,7 @@ def test_reduced_attention_equals_model_attention(ranks):
     assert torch.allclose(got, expected, atol=2e-5), (got - expected).abs().max()
 
 
-def test_fold_is_none_without_low_rank_key_and_value():
+def test_fold_is_none_without_low_rank_key_and_value(compressed):
     model = compressed({"q_proj": 8, "k_proj": 8})  # v_proj dense: no shared narrow value head
     attn = model.model.encoder.layers[0].self_attn
     assert fold_attention(attn) is None
@@ -67,7 +73,7 @@ def test_fold_is_none_without_low_rank_key_and_value():
     assert plan.kind == "standard" and plan.macs_reduced is None and folded is None
 
 
-def test_plan_counts_multiply_adds():
+def test_plan_counts_multiply_adds(compressed):
     model = compressed({"q_proj": 8, "k_proj": 8, "v_proj": 12, "out_proj": 16})
     attn = model.model.encoder.layers[0].self_attn
     n, d, heads = 1500, 64, 4
@@ -80,7 +86,7 @@ def test_plan_counts_multiply_adds():
     assert plan.kind == "reduced" and folded is not None and 0 < plan.saving < 1
 
 
-def test_plan_keeps_standard_when_ranks_exceed_head_width():
+def test_plan_keeps_standard_when_ranks_exceed_head_width(compressed):
     # head width is 16: every head attending over a shared key/value of width 24 costs more
     model = compressed({"k_proj": 24, "v_proj": 24})
     plan, folded = plan_attention(model.model.encoder.layers[0].self_attn)
@@ -88,7 +94,7 @@ def test_plan_keeps_standard_when_ranks_exceed_head_width():
     assert plan.macs_reduced >= plan.macs_standard
 
 
-def test_apply_reduced_attention_keeps_encoder_output():
+def test_apply_reduced_attention_keeps_encoder_output(compressed):
     model = compressed({"q_proj": 8, "k_proj": 8, "v_proj": 8, "out_proj": 16, "fc1": 32})
     features = torch.randn(1, 80, 3000)
     with torch.no_grad():

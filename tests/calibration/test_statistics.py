@@ -16,19 +16,26 @@ from calibration.statistics import (
 )
 from liteasr_export.core.errors import CalibrationError, DatasetError
 from liteasr_export.model.lowrank import COMPRESSIBLE, get_linear, install_low_rank_modules
-from test_lowrank import random_features, tiny_whisper
 
 
-def _batches(n: int, batch: int):
-    features = torch.cat([random_features(1, seed=i) for i in range(n)]).numpy()
-    return [features[i : i + batch] for i in range(0, n, batch)]
+@pytest.fixture(scope="module")
+def batches_of(random_features):
+    def make(n: int, batch: int):
+        features = torch.cat([random_features(1, seed=i) for i in range(n)]).numpy()
+        return [features[i : i + batch] for i in range(0, n, batch)]
+
+    return make
 
 
-def _stats(model, n=3, batch=2) -> ActivationStats:
-    from calibration.statistics import model_info
+@pytest.fixture(scope="module")
+def stats_of(batches_of):
+    def make(model, n=3, batch=2) -> ActivationStats:
+        from calibration.statistics import model_info
 
-    layers, windows = accumulate(model, _batches(n, batch))
-    return ActivationStats(layers, model_info(model), n_windows=windows, n_utterances=n, source="random")
+        layers, windows = accumulate(model, batches_of(n, batch))
+        return ActivationStats(layers, model_info(model), n_windows=windows, n_utterances=n, source="random")
+
+    return make
 
 
 def test_moments_match_numpy():
@@ -41,7 +48,7 @@ def test_moments_match_numpy():
     np.testing.assert_allclose(moments.covariance.numpy(), np.cov(rows.astype(np.float32).T, bias=True), rtol=1e-5, atol=1e-6)
 
 
-def test_output_moments_equal_those_of_the_captured_outputs():
+def test_output_moments_equal_those_of_the_captured_outputs(stats_of, tiny_whisper):
     """Input-site statistics mapped through W give each matrix's true output moments."""
     model = tiny_whisper()
     captured: dict[tuple[int, str], list[torch.Tensor]] = {}
@@ -51,7 +58,7 @@ def test_output_moments_equal_those_of_the_captured_outputs():
             def hook(module, inputs, output, key=(index, name)):
                 captured.setdefault(key, []).append(output.detach().reshape(-1, output.shape[-1]).double())
             handles.append(get_linear(layer, name).register_forward_hook(hook))
-    stats = _stats(model, n=2, batch=1)
+    stats = stats_of(model, n=2, batch=1)
     for h in handles:
         h.remove()
     assert stats.n_windows == 2
@@ -66,9 +73,9 @@ def test_output_moments_equal_those_of_the_captured_outputs():
         torch.testing.assert_close(cov, reference, rtol=0, atol=1e-6 * reference.abs().max().item())
 
 
-def test_batching_does_not_change_statistics_and_hooks_are_removed():
+def test_batching_does_not_change_statistics_and_hooks_are_removed(stats_of, tiny_whisper):
     model = tiny_whisper()
-    a, b = _stats(model, n=3, batch=1), _stats(model, n=3, batch=3)
+    a, b = stats_of(model, n=3, batch=1), stats_of(model, n=3, batch=3)
     for la, lb in zip(a.layers, b.layers):
         for site in la:
             assert la[site].count == lb[site].count == 3 * 1500
@@ -77,9 +84,9 @@ def test_batching_does_not_change_statistics_and_hooks_are_removed():
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".npz"])
-def test_save_load_round_trip(tmp_path, suffix):
+def test_save_load_round_trip(tmp_path, suffix, stats_of, tiny_whisper):
     model = tiny_whisper()
-    stats = _stats(model, n=1, batch=1)
+    stats = stats_of(model, n=1, batch=1)
     path = stats.save(tmp_path / f"stats{suffix}")
     loaded = ActivationStats.load(path)
     assert (loaded.info, loaded.n_windows, loaded.n_utterances, loaded.source) == (
@@ -91,7 +98,7 @@ def test_save_load_round_trip(tmp_path, suffix):
     loaded.check_matches(model)
 
 
-def test_load_rejects_foreign_files(tmp_path):
+def test_load_rejects_foreign_files(tmp_path, stats_of, tiny_whisper):
     with pytest.raises(CalibrationError, match="not found"):
         ActivationStats.load(tmp_path / "none.safetensors")
     bad = tmp_path / "bad.npz"
@@ -99,19 +106,19 @@ def test_load_rejects_foreign_files(tmp_path):
     with pytest.raises(CalibrationError, match="no liteasr-export statistics"):
         ActivationStats.load(bad)
     with pytest.raises(CalibrationError, match="unsupported"):
-        _stats(tiny_whisper(), n=1).save(tmp_path / "stats.pt")
+        stats_of(tiny_whisper(), n=1).save(tmp_path / "stats.pt")
     assert not (tmp_path / "stats.pt").exists()
 
 
-def test_statistics_from_another_model_are_rejected():
-    stats = _stats(tiny_whisper(seed=0), n=1)
+def test_statistics_from_another_model_are_rejected(stats_of, tiny_whisper):
+    stats = stats_of(tiny_whisper(seed=0), n=1)
     with pytest.raises(CalibrationError, match="encoder_layers is 2 there and 3"):
         stats.check_matches(tiny_whisper(seed=0, layers=3))
     with pytest.raises(CalibrationError, match="same shape"):
         stats.check_matches(tiny_whisper(seed=1))
 
 
-def test_calibration_refuses_a_compressed_encoder():
+def test_calibration_refuses_a_compressed_encoder(tiny_whisper):
     model = tiny_whisper()
     install_low_rank_modules(model, [{"fc1": 16}, {}])
     with pytest.raises(CalibrationError, match="dense"):
@@ -124,7 +131,7 @@ def _write_audio(path, seconds, seed=0):
     return path
 
 
-def test_collect_statistics_streams_files_and_skips_broken_ones(tmp_path):
+def test_collect_statistics_streams_files_and_skips_broken_ones(tmp_path, tiny_whisper):
     model = tiny_whisper()
     files = [_write_audio(tmp_path / f"{i}.wav", 2 + i, seed=i) for i in range(3)]
     broken = tmp_path / "broken.wav"
@@ -139,7 +146,7 @@ def test_collect_statistics_streams_files_and_skips_broken_ones(tmp_path):
     assert windows.n_windows == 2
 
 
-def test_collect_statistics_without_usable_audio_fails_clearly(tmp_path):
+def test_collect_statistics_without_usable_audio_fails_clearly(tmp_path, tiny_whisper):
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF....")
     with pytest.raises(DatasetError, match="no usable audio"):

@@ -7,26 +7,19 @@ import json
 import pytest
 import torch
 
-from calibration.statistics import ActivationStats, accumulate, model_info
 from liteasr_export.model.compression.report import encoder_cost
 from liteasr_export.model.compression.compressor import compress, compute_spectra, factorize
 from liteasr_export.core.errors import CalibrationError, RankError
 from liteasr_export.model.lite_whisper import save_lite_whisper
 from liteasr_export.model.lowrank import COMPRESSIBLE, LowRankLinear, get_linear, iter_encoder_linears
 from liteasr_export.model.compression.rank_policies import BudgetPolicy, LiteASRPolicy, ProfilePolicy
-from test_lowrank import random_features, tiny_whisper
 
 #: true rank of every encoder matrix of the exactly-low-rank model
 TRUE_RANKS = {"q_proj": 16, "k_proj": 8, "v_proj": 24, "out_proj": 16, "fc1": 32, "fc2": 40}
 
 
-def _calibrate(model, n=2) -> ActivationStats:
-    batches = [random_features(1, seed=100 + i).numpy() for i in range(n)]
-    layers, windows = accumulate(model, batches)
-    return ActivationStats(layers, model_info(model), n_windows=windows, n_utterances=n)
-
-
-def _exactly_low_rank_model():
+@pytest.fixture()
+def exactly_low_rank_model(tiny_whisper):
     """Every compressible matrix W = A B of a known rank: its outputs span
     exactly that many directions around their mean."""
     model = tiny_whisper(seed=3)
@@ -41,9 +34,9 @@ def _exactly_low_rank_model():
     return model
 
 
-def test_factorization_reproduces_every_layer_at_the_true_rank():
-    model = _exactly_low_rank_model()
-    stats = _calibrate(model)
+def test_factorization_reproduces_every_layer_at_the_true_rank(exactly_low_rank_model, random_features, calibrate):
+    model = exactly_low_rank_model
+    stats = calibrate(model)
     ranks = [dict(TRUE_RANKS) for _ in model.model.encoder.layers]
     compressed, report = compress(model, stats, ProfilePolicy.from_config(ranks))
     assert report.low_rank_config == ranks
@@ -85,10 +78,10 @@ def test_factors_follow_the_design_formula():
     torch.testing.assert_close(x @ w1 @ w2 + b2, ybar + (x @ w - ybar) @ v @ v.T)
 
 
-def test_compress_report_counts_match_the_model_and_input_is_untouched(tmp_path):
+def test_compress_report_counts_match_the_model_and_input_is_untouched(tmp_path, tiny_whisper, calibrate):
     model = tiny_whisper()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    stats = _calibrate(model, n=1)
+    stats = calibrate(model, n=1)
     compressed, report = compress(model, stats, BudgetPolicy(0.8))
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     actual_before = sum(p.numel() for p in model.model.encoder.parameters())
@@ -109,11 +102,11 @@ def test_compress_report_counts_match_the_model_and_input_is_untouched(tmp_path)
             assert f"{entry.rank} (" in markdown
 
 
-def test_same_inputs_give_same_ranks_and_bytes(tmp_path):
+def test_same_inputs_give_same_ranks_and_bytes(tmp_path, tiny_whisper, calibrate):
     outputs = []
     for run in range(2):
         model = tiny_whisper()
-        stats = _calibrate(model, n=1)
+        stats = calibrate(model, n=1)
         compressed, report = compress(model, stats, LiteASRPolicy(0.9, 0.95))
         folder = save_lite_whisper(compressed, tmp_path / f"run{run}")
         outputs.append((report.low_rank_config, (folder / "model.safetensors").read_bytes(),
@@ -122,9 +115,9 @@ def test_same_inputs_give_same_ranks_and_bytes(tmp_path):
     assert any(outputs[0][0])  # something was actually factorized
 
 
-def test_errors_leave_nothing_behind(tmp_path):
+def test_errors_leave_nothing_behind(tmp_path, tiny_whisper, calibrate):
     model = tiny_whisper()
-    stats = _calibrate(model, n=1)
+    stats = calibrate(model, n=1)
     with pytest.raises(CalibrationError):
         compress(tiny_whisper(seed=5), stats, LiteASRPolicy())
     with pytest.raises(RankError, match="layers"):
@@ -134,9 +127,9 @@ def test_errors_leave_nothing_behind(tmp_path):
     assert not any(isinstance(m, LowRankLinear) for _, _, m in iter_encoder_linears(model))
 
 
-def test_spectra_cover_every_matrix_in_descending_order():
+def test_spectra_cover_every_matrix_in_descending_order(tiny_whisper, calibrate):
     model = tiny_whisper()
-    spectra = compute_spectra(model, _calibrate(model, n=1))
+    spectra = compute_spectra(model, calibrate(model, n=1))
     assert [(s.layer, s.name) for s in spectra] == [(i, n) for i in range(2) for n in COMPRESSIBLE]
     for s in spectra:
         assert len(s.eigenvalues) == min(s.d_in, s.d_out)

@@ -9,7 +9,6 @@ import json
 import shutil
 
 import pytest
-from conftest import copy_artifacts
 
 import engines.runtime.trt_transcriber as trt_transcriber
 from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
@@ -20,7 +19,7 @@ from liteasr_export.core.tokenizer import WhisperTokenizer
 
 
 @pytest.fixture()
-def artifacts(random_artifacts, tmp_path):
+def artifacts(random_artifacts, tmp_path, copy_artifacts):
     return copy_artifacts(random_artifacts, tmp_path / "out")
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import copy_artifacts
 
 from liteasr_export.core.errors import EXIT_BAD_INPUT, EXIT_INTERNAL
 from liteasr_export.model.sources import BUNDLED
@@ -54,7 +53,7 @@ def _artifacts_copy(tokenizer: str | None = None, corrupt: str | None = None, ma
     of manifest.json's bytes that returns the new bytes; ``foreign``: a file
     taken from another export (``tokenizer.json``: base's multilingual one)."""
     def setup(ctx) -> None:
-        art = copy_artifacts(ctx.artifacts, ctx.tmp / "art")
+        art = ctx.copy_artifacts(ctx.artifacts, ctx.tmp / "art")
         if tokenizer is not None:
             (art / "tokenizer.json").write_text(tokenizer)
         if manifest is not None:
@@ -302,15 +301,18 @@ def _tree(root: Path) -> dict[str, int]:
 
 
 class _Context:
-    def __init__(self, tmp: Path, model: Path, artifacts: Path, tokenizer: Path, foreign: Path) -> None:
+    def __init__(self, tmp: Path, model: Path, artifacts: Path, tokenizer: Path, foreign: Path,
+                 copy_artifacts) -> None:
         self.tmp, self.model, self.artifacts, self.foreign = tmp, model, artifacts, foreign
         self.tokenizer_text = tokenizer.read_text()
+        self.copy_artifacts = copy_artifacts  # the fixture
 
 
 @pytest.mark.parametrize("cli, argv, setup, expect", list(_cases()))
 def test_bad_input(cli, argv, setup, expect, tmp_path, random_hf_dir, random_artifacts, tiny_en_tokenizer_json,
-                   speech_clip_path, foreign_artifacts):
-    ctx = _Context(tmp_path / "work", random_hf_dir, random_artifacts, tiny_en_tokenizer_json, foreign_artifacts)
+                   speech_clip_path, foreign_artifacts, copy_artifacts):
+    ctx = _Context(tmp_path / "work", random_hf_dir, random_artifacts, tiny_en_tokenizer_json, foreign_artifacts,
+                   copy_artifacts)
     ctx.tmp.mkdir()
     _manifest(ctx)
     if setup == "truncated-tokenizer":

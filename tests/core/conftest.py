@@ -1,4 +1,7 @@
-"""The TensorRT decoder step on a machine without TensorRT: its code
+"""Fixtures of the runtime tests: the TensorRT decoder step on a machine
+without TensorRT, and a decoder step that counts the rows it is fed.
+
+The TensorRT stand-in runs its code
 (:class:`engines.runtime.trt_transcriber.TrtDecoderStep`: torch tensors in and out,
 the KV cache kept as tensors, reordered with ``index_select``) driven by a
 stand-in engine that runs decoder.onnx in ONNX Runtime. What it cannot
@@ -8,6 +11,7 @@ around it."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
 from engines.runtime.trt_transcriber import TrtDecoderStep
@@ -44,3 +48,30 @@ class OrtAsTrtTranscriber(OnnxTranscriber):
 
     def decoder_step(self, cross):
         return TrtDecoderStep(OrtAsTrtEngine(self.decoder), self.n_layers, cross, self.manifest.decoder_shares_cross)
+
+
+@pytest.fixture(scope="session")
+def ort_as_trt_transcriber() -> type[OrtAsTrtTranscriber]:
+    """The class of an ONNX Runtime transcriber whose decoder step is
+    TensorRT's (constructed like :class:`OnnxTranscriber`)."""
+    return OrtAsTrtTranscriber
+
+
+class Counted:
+    """A decoder step that records how many rows each call feeds."""
+
+    def __init__(self, step) -> None:
+        self.step, self.rows = step, []
+
+    def __call__(self, tokens: np.ndarray) -> np.ndarray:
+        self.rows.append(len(tokens))
+        return self.step(tokens)
+
+    def reorder(self, rows: np.ndarray) -> None:
+        self.step.reorder(rows)
+
+
+@pytest.fixture(scope="session")
+def counted_step() -> type[Counted]:
+    """``counted_step(step)`` wraps a decoder step; ``.rows``: the rows of each call."""
+    return Counted

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import random_loaded
-from fake_trt import OrtAsTrtTranscriber
 
 from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
 from exporters.artifacts import export_artifacts
@@ -21,19 +19,25 @@ BACKENDS = ("torch", "onnx", "trt-step")
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory, tiny_en_tokenizer_json):
+def model(tmp_path_factory, tiny_en_tokenizer_json, random_loaded):
     loaded = random_loaded(tiny_en_tokenizer_json, low_rank=True, seed=11)
     out = tmp_path_factory.mktemp("decoding-artifacts")
     export_artifacts(loaded, out)
     return loaded, out
 
 
-def _transcriber(model, backend: str, settings: TranscribeOptions | None = None, batch_size: int = 8):
+@pytest.fixture(scope="module")
+def transcriber_of(model, ort_as_trt_transcriber):
+    """``transcriber_of(backend, settings=None, batch_size=8)`` over the module's model."""
     loaded, out = model
-    if backend == "torch":
-        return TorchTranscriber(loaded, batch_size=batch_size, settings=settings)
-    cls = OnnxTranscriber if backend == "onnx" else OrtAsTrtTranscriber
-    return cls(out, threads=1, batch_size=batch_size, settings=settings)
+
+    def make(backend: str, settings: TranscribeOptions | None = None, batch_size: int = 8):
+        if backend == "torch":
+            return TorchTranscriber(loaded, batch_size=batch_size, settings=settings)
+        cls = OnnxTranscriber if backend == "onnx" else ort_as_trt_transcriber
+        return cls(out, threads=1, batch_size=batch_size, settings=settings)
+
+    return make
 
 
 def _clips(speech_clip: np.ndarray) -> list[np.ndarray]:
@@ -62,28 +66,14 @@ class Recompute:
         self.owner = self.owner[rows]
 
 
-class Counted:
-    """A decoder step that records how many rows each call feeds."""
-
-    def __init__(self, step) -> None:
-        self.step, self.rows = step, []
-
-    def __call__(self, tokens: np.ndarray) -> np.ndarray:
-        self.rows.append(len(tokens))
-        return self.step(tokens)
-
-    def reorder(self, rows: np.ndarray) -> None:
-        self.step.reorder(rows)
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_beam_search_reorders_the_cache_like_recomputing(model, backend, speech_clip):
-    transcriber = _transcriber(model, backend)
+def test_beam_search_reorders_the_cache_like_recomputing(transcriber_of, backend, speech_clip, counted_step):
+    transcriber = transcriber_of(backend)
     options = transcriber.decoding_options(TranscribeOptions(timestamps=True))
     features = np.stack([transcriber.features(c) for c in _clips(speech_clip)])
     encoded = transcriber.encode(features)
     prompts = np.tile(np.asarray(options.prompt), (len(features), 1))
-    step = Counted(transcriber.decoder_step(encoded))
+    step = counted_step(transcriber.decoder_step(encoded))
     cached = search(step, prompts, options, beam_size=4)
     fresh = search(Recompute(lambda: transcriber.decoder_step(encoded), len(features)), prompts, options, beam_size=4)
     assert [h.tokens for h in cached] == [h.tokens for h in fresh]
@@ -93,19 +83,19 @@ def test_beam_search_reorders_the_cache_like_recomputing(model, backend, speech_
 
 
 @pytest.mark.parametrize("search_options", [SearchOptions.greedy(), SearchOptions(beam_size=3)], ids=["greedy", "beam"])
-def test_backends_decode_token_for_token_alike(model, search_options, speech_clip):
+def test_backends_decode_token_for_token_alike(transcriber_of, search_options, speech_clip):
     settings = TranscribeOptions(search=search_options, timestamps=True)
     features = np.stack([log_mel(c, 80) for c in _clips(speech_clip)])
-    tokens = {b: _transcriber(model, b, settings).transcribe_features(features) for b in BACKENDS}
+    tokens = {b: transcriber_of(b, settings).transcribe_features(features) for b in BACKENDS}
     assert tokens["onnx"] == tokens["torch"] and tokens["trt-step"] == tokens["torch"]
 
 
 @pytest.mark.parametrize("timestamps", [True, False], ids=["timestamps", "cut"])
-def test_transcripts_do_not_depend_on_the_batch_size(model, speech_clip, timestamps):
+def test_transcripts_do_not_depend_on_the_batch_size(transcriber_of, speech_clip, timestamps):
     long = np.concatenate([speech_clip] * 12)[: 45 * SAMPLE_RATE]  # two windows or more
     audios = [speech_clip, long, speech_clip[: SAMPLE_RATE // 2], speech_clip]
     settings = TranscribeOptions(timestamps=timestamps)  # beam search and the fallback, as users get them
-    one = _transcriber(model, "onnx", settings, batch_size=1).transcribe_detailed(audios)
-    three = _transcriber(model, "onnx", settings, batch_size=3).transcribe_detailed(audios)
+    one = transcriber_of("onnx", settings, batch_size=1).transcribe_detailed(audios)
+    three = transcriber_of("onnx", settings, batch_size=3).transcribe_detailed(audios)
     assert [t.to_dict() for t in three] == [t.to_dict() for t in one]
     assert len(one[1].windows) >= 2

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import onnx
 import pytest
-from trt_artifacts import exported_folder
 
 from engines.build.trt_builder import TrtBuildOptions, plan_precision
 from engines.build.trt_export import export_tensorrt
@@ -35,7 +34,7 @@ echo plan > "$plan"
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
+def folder(tmp_path_factory, exported_folder) -> Path:
     return Path(shutil.copytree(exported_folder("unfused"), tmp_path_factory.mktemp("trt") / "artifacts"))
 
 
@@ -109,7 +108,7 @@ def test_missing_trtexec_is_named(folder, tmp_path):
     assert result.returncode == 1 and "trtexec not found" in result.stderr
 
 
-def test_export_step_checks_readiness_before_writing_the_script(tmp_path):
+def test_export_step_checks_readiness_before_writing_the_script(tmp_path, exported_folder):
     ready = Path(shutil.copytree(exported_folder("unfused"), tmp_path / "ready"))
     assert export_tensorrt(ready, TrtBuildOptions(precision="fp16"), build_script=True) == ready / SCRIPT_NAME
     fused = Path(shutil.copytree(exported_folder("auto"), tmp_path / "fused"))

@@ -15,15 +15,14 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import random_loaded, random_whisper
 from onnx import helper, numpy_helper
 
-from bench.standin import apply_low_rank
 from engines.validation.compare import ParityReport, compare
 from engines.validation.parity import float64, parity, torch_encoder_outputs
 from exporters.encoder import build_encoder_graph, export_encoder
 from exporters.precision import quantize_int8, save_onnx
 from liteasr_export.core.errors import ToleranceError
+from liteasr_export.model.standin import apply_low_rank
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -40,7 +39,7 @@ def _excess(report: ParityReport) -> float:
 
 
 @pytest.fixture(scope="module")
-def model():
+def model(random_whisper):
     model = random_whisper(3, init_std=STD)
     with torch.no_grad():
         for layer in model.model.encoder.layers:
@@ -201,7 +200,7 @@ def test_fused_attention_export_passes(model, features, reference, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def loaded(tiny_en_tokenizer_json):
+def loaded(tiny_en_tokenizer_json, random_loaded):
     return random_loaded(tiny_en_tokenizer_json, low_rank=True, seed=5)
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import random_whisper
 
 from liteasr_export.core.runtime.ort_session import create_session
 from exporters.decoder import cross_kv, export_decoder
@@ -59,7 +58,7 @@ def check_decoder(
 
 
 @pytest.fixture(scope="module")
-def model():
+def model(random_whisper):
     return random_whisper(seed=1)
 
 
@@ -142,7 +141,7 @@ def test_cross_length_is_dynamic(model, decoder_path, session):
                          session=session) <= 1e-3
 
 
-def test_check_fails_when_the_graph_differs_from_the_model(model, decoder_path, session):
+def test_check_fails_when_the_graph_differs_from_the_model(model, decoder_path, session, random_whisper):
     other = random_whisper(seed=2)
     with pytest.raises(ToleranceError, match="decoder.onnx logits differ"):
         check_decoder(other, decoder_path, _hidden(1), [SOT, NO_TIMESTAMPS], steps=2, session=session)

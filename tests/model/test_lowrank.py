@@ -18,24 +18,6 @@ from liteasr_export.model.lowrank import (
 )
 
 
-def tiny_whisper(seed: int = 0, layers: int = 2):
-    """A random float32 Whisper: d_model 64, ffn 256, 4 heads, 80 mels, vocab 128."""
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
-
-    torch.manual_seed(seed)
-    config = WhisperConfig(
-        d_model=64, encoder_layers=layers, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
-        encoder_ffn_dim=256, decoder_ffn_dim=256, num_mel_bins=80, vocab_size=128, max_source_positions=1500,
-        max_target_positions=64, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=3,
-    )
-    return WhisperForConditionalGeneration(config).eval()
-
-
-def random_features(batch: int = 1, seed: int = 0) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, 80, 3000, generator=generator)
-
-
 def fill_random_low_rank(model, low_rank_config) -> None:
     """Give every installed LowRankLinear random factors (stand-ins for real ones)."""
     generator = torch.Generator().manual_seed(1)
@@ -64,7 +46,7 @@ def test_low_rank_linear_rejects_ranks_outside_the_matrix(rank):
         LowRankLinear(8, 5, rank)
 
 
-def test_validate_low_rank_config_errors():
+def test_validate_low_rank_config_errors(tiny_whisper):
     config = tiny_whisper().config
     assert validate_low_rank_config([{"fc1": 32, "q_proj": 16}, {}], config) == [{"q_proj": 16, "fc1": 32}, {}]
     with pytest.raises(RankError, match="2"):
@@ -77,7 +59,7 @@ def test_validate_low_rank_config_errors():
         validate_low_rank_config({"q_proj": 16}, config)
 
 
-def test_install_low_rank_modules_records_ranks():
+def test_install_low_rank_modules_records_ranks(tiny_whisper):
     model = tiny_whisper()
     ranks = [{"q_proj": 16, "k_proj": 8, "fc1": 32}, {"out_proj": 24, "fc2": 48}]
     install_low_rank_modules(model, ranks)
@@ -87,7 +69,7 @@ def test_install_low_rank_modules_records_ranks():
     assert isinstance(fc2, LowRankLinear) and (fc2.in_features, fc2.out_features) == (256, 64)
 
 
-def test_lite_whisper_round_trip_gives_identical_outputs(tmp_path):
+def test_lite_whisper_round_trip_gives_identical_outputs(tmp_path, tiny_whisper, random_features):
     model = tiny_whisper()
     ranks = [{"q_proj": 16, "k_proj": 16, "v_proj": 32, "out_proj": 16, "fc1": 32, "fc2": 48}, {"fc1": 16}]
     install_low_rank_modules(model, ranks)
@@ -129,7 +111,7 @@ def test_is_lite_whisper_dir_rejects_plain_folders(tmp_path):
         load_lite_whisper(tmp_path)
 
 
-def test_load_rejects_weights_that_do_not_match_the_ranks(tmp_path):
+def test_load_rejects_weights_that_do_not_match_the_ranks(tmp_path, tiny_whisper):
     model = tiny_whisper()
     install_low_rank_modules(model, [{"fc1": 16}, {}])
     out = save_lite_whisper(model, tmp_path / "lite")

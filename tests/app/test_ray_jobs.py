@@ -10,8 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import random_loaded, random_whisper
-from ray_local import start_local_ray
 
 from calibration.datasets import resolve_set
 from calibration.statistics import collect_window_statistics
@@ -21,11 +19,6 @@ from liteasr_export.core.frontend import load_audio
 from liteasr_export.model.lowrank import SITES
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def ray_instance(request):
-    return start_local_ray(request)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +55,7 @@ def test_ray_value_is_an_address_or_the_first_input():
     assert parse(["a.wav"]).ray is None
 
 
-def test_job_records_every_file_and_the_failed_one(ray_instance, random_artifacts, inputs, tmp_path):
+def test_job_records_every_file_and_the_failed_one(local_ray, random_artifacts, inputs, tmp_path):
     from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
 
     output = tmp_path / "results.jsonl"
@@ -80,7 +73,7 @@ def test_job_records_every_file_and_the_failed_one(ray_instance, random_artifact
     assert [records[p.rsplit("/", 1)[-1]]["text"] for p in paths] == texts
 
 
-def test_a_rerun_keeps_every_record_and_moves_a_cut_off_line_aside(ray_instance, random_artifacts, inputs,
+def test_a_rerun_keeps_every_record_and_moves_a_cut_off_line_aside(local_ray, random_artifacts, inputs,
                                                                      tmp_path, capsys):
     output = tmp_path / "results.jsonl"
     done = [str(p) for p in sorted(Path(inputs[0]).glob("*.ogg"))[:3]]
@@ -105,7 +98,7 @@ def test_a_rerun_keeps_every_record_and_moves_a_cut_off_line_aside(ray_instance,
     assert len(_lines(output)) == 9
 
 
-def test_sigterm_stops_the_job_and_every_process_it_started(random_artifacts, inputs, tmp_path):
+def test_sigterm_stops_the_job_and_every_process_it_started(random_artifacts, inputs, tmp_path, default_sigint):
     """``kill PID`` once the job's Ray runs (paused after its first batch):
     exit 143, whole lines in the output, and no process of its Ray left."""
     import os
@@ -114,11 +107,9 @@ def test_sigterm_stops_the_job_and_every_process_it_started(random_artifacts, in
     import sys
     import time
 
-    from conftest import default_sigint
-
     from liteasr_export.core.interrupts import PAUSE_ENV
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, PAUSE_ENV: "ray-batch", "RAY_USAGE_STATS_ENABLED": "0",
            "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     code = "import sys; from liteasr_export.app.cli import transcribe_main as m; sys.exit(m(sys.argv[1:]))"
@@ -153,7 +144,7 @@ def _windows(n: int) -> list[np.ndarray]:
     return [load_audio(u.audio)[: 16000 * (2 + i % 5)] for i, u in enumerate(resolve_set("builtin-calib", "calib")[:n])]
 
 
-def test_ray_moments_equal_the_local_pass(ray_instance):
+def test_ray_moments_equal_the_local_pass(local_ray, random_whisper):
     from liteasr_export.app.ray_jobs.stats import ray_window_statistics
 
     model = random_whisper(seed=3)
@@ -168,7 +159,7 @@ def test_ray_moments_equal_the_local_pass(ray_instance):
             np.testing.assert_allclose(mine[site].outer.numpy(), theirs[site].outer.numpy(), rtol=1e-10, atol=1e-9)
 
 
-def test_export_calibration_with_ray_equals_the_local_one(ray_instance, tiny_en_tokenizer_json, tmp_path):
+def test_export_calibration_with_ray_equals_the_local_one(local_ray, tiny_en_tokenizer_json, tmp_path, random_loaded):
     from liteasr_export.app.export.compression_stage import calibrate
     from liteasr_export.app.export.options import ExportOptions
 

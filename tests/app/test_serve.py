@@ -10,8 +10,6 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import default_sigint
-from ray_local import free_port, start_local_ray
 
 from liteasr_export.app.cli import serve_main, transcribe_main
 from liteasr_export.core.frontend import SAMPLE_RATE
@@ -22,7 +20,7 @@ httpx = pytest.importorskip("httpx")
 
 TIMEOUT = 180  # seconds a request may take (first requests load ONNX Runtime's sessions)
 SERVE = "import sys; from liteasr_export.app.cli import serve_main; sys.exit(serve_main(sys.argv[1:]))"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env() -> dict[str, str]:
@@ -42,10 +40,9 @@ def tiny_en(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def service(request, tiny_en):
+def service(tiny_en, local_ray, free_port):
     """One replica, batches of up to 4 that wait up to 1 s to fill (so that
     concurrent requests surely share one), uploads up to 1 MB and 20 s."""
-    start_local_ray(request)
     from liteasr_export.app.serve.service import ServiceConfig, deploy
 
     config = ServiceConfig(str(tiny_en), max_batch_size=4, batch_wait_timeout_s=1.0, max_upload_mb=1.0,
@@ -174,9 +171,8 @@ def test_a_port_in_use_is_one_line_before_ray_starts(random_artifacts):
     assert "pass --port with a free port, e.g. --port " in lines[0]
 
 
-def test_liteasr_serve_refuses_corrupt_artifacts_before_starting(tiny_en, tmp_path, capsys):
-    from conftest import copy_artifacts, corrupt_weights
-
+def test_liteasr_serve_refuses_corrupt_artifacts_before_starting(tiny_en, tmp_path, capsys, free_port, copy_artifacts,
+                                                                 corrupt_weights):
     broken = copy_artifacts(tiny_en, tmp_path / "broken")
     corrupt_weights(broken / "encoder.onnx")
     assert serve_main(["--artifacts", str(broken), "--port", str(free_port())]) == 2
@@ -188,7 +184,8 @@ def test_liteasr_serve_refuses_corrupt_artifacts_before_starting(tiny_en, tmp_pa
     (signal.SIGINT, True, 130),  # Ctrl-C: the terminal signals the whole process group
     (signal.SIGTERM, False, 143),  # kill PID, a service manager: the command alone
 ])
-def test_liteasr_serve_starts_its_own_ray_and_stops_it_on_a_signal(tiny_en, tmp_path, signum, group, code):
+def test_liteasr_serve_starts_its_own_ray_and_stops_it_on_a_signal(tiny_en, tmp_path, signum, group, code, free_port,
+                                                                   default_sigint):
     """The command as users run it: a local Ray of its own (next to the
     module's), serving until Ctrl-C or SIGTERM, then exit 130 / 143 with
     every process it started gone; Ray's and Serve's own logs stay off the
