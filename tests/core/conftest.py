@@ -57,6 +57,24 @@ def ort_as_trt_transcriber() -> type[OrtAsTrtTranscriber]:
     return OrtAsTrtTranscriber
 
 
+@pytest.fixture(scope="session")
+def transcriber_on(ort_as_trt_transcriber):
+    """Factory: ``transcriber_on(backend, loaded, artifacts, threads=1,
+    **options)``, a transcriber on ``backend``: "torch" (a
+    :class:`TorchTranscriber` of ``loaded``), "onnx" or "trt-step" (ONNX
+    Runtime with TensorRT's decoder step) of the ``artifacts`` folder;
+    ``options``: ``settings``, ``batch_size``."""
+    from liteasr_export.model.torch_transcriber import TorchTranscriber
+
+    def make(backend: str, loaded, artifacts, threads: int = 1, **options):
+        if backend == "torch":
+            return TorchTranscriber(loaded, **options)
+        cls = OnnxTranscriber if backend == "onnx" else ort_as_trt_transcriber
+        return cls(artifacts, threads=threads, **options)
+
+    return make
+
+
 class Counted:
     """A decoder step that records how many rows each call feeds."""
 

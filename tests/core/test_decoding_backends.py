@@ -8,11 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
 from exporters.artifacts import export_artifacts
 from liteasr_export.core.decoding import SearchOptions, search
 from liteasr_export.core.frontend import SAMPLE_RATE, log_mel
-from liteasr_export.model.torch_transcriber import TorchTranscriber
 from liteasr_export.core.windowed import TranscribeOptions
 
 BACKENDS = ("torch", "onnx", "trt-step")
@@ -24,20 +22,6 @@ def model(tmp_path_factory, tiny_en_tokenizer_json, random_loaded):
     out = tmp_path_factory.mktemp("decoding-artifacts")
     export_artifacts(loaded, out)
     return loaded, out
-
-
-@pytest.fixture(scope="module")
-def transcriber_of(model, ort_as_trt_transcriber):
-    """``transcriber_of(backend, settings=None, batch_size=8)`` over the module's model."""
-    loaded, out = model
-
-    def make(backend: str, settings: TranscribeOptions | None = None, batch_size: int = 8):
-        if backend == "torch":
-            return TorchTranscriber(loaded, batch_size=batch_size, settings=settings)
-        cls = OnnxTranscriber if backend == "onnx" else ort_as_trt_transcriber
-        return cls(out, threads=1, batch_size=batch_size, settings=settings)
-
-    return make
 
 
 def _clips(speech_clip: np.ndarray) -> list[np.ndarray]:
@@ -67,8 +51,8 @@ class Recompute:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_beam_search_reorders_the_cache_like_recomputing(transcriber_of, backend, speech_clip, counted_step):
-    transcriber = transcriber_of(backend)
+def test_beam_search_reorders_the_cache_like_recomputing(model, transcriber_on, backend, speech_clip, counted_step):
+    transcriber = transcriber_on(backend, *model)
     options = transcriber.decoding_options(TranscribeOptions(timestamps=True))
     features = np.stack([transcriber.features(c) for c in _clips(speech_clip)])
     encoded = transcriber.encode(features)
@@ -83,19 +67,19 @@ def test_beam_search_reorders_the_cache_like_recomputing(transcriber_of, backend
 
 
 @pytest.mark.parametrize("search_options", [SearchOptions.greedy(), SearchOptions(beam_size=3)], ids=["greedy", "beam"])
-def test_backends_decode_token_for_token_alike(transcriber_of, search_options, speech_clip):
+def test_backends_decode_token_for_token_alike(model, transcriber_on, search_options, speech_clip):
     settings = TranscribeOptions(search=search_options, timestamps=True)
     features = np.stack([log_mel(c, 80) for c in _clips(speech_clip)])
-    tokens = {b: transcriber_of(b, settings).transcribe_features(features) for b in BACKENDS}
+    tokens = {b: transcriber_on(b, *model, settings=settings).transcribe_features(features) for b in BACKENDS}
     assert tokens["onnx"] == tokens["torch"] and tokens["trt-step"] == tokens["torch"]
 
 
 @pytest.mark.parametrize("timestamps", [True, False], ids=["timestamps", "cut"])
-def test_transcripts_do_not_depend_on_the_batch_size(transcriber_of, speech_clip, timestamps):
+def test_transcripts_do_not_depend_on_the_batch_size(model, transcriber_on, speech_clip, timestamps):
     long = np.concatenate([speech_clip] * 12)[: 45 * SAMPLE_RATE]  # two windows or more
     audios = [speech_clip, long, speech_clip[: SAMPLE_RATE // 2], speech_clip]
     settings = TranscribeOptions(timestamps=timestamps)  # beam search and the fallback, as users get them
-    one = transcriber_of("onnx", settings, batch_size=1).transcribe_detailed(audios)
-    three = transcriber_of("onnx", settings, batch_size=3).transcribe_detailed(audios)
+    one = transcriber_on("onnx", *model, settings=settings, batch_size=1).transcribe_detailed(audios)
+    three = transcriber_on("onnx", *model, settings=settings, batch_size=3).transcribe_detailed(audios)
     assert [t.to_dict() for t in three] == [t.to_dict() for t in one]
     assert len(one[1].windows) >= 2

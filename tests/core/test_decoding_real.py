@@ -29,33 +29,19 @@ def tiny_en(tmp_path_factory):
     return loaded, out
 
 
-@pytest.fixture(scope="module")
-def backend_of(tiny_en, ort_as_trt_transcriber):
-    """``backend_of(name, settings)``: a transcriber of tiny.en on that backend."""
-    from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
-    from liteasr_export.model.torch_transcriber import TorchTranscriber
-
-    loaded, out = tiny_en
-
-    def make(name: str, settings: TranscribeOptions):
-        if name == "torch":
-            return TorchTranscriber(loaded, settings=settings)
-        return (OnnxTranscriber if name == "onnx" else ort_as_trt_transcriber)(out, threads=2, settings=settings)
-
-    return make
-
-
 @pytest.mark.parametrize("backend", ["torch", "onnx", "trt-step"])
-def test_fallback_never_emits_a_repetition_loop(backend_of, backend):
+def test_fallback_never_emits_a_repetition_loop(tiny_en, transcriber_on, backend):
     """White noise, 30 s: beam search with timestamps and no fallback loops
     ("... the top of the top of the ..."); with the fallback (the default)
     the window is decoded again at higher temperatures, and nothing emitted
     compresses past the threshold."""
     noise = (0.05 * np.random.default_rng(0).standard_normal(30 * SAMPLE_RATE)).astype(np.float32)
-    looping = backend_of(backend, TranscribeOptions(search=SearchOptions().without_fallback(), timestamps=True))
+    no_fallback = TranscribeOptions(search=SearchOptions().without_fallback(), timestamps=True)
+    looping = transcriber_on(backend, *tiny_en, threads=2, settings=no_fallback)
     loop = looping.transcribe_detailed([noise])[0]
     assert loop.windows[0].compression_ratio > THRESHOLD, loop.text  # the case does loop
-    guarded = backend_of(backend, TranscribeOptions(timestamps=True)).transcribe_detailed([noise])[0]
+    with_fallback = transcriber_on(backend, *tiny_en, threads=2, settings=TranscribeOptions(timestamps=True))
+    guarded = with_fallback.transcribe_detailed([noise])[0]
     window = guarded.windows[0]
     assert window.fallback and len(window.temperatures_tried) > 1  # it was decoded again
     for w in guarded.windows:
@@ -65,7 +51,7 @@ def test_fallback_never_emits_a_repetition_loop(backend_of, backend):
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx", "trt-step"])
-def test_windows_leave_a_batch_without_changing_its_transcripts(backend_of, backend, counted_step):
+def test_windows_leave_a_batch_without_changing_its_transcripts(tiny_en, transcriber_on, backend, counted_step):
     """Beam search over a batch whose windows end at different steps: the
     speech clips end within a few tokens, the noise runs long and falls back.
     Finished windows leave the batch (the decoder is fed fewer rows), and
@@ -80,12 +66,13 @@ def test_windows_leave_a_batch_without_changing_its_transcripts(backend_of, back
     noise = (0.05 * np.random.default_rng(0).standard_normal(30 * SAMPLE_RATE)).astype(np.float32)
     audios = [speech[0], noise, speech[1], speech[2]]
     settings = TranscribeOptions(timestamps=True)
-    batched = backend_of(backend, settings)
+    batched = transcriber_on(backend, *tiny_en, threads=2, settings=settings)
     steps = []
     make_step = batched.decoder_step
     batched.decoder_step = lambda cross: steps.append(counted_step(make_step(cross))) or steps[-1]
     together = batched.transcribe_detailed(audios)
-    alone = [backend_of(backend, settings).transcribe_detailed([a])[0] for a in audios]
+    alone = [transcriber_on(backend, *tiny_en, threads=2, settings=settings).transcribe_detailed([a])[0]
+             for a in audios]
     for batch, single in zip(together, alone):  # PyTorch's CPU kernels round differently per batch shape: 1e-7
         assert batch.text == single.text and batch.segments == single.segments
         for w, v in zip(batch.windows, single.windows, strict=True):

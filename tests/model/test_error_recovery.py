@@ -112,7 +112,7 @@ def test_measured_sensitivities_are_cached_by_content(setup, tmp_path, monkeypat
     from types import SimpleNamespace
 
     import liteasr_export.model.compression.sensitivity as sensitivity
-    from liteasr_export import compression_stage
+    from liteasr_export.app.export import compression_stage
     from liteasr_export.app.export.pipeline import ExportOptions
 
     dense, stats, _ = setup
