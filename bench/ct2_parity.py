@@ -4,10 +4,12 @@ whose rounding it is), and the share of identical greedy token sequences on
 the built-in evaluation set.
 
     python bench/ct2_parity.py            # writes bench/results/ct2_parity.json
+    python bench/ct2_parity.py --output x.json   # elsewhere (tests/model/test_ct2_parity.py)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -65,10 +67,13 @@ def measure(model: str = "tiny.en", eval_set: str = "builtin", threads: int = 2)
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=RESULTS / "ct2_parity.json", help="where to write the result")
+    args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     result = measure()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ct2_parity.json").write_text(json.dumps(result, indent=2))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 

@@ -5,7 +5,7 @@ low-rank, fused vs unfused (reduced) attention, int8 + low-rank vs dense fp32.
     python bench/encoder_latency.py --models large-v3     # random weights, stand-in profile
     -> bench/results/encoder_latency.json (entries of other models are kept)
 
-Low-rank profiles are STAND-INS (bench/standin.py): tiny.en and base
+Low-rank profiles are STAND-INS (liteasr_export/model/standin.py): tiny.en and base
 get the published LiteASR mean ranks scaled to lite-whisper-large-v3's
 encoder-size ratio (377M / 635M) and are factorized by truncated SVD;
 large-v3 (random weights) keeps the published layers of lite-whisper-large-v3
@@ -80,7 +80,7 @@ def load_pair(name: str):
     """(dense model, low-rank model, profile info) for a bench model name."""
     import copy
 
-    from bench import standin
+    from liteasr_export.model import standin
 
     if name == "large-v3":
         config = standin.large_v3_config()
@@ -104,7 +104,7 @@ def export_variants(name: str, workdir: Path, fused_ops: list[str], full: bool) 
     """Export the graphs to time; returns {variant: path} and model facts."""
     from exporters.encoder import export_encoder
     from exporters.precision import quantize_int8
-    from bench import standin
+    from liteasr_export.model import standin
 
     dense, low, profile, info = load_pair(name)
     config = dense.config

@@ -1,6 +1,6 @@
 """PyTorch fp16 encoder on a CUDA GPU: dense against low-rank, for the
 large-v3-shaped stand-in (random weights, rank profile matched to LiteASR's
-published 377M encoder; see bench/standin.py), with reduced attention
+published 377M encoder; see liteasr_export/model/standin.py), with reduced attention
 through ``scaled_dot_product_attention`` in its multi-query form, and an fp16
 overflow check (non-finite values, per-layer peaks against fp16's 65504, and
 fp16 against fp32 on the same GPU).
@@ -33,7 +33,7 @@ def build_encoder(config, low_rank: bool, reduced: bool, device: str):
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     from exporters.reduced_attention import apply_reduced_attention
-    from bench.standin import apply_low_rank, large_v3_standin_profile
+    from liteasr_export.model.standin import apply_low_rank, large_v3_standin_profile
 
     torch.manual_seed(0)
     with torch.device(device):
@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--tiny", action="store_true", help="a small config, to try the script on CPU")
     args = parser.parse_args()
-    from bench.standin import large_v3_config
+    from liteasr_export.model.standin import large_v3_config
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = False

@@ -7,7 +7,7 @@ For every model: the encoder is compressed by a truncated SVD to a LiteASR-like
 rank profile of ``--share`` (0.9) of its size (base: lite-whisper-base's
 published ranks where recovered, the rest scaled; tiny.en: the same mean ranks
 scaled; ``--share 1``: dense), or for the large-v3 stand-in to
-bench/standin.py's profile with random factors; the artifacts are exported as
+liteasr_export/model/standin.py's profile with random factors; the artifacts are exported as
 ``liteasr-export`` writes them, and validation's parity
 (:mod:`engines.validation.parity`) runs on the first ``--clips`` built-in
 evaluation clips. Per output it records the artifact's relative RMS error
@@ -50,8 +50,9 @@ def _compressed(name: str, standin_layers: int, share: float):
     dense encoder's parameters; 1: dense), and a description."""
     import torch
 
-    from bench.standin import (apply_low_rank, encoder_parameters, large_v3_config, large_v3_standin_profile,
-                               load_published_profile, random_whisper, standin_rank_profile)
+    from liteasr_export.model.standin import (apply_low_rank, encoder_parameters, large_v3_config,
+                                              large_v3_standin_profile, load_published_profile, random_whisper,
+                                              standin_rank_profile)
     from liteasr_export.core.decoding import build_options
     from liteasr_export.model.sources import BUNDLED, LoadedModel, load_model
     from liteasr_export.core.tokenizer import WhisperTokenizer

@@ -144,9 +144,9 @@ class OutputTolerance:
 #: ONNX Runtime at 1, 2 and 16 threads; bench/results/parity_noise.json): ONNX
 #: Runtime's RMS error is 0.33-1.24x PyTorch's (PyTorch: 5e-7 to 5e-6 of the
 #: RMS), its p99.9 at most 1.9x, using at most 14 % of these limits; the
-#: defects tests/test_parity_defects.py injects exceed them 100x or more. The
-#: floors (a few hundred float32 roundings) cover an output that float32
-#: PyTorch happens to compute almost exactly.
+#: defects tests/engines/test_parity_defects.py injects exceed them 100x or
+#: more. The floors (a few hundred float32 roundings) cover an output that
+#: float32 PyTorch happens to compute almost exactly.
 _FP32 = OutputTolerance(noise_multiple=10.0, floor=1e-5, quantile_floor=1e-4, min_cosine=0.99999)
 #: fp16 and int8 round by design (a few elements far off, WER unchanged): their
 #: floors alone bound the error. fp16 on tiny.en (4 built-in clips): RMS error

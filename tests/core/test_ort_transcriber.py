@@ -1,0 +1,171 @@
+"""ONNX Runtime transcription from an artifacts folder: greedy tokens equal to
+the PyTorch reference (dense and low-rank), long audio, other sample rates,
+broken folders, and no torch / transformers import on that path."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
+from exporters.artifacts import export_artifacts
+from liteasr_export.core.graphs import GRAPH_FILES
+from liteasr_export.core.manifest import load_manifest, update_manifest, write_manifest
+from liteasr_export.core.errors import ArtifactError
+from liteasr_export.core.frontend import SAMPLE_RATE, log_mel, resample, split_windows
+from liteasr_export.model.torch_transcriber import TorchTranscriber
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module", params=["dense", "low-rank"])
+def exported(request, tmp_path_factory, tiny_en_tokenizer_json, random_loaded):
+    loaded = random_loaded(tiny_en_tokenizer_json, request.param == "low-rank", seed=5)
+    out = tmp_path_factory.mktemp(f"artifacts-{request.param}")
+    export_artifacts(loaded, out)
+    return loaded, out
+
+
+@pytest.fixture(scope="module")
+def dense(tmp_path_factory, tiny_en_tokenizer_json, random_loaded):
+    loaded = random_loaded(tiny_en_tokenizer_json, False, seed=6)
+    out = tmp_path_factory.mktemp("artifacts")
+    export_artifacts(loaded, out)
+    return loaded, out
+
+
+def _noise(seconds: float, seed: int = 0) -> np.ndarray:
+    return (0.05 * np.random.default_rng(seed).standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
+
+
+def test_greedy_tokens_equal_pytorch(exported, speech_clip, random_max_new_tokens):
+    loaded, out = exported
+    features = np.stack([log_mel(speech_clip, 80), log_mel(_noise(3.0), 80)])
+    expected = TorchTranscriber(loaded).transcribe_features(features)
+    got = OnnxTranscriber(out, threads=1).transcribe_features(features)
+    assert got == expected
+    assert all(len(ids) == random_max_new_tokens for ids in got)  # the loop ran to its limit on both
+
+
+def test_long_audio_is_split_into_windows_like_pytorch(dense, speech_clip):
+    loaded, out = dense
+    audio = np.concatenate([speech_clip, _noise(2.0), speech_clip, speech_clip, speech_clip, _noise(12.0, 1)])
+    assert len(split_windows(audio)) == 2
+    text = OnnxTranscriber(out, threads=1).transcribe(audio)
+    assert text == TorchTranscriber(loaded).transcribe(audio)
+    assert text
+
+
+def test_frontend_graph_and_numpy_frontend_agree(dense, speech_clip):
+    _, out = dense
+    graph = OnnxTranscriber(out, threads=1, frontend="graph")
+    numpy_frontend = OnnxTranscriber(out, threads=1, frontend="numpy")
+    assert graph.frontend is not None and numpy_frontend.frontend is None
+    assert np.abs(graph.features(speech_clip) - numpy_frontend.features(speech_clip)).max() <= 1e-4
+    assert graph.transcribe(speech_clip) == numpy_frontend.transcribe(speech_clip)
+
+
+def test_other_sample_rates_are_resampled(dense, speech_clip):
+    transcriber = OnnxTranscriber(dense[1], threads=1)
+    audio_8k = resample(speech_clip, SAMPLE_RATE, 8000)
+    assert transcriber.transcribe(audio_8k, sample_rate=8000) == transcriber.transcribe(resample(audio_8k, 8000))
+
+
+def test_manifest_describes_the_folder(dense):
+    loaded, out = dense
+    manifest = load_manifest(out)
+    assert manifest.model["decoder_layers"] == 2 and manifest.model["n_mels"] == 80
+    assert manifest.decoding == loaded.decoding
+    assert manifest.frontend.n_mels == 80
+    decoder = manifest.data["graphs"]["decoder"]
+    assert decoder["file"] == "decoder.onnx"
+    assert decoder["inputs"][1] == {"name": "past_key.0", "shape": ["batch", 4, "past", 16], "dtype": "float32"}
+    assert manifest.data["graphs"]["frontend"]["outputs"][0]["shape"] == ["batch", 80, 3000]
+    assert {o["name"] for o in manifest.data["graphs"]["encoder"]["outputs"]} >= {"cross_key.1", "cross_value.1"}
+
+
+def test_update_manifest_adds_sections_and_keeps_the_rest(dense, tmp_path):
+    copy = Path(shutil.copytree(dense[1], tmp_path / "copy"))
+    update_manifest(copy, parity={"decoder": 1e-6})
+    data = load_manifest(copy).data
+    assert data["parity"] == {"decoder": 1e-6}
+    assert data["graphs"] == load_manifest(dense[1]).data["graphs"]
+
+
+@pytest.mark.parametrize("graph", ["encoder", "decoder", "frontend"])
+def test_missing_graph_is_named(dense, tmp_path, graph):
+    copy = Path(shutil.copytree(dense[1], tmp_path / "copy"))
+    (copy / GRAPH_FILES[graph]).unlink()
+    with pytest.raises(ArtifactError, match=GRAPH_FILES[graph]):
+        OnnxTranscriber(copy)
+
+
+def test_missing_external_weights_and_tokenizer_are_named(dense, tmp_path):
+    copy = Path(shutil.copytree(dense[1], tmp_path / "copy"))
+    data = load_manifest(copy).data
+    data["graphs"]["decoder"]["data"] = "decoder.onnx.data"  # as written for graphs over 2 GB
+    write_manifest(copy, data)
+    with pytest.raises(ArtifactError, match="decoder graph weights decoder.onnx.data"):
+        OnnxTranscriber(copy)
+    (copy / "tokenizer.json").unlink()
+    del data["graphs"]["decoder"]["data"]
+    write_manifest(copy, data)
+    with pytest.raises(ArtifactError, match="tokenizer.json"):
+        load_manifest(copy)
+
+
+def test_not_an_artifacts_folder(tmp_path):
+    with pytest.raises(ArtifactError, match="manifest.json"):
+        OnnxTranscriber(tmp_path)
+    with pytest.raises(ArtifactError, match="not found"):
+        OnnxTranscriber(tmp_path / "nowhere")
+
+
+_CHILD = """
+import json, sys
+from liteasr_export.app.cli import eval_main, transcribe_main
+code = transcribe_main(["--engine", "onnx", "--artifacts", sys.argv[1], "--threads", "1", "--no-timestamps", sys.argv[2]])
+code += eval_main(["--engine", "onnx", "--artifacts", sys.argv[1], "--threads", "1", "--eval", sys.argv[3]])
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
+print(json.dumps({"code": code, "heavy": heavy}))
+"""
+
+
+def test_cli_onnx_path_imports_neither_torch_nor_transformers(dense, speech_clip, tmp_path):
+    wav = tmp_path / "a.wav"
+    sf.write(wav, speech_clip, SAMPLE_RATE)
+    manifest = tmp_path / "set.jsonl"
+    manifest.write_text(json.dumps({"audio": "a.wav", "text": "anything"}) + "\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", _CHILD, str(dense[1]), str(wav), str(manifest)],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    text, wer_line, status = result.stdout.strip().splitlines()
+    assert json.loads(status) == {"code": 0, "heavy": []}  # transcription and scoring alike
+    assert text == OnnxTranscriber(dense[1], threads=1).transcribe(speech_clip)
+    assert wer_line.startswith("WER ") and "on 1 utterances" in wer_line
+
+
+def test_tiny_en_transcripts_equal_pytorch(tmp_path):
+    """Real weights: the whole ONNX pipeline against the PyTorch reference."""
+    from calibration.datasets import resolve_set
+    from liteasr_export.core.frontend import load_audio
+    from liteasr_export.model.sources import load_model
+
+    loaded = load_model("tiny.en")
+    export_artifacts(loaded, tmp_path)
+    onnx_transcriber = OnnxTranscriber(tmp_path, threads=2)
+    torch_transcriber = TorchTranscriber(loaded)
+    for utterance in resolve_set("builtin", purpose="eval")[:3]:
+        audio = load_audio(utterance.audio)
+        text = onnx_transcriber.transcribe(audio)
+        assert text == torch_transcriber.transcribe(audio)
+        assert len(text.split()) >= 5

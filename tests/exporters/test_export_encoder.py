@@ -1,0 +1,199 @@
+"""encoder.onnx: interface, fp32 parity with PyTorch (dense and low-rank),
+fused vs unfused reduced attention, fallbacks, int8."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from exporters.encoder import export_encoder, fused_op_problem
+from engines.validation.compare import compare
+from engines.validation.parity import float64
+from liteasr_export.model.torch_transcriber import encoder_outputs as torch_encoder_outputs
+from liteasr_export.core.graphs import encoder_spec
+from liteasr_export.core.errors import ExportError
+from liteasr_export.model.standin import apply_low_rank
+
+ort = pytest.importorskip("onnxruntime")
+
+STD = 0.2  # peaked attention: parity cannot pass by near-uniform softmax rows
+RANKS = {"q_proj": 8, "k_proj": 8, "v_proj": 12, "out_proj": 16, "fc1": 32, "fc2": 24}
+
+
+@pytest.fixture(scope="module")
+def random_model(random_whisper):
+    def make(compressed: bool):
+        model = random_whisper(1, init_std=STD)
+        with torch.no_grad():
+            for layer in model.model.encoder.layers:
+                for proj in (layer.self_attn.q_proj, layer.self_attn.v_proj, layer.self_attn.out_proj, layer.fc1):
+                    proj.bias.normal_(0, 0.3)
+        if compressed:
+            apply_low_rank(model, [dict(RANKS) for _ in model.model.encoder.layers], method="svd")
+        return model
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def dense(random_model):
+    return random_model(False)
+
+
+@pytest.fixture(scope="module")
+def lowrank(random_model):
+    return random_model(True)
+
+
+@pytest.fixture(scope="module")
+def features() -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((2, 80, 3000)).astype(np.float32)
+
+
+def _reference(model, features: np.ndarray) -> dict[str, np.ndarray]:
+    """Hidden states and the decoder's cross K/V, computed by the float32 PyTorch model."""
+    return torch_encoder_outputs(model, features)[1]
+
+
+def _check_parity(model, features: np.ndarray, got: dict[str, np.ndarray], precision: str = "fp32") -> None:
+    """Validation's parity rule: against the float64 run, float32 PyTorch's error as the noise level."""
+    with float64(model):
+        exact = torch_encoder_outputs(model, features)[1]
+    compare("encoder.onnx", precision, exact, got, _reference(model, features)).raise_on_failure()
+
+
+def _run(path, features: np.ndarray) -> dict[str, np.ndarray]:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, {"input_features": features})))
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    return max(float(np.abs(a[k] - b[k]).max()) for k in a)
+
+
+def _op_types(path) -> list[str]:
+    return [n.op_type for n in onnx.load(str(path)).graph.node]
+
+
+def test_interface_matches_spec_and_batch_is_dynamic(dense, tmp_path):
+    info = export_encoder(dense, tmp_path / "encoder.onnx")
+    spec = encoder_spec(dense.config)
+    model = onnx.load(info.path)
+    onnx.checker.check_model(model)
+    assert [i.name for i in model.graph.input] == ["input_features"]
+    assert [o.name for o in model.graph.output] == ["last_hidden_state"] + [
+        f"cross_{k}.{i}" for i in range(2) for k in ("key", "value")
+    ]
+    assert info.outputs == [t.name for t in spec.outputs]
+    for value, tensor in zip(list(model.graph.input) + list(model.graph.output), spec.inputs + spec.outputs):
+        dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+        assert dims == list(tensor.shape) and value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    for batch in (1, 3):
+        x = np.zeros((batch, 80, 3000), np.float32)
+        out = _run(info.path, x)
+        assert out["last_hidden_state"].shape == (batch, 1500, 64)
+        assert out["cross_value.1"].shape == (batch, 4, 1500, 16)
+    assert model.opset_import[0].version >= 17 and not info.external_data
+
+
+@pytest.mark.parametrize("attention", ["unfused", "fused"])
+def test_dense_parity(dense, features, tmp_path, attention):
+    info = export_encoder(dense, tmp_path / "encoder.onnx", attention=attention)
+    assert info.reduced_layers == []
+    _check_parity(dense, features, _run(info.path, features))
+
+
+@pytest.mark.parametrize("fused_op", ["Attention", "MultiHeadAttention"])
+def test_compressed_parity_fused_and_unfused(lowrank, features, tmp_path, fused_op):
+    if fused_op_problem(fused_op, 23):
+        pytest.skip(fused_op_problem(fused_op, 23))
+    fused = export_encoder(lowrank, tmp_path / "fused.onnx", attention="fused", fused_op=fused_op)
+    unfused = export_encoder(lowrank, tmp_path / "unfused.onnx", attention="unfused")
+    assert fused.reduced_layers == [0, 1] == unfused.reduced_layers
+    assert (fused.attention, fused.fused_op, unfused.attention) == ("fused", fused_op, "unfused")
+    # two MatMuls per low-rank linear, one fused node per layer, no Softmax left
+    ops = _op_types(fused.path)
+    assert ops.count(fused_op) == 2 and "Softmax" not in ops
+    assert _op_types(unfused.path).count("Softmax") == 2
+    node = next(n for n in onnx.load(fused.path).graph.node if n.op_type == fused_op)
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if fused_op == "Attention":
+        assert attrs["q_num_heads"] == 4 and attrs["kv_num_heads"] == 1  # multi-query: one shared key head
+    got_fused, got_unfused = _run(fused.path, features), _run(unfused.path, features)
+    _check_parity(lowrank, features, got_fused)
+    _check_parity(lowrank, features, got_unfused)
+    assert _max_diff(got_fused, got_unfused) <= 1e-4
+
+
+def test_reduced_attention_can_be_switched_off(lowrank, features, tmp_path):
+    info = export_encoder(lowrank, tmp_path / "encoder.onnx", attention="unfused", reduced_attention=False)
+    assert info.reduced_layers == []
+    ops = _op_types(info.path)
+    # per layer 6 low-rank linears (2 MatMuls each) + scores and context; 2 x 2 cross K/V
+    assert ops.count("MatMul") == 2 * (6 * 2 + 2) + 2 * 2
+    _check_parity(lowrank, features, _run(info.path, features))
+
+
+def test_old_opset_falls_back_to_unfused_and_says_so(lowrank, features, tmp_path):
+    info = export_encoder(lowrank, tmp_path / "encoder.onnx", attention="fused", fused_op="Attention", opset=17)
+    assert info.attention == "unfused" and info.fused_op is None
+    assert any("opset" in note for note in info.notes)
+    ops = _op_types(info.path)
+    assert "Attention" not in ops and "Gelu" not in ops and "Erf" in ops  # GELU spelled out before opset 20
+    _check_parity(lowrank, features, _run(info.path, features))
+
+
+def test_bad_arguments_raise_export_errors(dense, tmp_path):
+    with pytest.raises(ExportError, match="opset"):
+        export_encoder(dense, tmp_path / "a.onnx", opset=16)
+    with pytest.raises(ExportError, match="attention mode"):
+        export_encoder(dense, tmp_path / "a.onnx", attention="flash")
+    with pytest.raises(ExportError, match="fused attention operator"):
+        export_encoder(dense, tmp_path / "a.onnx", attention="fused", fused_op="FlashAttention")
+    with pytest.raises(ExportError, match="precision"):
+        export_encoder(dense, tmp_path / "a.onnx", precision="fp8")
+
+
+def test_int8_quantizes_weight_matmuls(lowrank, features, tmp_path):
+    info = export_encoder(lowrank, tmp_path / "encoder.onnx", attention="unfused", precision="int8")
+    ops = _op_types(info.path)
+    # per reduced layer: query 2, key 1, value 1, out 2, fc1 2, fc2 2 MatMuls; 2 x 2 cross K/V.
+    # The second factor of query, out, fc1 and fc2 (rank-space input) stays float.
+    assert info.precision == "int8" and info.int8["quantized_matmuls"] == 2 * 6 + 2 * 2
+    assert ops.count("MatMulInteger") == info.int8["quantized_matmuls"]
+    assert ops.count("MatMul") == 4 + 2 * 4  # attention scores and context, and the rank-space factors
+    reference = _reference(lowrank, features)["last_hidden_state"]
+    got = _run(info.path, features)["last_hidden_state"]
+    assert np.abs(got - reference).mean() < 0.05 * np.abs(reference).mean()
+
+
+def test_fp16_keeps_float32_interface(lowrank, features, tmp_path):
+    info = export_encoder(lowrank, tmp_path / "encoder.onnx", precision="fp16", calibration_features=[features[:1]])
+    model = onnx.load(info.path)
+    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in [*model.graph.input, *model.graph.output])
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    assert {"layers.0.self_attn_layer_norm", "layer_norm"} <= set(info.fp16["fp32_nodes"])
+    assert info.fp16["finite"] is True
+    got = _run(info.path, features)
+    _check_parity(lowrank, features, got, "fp16")
+
+
+def test_tiny_en_parity_dense_and_low_rank(tmp_path):
+    from calibration.datasets import resolve_set
+    from liteasr_export.core.frontend import load_audio, log_mel
+    from liteasr_export.model.sources import load_model
+
+    try:
+        model = load_model("tiny.en").model
+    except Exception as exc:  # the bundled weights are an optional package
+        pytest.skip(f"tiny.en not available: {exc}")
+    features = log_mel(load_audio(resolve_set("builtin", purpose="eval")[0].audio), 80)[None]
+    dense = export_encoder(model, tmp_path / "dense.onnx")
+    _check_parity(model, features, _run(dense.path, features))
+    apply_low_rank(model, [{"q_proj": 32, "k_proj": 32, "v_proj": 48, "out_proj": 96, "fc1": 256}] * 4)
+    low = export_encoder(model, tmp_path / "low.onnx")
+    assert low.reduced_layers == [0, 1, 2, 3]
+    _check_parity(model, features, _run(low.path, features))
