@@ -11,11 +11,13 @@ import numpy as np
 from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
 from engines.runtime.trt_transcriber import TrtTranscriber
 
-from liteasr_export.core.errors import LiteASRError
+from liteasr_export.core.errors import LiteASRError, require_extra
 from liteasr_export.model.sources import load_model
 from liteasr_export.model.torch_transcriber import TorchTranscriber
 
 ENGINES = ("torch", "onnx", "trt")
+#: what the PyTorch backend imports (the export extra's; the rest of it is for exporting)
+TORCH_MODULES = ("torch", "transformers", "safetensors")
 
 
 class Transcriber(Protocol):
@@ -48,6 +50,7 @@ def open_transcriber(
     if engine == "torch":
         if model is None:
             raise LiteASRError("--engine torch needs a model", "pass --model tiny.en (or a model folder)")
+        require_extra("export", "--engine torch", TORCH_MODULES)
         if threads:
             import torch  # the PyTorch backend only: the ONNX Runtime and TensorRT paths run without it
 
