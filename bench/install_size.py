@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -101,10 +102,11 @@ def build(folder: Path, label: str, extras: str) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = [f"{'venv':<16}{'site-packages':>15}{'packages':>10}  largest"]
+    width = max([len("venv")] + [len(row["label"]) for row in rows]) + 2
+    lines = [f"{'venv':<{width}}{'site-packages':>13}{'packages':>10}  largest (MB)"]
     for row in rows:
         largest = ", ".join(f"{d['name']} {d['mb']:.0f}" for d in row["largest"][:5])
-        lines.append(f"{row['label']:<16}{row['site_packages_mb']:>12.0f} MB{row['packages']:>10}  {largest} (MB)")
+        lines.append(f"{row['label']:<{width}}{row['site_packages_mb']:>10.0f} MB{row['packages']:>10}  {largest}")
     return "\n".join(lines)
 
 
@@ -136,7 +138,7 @@ def main() -> None:
                 rows.append(build(folder, label, extras))
     print(table(rows))
     if args.out != "-":
-        result = {"command": "python bench/install_size.py " + " ".join(sys.argv[1:]),
+        result = {"command": shlex.join(["python", "bench/install_size.py", *sys.argv[1:]]),
                   "machine": f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
                   "date": time.strftime("%Y-%m-%d"),
                   "venvs": rows}
