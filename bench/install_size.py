@@ -123,13 +123,12 @@ def main() -> None:
     rows = []
     for earlier in args.earlier:
         rows += json.loads(earlier.read_text())["venvs"]
-    if args.venv:
-        for item in args.venv:
-            label, _, path = item.partition("=")
-            if not path:
-                parser.error(f"--venv wants LABEL=PATH, got {item!r}")
-            rows.append({**measure(Path(path), label), "path": path})
-    else:
+    for item in args.venv:
+        label, _, path = item.partition("=")
+        if not path:
+            parser.error(f"--venv wants LABEL=PATH, got {item!r}")
+        rows.append({**measure(Path(path), label), "path": path})
+    if not args.venv and not args.earlier:
         with tempfile.TemporaryDirectory(prefix="install-size-") as tmp:
             folder = args.keep or Path(tmp)
             folder.mkdir(parents=True, exist_ok=True)
