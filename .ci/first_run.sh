@@ -5,6 +5,11 @@
 # machine are not seen), an empty cache and downloading off (so no fotaq
 # speech: the offline case). It must exit 0 and leave out/tiny.en/manifest.json.
 # The pip cache is kept (a new user's pip downloads the same packages).
+#
+# LITEASR_FIRST_RUN_KEEP=DIR keeps what later steps reuse (the clone is
+# removed): the export moved to DIR/tiny.en (.ci/runtime_only.sh transcribes
+# with it instead of exporting again) and the size of the venv `make demo`
+# made, DIR/full_venv_size.json (bench/install_size.py).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/liteasr-first-run.XXXXXX")
@@ -27,3 +32,12 @@ size = m["compression"]["size_ratio"] if m.get("compression") else 1.0
 print(f"first run: encoder {100 * size:.1f} % of dense, gate passed"
       f"{' with margin' if gate.get('passed_with_margin') else ''}; stage times (s): {m['timings_s']}")
 PY
+if [ -n "${LITEASR_FIRST_RUN_KEEP:-}" ]; then
+  keep="$LITEASR_FIRST_RUN_KEEP"
+  mkdir -p "$keep"
+  rm -rf "$keep/tiny.en"
+  mv "$work/clone/out/tiny.en" "$keep/tiny.en"
+  python3 "$repo/bench/install_size.py" --venv "make demo (.[dev], editable)=$work/clone/.venv" \
+    --out "$keep/full_venv_size.json" >/dev/null
+  echo "first run: kept the export in $keep/tiny.en"
+fi

@@ -20,10 +20,10 @@ from typing import Callable, NoReturn, Sequence
 
 from calibration.datasets import resolve_set
 
-from liteasr_export.app.runners import ENGINES, open_runner
+from liteasr_export.app.runners import ENGINES, TORCH_MODULES, open_runner
 from liteasr_export.core.decoding import DEFAULT_TEMPERATURES, SearchOptions
 from liteasr_export.core.errors import (DEBUG_ENV, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_TERMINATED,
-                     LiteASRError, RankError, UserNotice)
+                     LiteASRError, RankError, UserNotice, require_extra)
 from liteasr_export.core.evaluation import evaluate, with_references
 from liteasr_export.core.frontend import load_audio
 from liteasr_export.core.interrupts import Terminated, signals_as_interrupts
@@ -225,6 +225,7 @@ def _check_backend_args(args: argparse.Namespace) -> None:
         raise LiteASRError(f"--engine {args.engine} needs exported artifacts",
                            "pass --artifacts OUT (made by liteasr-export)")
     if args.engine == "torch":
+        require_extra("export", "--engine torch", TORCH_MODULES)
         check_device(args.device)
     if args.ort_cache is not None:
         check_writable_folder(args.ort_cache, "--ort-cache")
@@ -285,6 +286,7 @@ def transcribe_parser() -> argparse.ArgumentParser:
 
 def _transcribe_on_ray(args: argparse.Namespace) -> int:
     """``--ray``: a resumable Ray Data job writing JSON lines."""
+    require_extra("serve", "--ray")
     from liteasr_export.app.ray_jobs.transcribe import transcribe_job  # Ray only for --ray
 
     if args.artifacts is None or args.engine == "trt":
@@ -440,9 +442,7 @@ def serve_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from liteasr_export.app.ray_jobs.cluster import import_ray
-
-    import_ray()  # a clear error when the [serve] extra is missing
+    require_extra("serve", "liteasr-serve", ("ray", "fastapi"))
     from liteasr_export.app.serve.service import ServiceConfig, run_service
 
     if args.ort_cache is not None:
@@ -567,6 +567,9 @@ def _check_preset(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    require_extra("export", "liteasr-export")
+    if args.ray is not None:
+        require_extra("serve", "--ray")
     from liteasr_export.app.export.pipeline import run_export  # torch and transformers: only an export needs them, not transcribe or eval
 
     _check_preset(args)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from liteasr_export.core.errors import LiteASRError
+from liteasr_export.core.errors import LiteASRError, require_extra
 from liteasr_export.core.runner import Runner
 
 if TYPE_CHECKING:
@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from liteasr_export.model.sources import LoadedModel
 
 #: engine name -> what it runs
+#: what the PyTorch backend imports (the export extra's; the rest of it is for exporting)
+TORCH_MODULES = ("torch", "transformers", "safetensors")
+
 ENGINES = {
     "torch": "the PyTorch model (a bundled name or a model folder)",
     "onnx": "an artifacts folder with ONNX Runtime",
@@ -57,6 +60,7 @@ def open_runner(
     if engine == "torch":
         if loaded is None and model is None:
             raise LiteASRError("the torch engine needs a model", "name a bundled model (tiny.en) or a model folder")
+        require_extra("export", "the torch engine", TORCH_MODULES)
         import torch  # the PyTorch backend only: the ONNX Runtime and TensorRT paths run without it
 
         from liteasr_export.model.sources import load_model

@@ -4,7 +4,9 @@ the CLI prints them as one line and exits non-zero (tracebacks only with
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from collections.abc import Iterable
 
 #: exit codes of the three command-line programs (the README has the table)
 EXIT_OK = 0
@@ -97,6 +99,42 @@ class ToleranceError(LiteASRError):
 
 class EngineUnavailableError(LiteASRError):
     """A backend (TensorRT, CUDA, a provider) is not available on this machine."""
+
+
+class MissingExtraError(EngineUnavailableError):
+    """A command needs an optional part of the package (a pip "extra") that is
+    not installed; the message is one line naming the extra to install."""
+
+    def __init__(self, what: str, extra: str) -> None:
+        problem = f"{what} needs the {extra} extra ({EXTRAS[extra][1]})"
+        fix = f"pip install 'liteasr-export[{extra}]'"
+        super().__init__(problem, fix)
+        self.extra = extra
+        self.args = (f"{problem}: {fix}",)
+
+
+#: the extras a command may need (pyproject.toml's optional dependencies):
+#: the modules checked by default, and the words the error names them with.
+#: ``pip install liteasr-export`` alone is the runtime (ONNX Runtime, no torch)
+EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
+    "export": (("torch", "transformers", "safetensors", "onnx", "onnxscript", "polygraphy"),
+               "torch, transformers, onnx"),
+    "serve": (("ray",), "Ray"),
+}
+
+
+def require_extra(extra: str, what: str, modules: Iterable[str] | None = None) -> None:
+    """Raise :class:`MissingExtraError` unless every module of ``extra`` (or
+    just ``modules``, top-level names) can be imported; ``what`` is the
+    command or option that needs them, as the user typed it. Nothing is
+    imported: the check looks the modules up (``importlib.util.find_spec``)."""
+    for module in modules if modules is not None else EXTRAS[extra][0]:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a broken or half-removed installation
+            found = False
+        if not found:
+            raise MissingExtraError(what, extra)
 
 
 class OutputError(LiteASRError):

@@ -21,6 +21,9 @@ exported into it with exporters.artifacts.export_artifacts. Writes into DATA:
   another format, one whose graphs are missing, one whose encoder.onnx is
   corrupt, one whose manifest records no checksums, one with another
   model's tokenizer.json).
+
+It needs only the runtime (``pip install liteasr-export``), unless it has to
+export (``pip install 'liteasr-export[export]'``).
 """
 
 from __future__ import annotations
@@ -43,9 +46,9 @@ if str(REPO) not in sys.path:  # a source checkout that is not pip-installed
 from calibration.datasets import resolve_set  # noqa: E402
 from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber  # noqa: E402
 from liteasr_export.core.decoding import SearchOptions  # noqa: E402
+from liteasr_export.core.errors import require_extra  # noqa: E402
 from liteasr_export.core.frontend import SAMPLE_RATE, load_audio  # noqa: E402
 from liteasr_export.core.integrity import sha256_file  # noqa: E402
-from liteasr_export.model.sources import BUNDLED  # noqa: E402
 from liteasr_export.core.windowed import TranscribeOptions  # noqa: E402
 
 #: what liteasr_cpp does by default: greedy, timestamps, fallback
@@ -64,6 +67,7 @@ def ensure_artifacts(artifacts: Path, model: str) -> None:
     if (artifacts / "manifest.json").is_file():
         print(f"using the artifacts in {artifacts}")
         return
+    require_extra("export", f"exporting {model} (--artifacts {artifacts} has no manifest.json)")
     from exporters.artifacts import export_artifacts
     from liteasr_export.model.sources import load_model
 
@@ -101,6 +105,21 @@ def write_clips(out: Path, n_clips: int) -> list[Path]:
     return paths
 
 
+def write_foreign_tokenizer(src: Path, dst: Path) -> None:
+    """``src`` made into another model's tokenizer.json: one text token more,
+    and so each special token one id later, as a multilingual model's
+    vocabulary is to an English-only one's (tiny.en's 51864 tokens become
+    base's 51865). Only the runtime is needed, no second model."""
+    data = json.loads(src.read_text(encoding="utf-8"))
+    vocab = data["model"]["vocab"]
+    first_special = len(vocab)
+    for token in data["added_tokens"]:
+        if token["id"] >= first_special:
+            token["id"] += 1
+    vocab["<|foreign|>"] = first_special
+    dst.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+
 def write_bad_inputs(out: Path, clip: Path, artifacts: Path) -> None:
     bad = out / "bad"
     if bad.exists():
@@ -131,13 +150,13 @@ def write_bad_inputs(out: Path, clip: Path, artifacts: Path) -> None:
         f.seek((artifacts / "encoder.onnx").stat().st_size // 2)
         f.write(b"\0" * (1 << 20))
     (bad / "no_checksums" / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "sha256"}))
-    # base's multilingual tokenizer.json in place of tiny.en's, its checksum recorded: the vocabulary check refuses it
+    # another model's tokenizer.json in place of this one, its checksum recorded: the vocabulary check refuses it
     foreign = bad / "foreign_tokenizer"
     foreign.mkdir()
     for file in artifacts.iterdir():
         if file.is_file() and file.name not in ("tokenizer.json", "manifest.json") and not file.name.startswith("."):
             (foreign / file.name).symlink_to(file.resolve())
-    shutil.copyfile(BUNDLED["base"].files()[0] / "tokenizer.json", foreign / "tokenizer.json")
+    write_foreign_tokenizer(artifacts / "tokenizer.json", foreign / "tokenizer.json")
     sums = {**manifest["sha256"], "tokenizer.json": sha256_file(foreign / "tokenizer.json")}
     (foreign / "manifest.json").write_text(json.dumps({**manifest, "sha256": sums}))
 

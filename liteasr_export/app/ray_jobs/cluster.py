@@ -17,21 +17,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
 
-from liteasr_export.core.errors import EngineUnavailableError, debug_enabled
+from liteasr_export.core.errors import EngineUnavailableError, debug_enabled, require_extra
 from liteasr_export.core.interrupts import Terminated, keep_signal_handlers
 
 #: ``--ray`` / ``--address`` without a value: start Ray on this machine
 LOCAL = "local"
-INSTALL_HINT = "install the extra: pip install 'liteasr-export[serve]' (Ray Serve and Ray Data)"
 
 
-def import_ray() -> ModuleType:
-    """The ``ray`` module, or a clear error naming the extra to install."""
+def import_ray(what: str = "running on Ray") -> ModuleType:
+    """The ``ray`` module, or a one-line error naming the extra to install
+    (``what``: the command or option that needs Ray)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports from this tool's Ray instances
-    try:
-        import ray
-    except ImportError:
-        raise EngineUnavailableError("Ray is not installed", INSTALL_HINT) from None
+    require_extra("serve", what)
+    import ray
+
     return ray
 
 
