@@ -21,6 +21,7 @@ import json
 import math
 import os
 import warnings
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -222,10 +223,14 @@ def transcribe_job(inputs: list[str], output: str | os.PathLike[str], artifacts:
                 fn_constructor_kwargs=dict(artifacts=str(artifacts), settings=settings, threads=threads,
                                            batch_size=batch_size, provider=provider, ort_cache=ort_cache,
                                            verify=verify))  # cheap: the driver's verify_all() stamped the files
-            with open(output, "a", encoding="utf-8") as sink, \
+            # the iterator is closed before Ray shuts down, also when a signal unwinds the loop: closing it
+            # stops Ray Data's executor, which would otherwise run after ray.shutdown() (when the traceback
+            # is dropped) and make Ray's core worker end the process with exit status 1
+            batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy"))
+            with closing(batches), open(output, "a", encoding="utf-8") as sink, \
                     tqdm(total=len(rows), desc="transcribing (ray)", unit="file", disable=not progress,
                          mininterval=1.0) as bar:
-                for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                for batch in batches:
                     lines = [str(line) for line in batch["record"]]
                     sink.write("".join(line + "\n" for line in lines))
                     sink.flush()
