@@ -39,7 +39,7 @@ class UserNotice(UserWarning):
 #: how a message names what the library was given: ```name``` (a parameter,
 #: or a field of an options dataclass) or ```name=value``` (that parameter
 #: set to that value); see :meth:`LiteASRError.render`
-NAMED = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)(?:=([^`]*))?`")
+NAMED = re.compile(r"(?<!`)`([A-Za-z_][A-Za-z0-9_]*)(?:=([^`]*))?`(?!`)")
 
 #: names a parameter in a message: (name, value or None) -> text
 Namer = Callable[[str, "str | None"], str]

@@ -385,5 +385,8 @@ def make_policy(
         if ranks is None:
             raise RankError("the profile policy needs a rank file", "pass `ranks` FILE (a low_rank_config JSON)",
                             field="ranks")
-        return ProfilePolicy.from_file(ranks)
+        try:
+            return ProfilePolicy.from_file(ranks)
+        except RankError as exc:
+            raise exc.given_as("ranks") from None
     raise RankError(f"unknown rank policy {policy!r}", "use liteasr, budget or profile", field="policy")
