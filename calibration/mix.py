@@ -97,7 +97,7 @@ def split_spec(spec: str) -> list[str]:
     """``"fotaq,asterisk,my/folder"`` -> its parts; ``default`` -> :data:`DEFAULT_SOURCES`."""
     parts = [p.strip() for p in spec.split(",") if p.strip()]
     if not parts:
-        raise DatasetError(f"empty speech set {spec!r}", "name a set, e.g. --calib default or --calib fotaq,builtin")
+        raise DatasetError(f"empty speech set {spec!r}", "name a set, e.g. default or fotaq,builtin")
     return [name for p in parts for name in (DEFAULT_SOURCES if p == DEFAULT_SPEC else (p,))]
 
 
@@ -138,5 +138,5 @@ def resolve_mix(spec: str, purpose: str, per_source: int | None = DEFAULT_PER_SO
         sources.append(Source(name, balanced_sample(utterances, per_source, seed)))
     if not sources:
         raise DatasetError(f"no source of {spec!r} is available ({'; '.join(missing.values())})",
-                           "pass --calib builtin, or install the sources named above")
+                           "use builtin (generated speech), or install the sources named above")
     return Mix(sources, missing)

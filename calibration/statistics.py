@@ -164,19 +164,19 @@ class ActivationStats:
                 raise CalibrationError(
                     f"the statistics are from another model: {key} is {self.info.get(key)} there "
                     f"and {mine[key]} in this model",
-                    "recalibrate this model (drop --stats, or pass --calib SET)",
+                    "recalibrate this model (statistics taken on it)",
                 )
         if len(self.layers) != mine["encoder_layers"] or any(
             m.sum.shape[0] != mine["d_model"] for layer in self.layers for m in layer.values()
         ):
             raise CalibrationError(
                 "the statistics' tensor shapes do not match the model's encoder",
-                "recalibrate this model (drop --stats, or pass --calib SET)",
+                "recalibrate this model (statistics taken on it)",
             )
         if self.info.get("encoder_sha256") != mine["encoder_sha256"]:
             raise CalibrationError(
                 "the statistics are from another model of the same shape (encoder weights differ)",
-                "recalibrate this model (drop --stats, or pass --calib SET)",
+                "recalibrate this model (statistics taken on it)",
             )
 
     # -- persistence --------------------------------------------------------------
@@ -226,7 +226,7 @@ class ActivationStats:
     def load(cls, path: str | Path) -> ActivationStats:
         path = Path(path)
         if not path.is_file():
-            raise CalibrationError(f"statistics file not found: {path}", "check the --stats path or recalibrate")
+            raise CalibrationError(f"statistics file not found: {path}", "check the path, or recalibrate")
         try:
             if path.suffix == ".safetensors":
                 with safe_open(str(path), framework="np") as handle:
@@ -245,7 +245,7 @@ class ActivationStats:
         except Exception as exc:
             raise CalibrationError(f"cannot read statistics file {path} ({exc})", "recalibrate to rewrite it") from None
         if meta_text is None:
-            raise CalibrationError(f"{path} holds no liteasr-export statistics", "pass a file written by --save-stats")
+            raise CalibrationError(f"{path} holds no liteasr-export statistics", "pass a file written by ActivationStats.save")
         meta = json.loads(meta_text)
         if meta.get("version") != FORMAT_VERSION:
             raise CalibrationError(
@@ -355,11 +355,13 @@ def collect_statistics(
     Raises :class:`DatasetError` when no utterance holds usable audio.
     """
     if max_samples is not None and max_samples < 1:
-        raise DatasetError(f"--calib-samples must be at least 1, got {max_samples}", "pass a positive number")
+        raise DatasetError(f"`max_samples` must be at least 1, got {max_samples}", "pass a positive number",
+                           field="max_samples")
     utterances = list(utterances)
     total = len(utterances) if max_samples is None else min(len(utterances), max_samples)
     if total == 0:
-        raise DatasetError("the calibration set is empty", "pass a calibration set with audio files (--calib)")
+        raise DatasetError("the calibration set is empty", "pass utterances with audio files",
+                           field="utterances")
     counts: dict[str, int] = {}
     with tqdm(total=total, desc="calibrating", unit="utt", disable=not progress) as bar:
         windows = utterance_windows(utterances, max_samples, all_windows, counts, lambda: bar.update(1))
@@ -367,7 +369,7 @@ def collect_statistics(
     if stats.n_windows == 0:
         raise DatasetError(
             f"the calibration set has no usable audio ({counts.get('skipped', 0)} files could not be read)",
-            "pass a set of readable wav/flac/ogg/mp3 files (--calib)",
+            "pass a set of readable wav/flac/ogg/mp3 files", field="utterances",
         )
     stats.n_utterances = counts["used"]
     stats.extra.update(skipped=counts["skipped"], all_windows=all_windows)

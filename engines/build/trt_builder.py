@@ -203,7 +203,8 @@ def _check_precision_support(precision: str) -> None:
         major, minor = torch.cuda.get_device_capability()
         if (major, minor) < (8, 0):
             raise EngineUnavailableError(f"bf16 engines need compute capability 8.0 or newer (this GPU has "
-                                         f"{major}.{minor})", "build with --fp16 or in fp32")
+                                         f"{major}.{minor})", "build with `precision=fp16` or in fp32",
+                                         field="precision")
 
 
 def build_engine(

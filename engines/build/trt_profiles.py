@@ -47,7 +47,8 @@ class ProfileOptions:
     def __post_init__(self) -> None:
         if self.max_batch < 1 or not 1 <= self.opt_batch <= self.max_batch:
             raise ExportError(f"TensorRT batch sizes need 1 <= opt ({self.opt_batch}) <= max ({self.max_batch})",
-                              "pass --max-batch 1 or more (ProfileOptions.opt_batch must lie between 1 and it)")
+                              "pass a `max_batch` of 1 or more (`opt_batch` must lie between 1 and it)",
+                              field="max_batch")
         if self.max_decoder_tokens < 2:
             raise ExportError(f"ProfileOptions.max_decoder_tokens must be >= 2, got {self.max_decoder_tokens}",
                               f"use the model's decoder context ({DEFAULT_MAX_DECODER_TOKENS} for Whisper)")

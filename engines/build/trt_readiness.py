@@ -243,6 +243,6 @@ def check_artifacts(artifacts_dir: str | Path, options: ProfileOptions = Profile
             f"graphs not ready for TensorRT {version}: "
             + " | ".join(f"{r.graph}: " + "; ".join(r.problems[:5]) + (" ..." if len(r.problems) > 5 else "")
                          for r in failing),
-            "re-export with --engine trt (it writes unfused attention and no custom operators), "
-            "or use --engine onnx for this folder")
+            "re-export with `engine=trt` (it writes unfused attention and no custom operators), "
+            "or use `engine=onnx` for this folder")
     return reports

@@ -90,7 +90,7 @@ class TrtEngine:
             problem = shape_problem(name, tuple(tensor.shape), self.profile[name])
             if problem:
                 raise ShapeError(f"{self.path.name}: {problem}",
-                                 "split the batch, or rebuild the engines with a larger --max-batch")
+                                 "split the batch, or rebuild the engines with a larger batch profile (liteasr-export --max-batch)")
             self.context.set_input_shape(name, tuple(tensor.shape))
             self.context.set_tensor_address(name, tensor.data_ptr() if tensor.numel() else self._placeholder.data_ptr())
             held.append(tensor)

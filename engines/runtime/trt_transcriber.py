@@ -119,8 +119,8 @@ class TrtTranscriber(WindowedTranscriber):
         if rows > decoder_batch:
             raise ArtifactError(f"the decoder engine takes at most {decoder_batch} rows, beam search or sampling "
                                 f"needs {rows} per window",
-                                f"pass --beam-size/--best-of <= {decoder_batch}, or rebuild the engines with "
-                                f"--max-batch {rows * 8}")
+                                f"pass `beam_size`/`best_of` <= {decoder_batch}, or rebuild the engines with a "
+                                f"larger batch profile (liteasr-export --max-batch {rows * 8})", field="settings")
         super().configure(settings)
         self.batch_size = max(1, min(self.requested_batch, self.encoder.max_dim("input_features", 0),
                                      decoder_batch // rows))

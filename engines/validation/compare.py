@@ -96,7 +96,7 @@ class ParityReport:
         if bad:
             raise ToleranceError(f"{self.artifact} ({self.precision}) fails parity: "
                                  + "; ".join(o.describe() for o in bad),
-                                 "check the export settings; rerun with --debug, or --no-validate to skip")
+                                 "check the export settings, or skip the check (`validate=False`)")
 
 
 def _polygraphy_quantile(name: str, reference: np.ndarray, actual: np.ndarray, quantile: float, atol: float):

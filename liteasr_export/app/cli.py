@@ -22,12 +22,13 @@ from calibration.datasets import resolve_set
 
 from liteasr_export.app.runners import ENGINES, TORCH_MODULES, open_runner
 from liteasr_export.core.decoding import DEFAULT_TEMPERATURES, SearchOptions
+from liteasr_export.core.choices import Choice, option_of
 from liteasr_export.core.errors import (DEBUG_ENV, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_TERMINATED,
-                     LiteASRError, RankError, UserNotice, require_extra)
+                     LiteASRError, Namer, RankError, UserNotice, plain_name, require_extra)
 from liteasr_export.core.evaluation import evaluate, with_references
 from liteasr_export.core.frontend import load_audio
 from liteasr_export.core.interrupts import Terminated, signals_as_interrupts
-from liteasr_export.app.export.options import ExportOptions
+from liteasr_export.app.export.options import ExportOptions, field_types
 from liteasr_export.core.output_formats import FORMATS, WRITERS, formats_of, output_path, write_atomic
 from liteasr_export.core.output_folder import path_problem
 from liteasr_export.app.export.preflight import (check_decoding_options, check_device, check_output_file, check_output_options,
@@ -37,7 +38,12 @@ from liteasr_export.core.windowed import TranscribeOptions
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with usage errors on one line (``--help`` shows the usage)."""
+    """argparse, with usage errors on one line (``--help`` shows the usage).
+    ``aliases``: library parameters the command passes its options to under
+    another name (``cache_dir``: ``ort_cache``), so that their errors show
+    the option's flag (:func:`flag_namer`)."""
+
+    aliases: dict[str, str] = {}
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}. See {self.prog} --help\n")
@@ -122,7 +128,7 @@ def _run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentPar
     except LiteASRError as exc:
         if args.debug:
             raise
-        print(f"{parser.prog}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{parser.prog}: error: {_one_line(exc.render(flag_namer(parser)))}", file=sys.stderr)
         return exc.exit_code
     except Terminated as exc:
         print(f"{parser.prog}: terminated ({exc})", file=sys.stderr)
@@ -144,8 +150,12 @@ def _run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentPar
             os.environ[DEBUG_ENV] = debug_env
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _debug(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    _debug(parser)
     parser.add_argument("--threads", type=_count, default=None, help="CPU threads for the backend")
 
 
@@ -201,7 +211,12 @@ def _settings(args: argparse.Namespace):
     return TranscribeOptions(search=search, timestamps=args.timestamps, language=args.language, task=args.task)
 
 
+#: the runtime's parameters that liteasr-transcribe, -eval and -serve fill from their options
+_RUNTIME_ALIASES = {"cache_dir": "ort_cache", "providers": "provider", "artifacts_dir": "artifacts"}
+
+
 def _backend_args(parser: argparse.ArgumentParser) -> None:
+    parser.aliases = _RUNTIME_ALIASES
     parser.add_argument("--engine", choices=list(ENGINES), default="torch", help="backend (default torch)")
     parser.add_argument("--model", type=_path, default=None,
                         help="bundled name (tiny.en, base) or model folder, for --engine torch")
@@ -228,7 +243,7 @@ def _check_backend_args(args: argparse.Namespace) -> None:
         require_extra("export", "--engine torch", TORCH_MODULES)
         check_device(args.device)
     if args.ort_cache is not None:
-        check_writable_folder(args.ort_cache, "--ort-cache")
+        check_writable_folder(args.ort_cache, "ort_cache")
     check_decoding_options(_settings(args), args.engine, _model(args), args.artifacts)
 
 
@@ -296,7 +311,7 @@ def _transcribe_on_ray(args: argparse.Namespace) -> int:
         raise LiteASRError("--ray needs a results file", "pass --output results.jsonl")
     args.engine = "onnx"
     _check_backend_args(args)
-    check_output_file(args.output, "--output", inputs=args.audio)
+    check_output_file(args.output, "output", inputs=args.audio)
     summary = transcribe_job(args.audio, args.output, args.artifacts, _settings(args), address=args.ray,
                              batch_size=args.batch_size, actors=args.actors, threads=args.threads or 1,
                              provider=args.provider, ort_cache=args.ort_cache, verify=args.verify,
@@ -433,6 +448,7 @@ def serve_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-audio-seconds", type=_positive_or_off, default=DEFAULT_MAX_AUDIO_SECONDS,
                         help="longest recording accepted, read from its header before decoding (default "
                              f"{DEFAULT_MAX_AUDIO_SECONDS:g}; off: no limit)")
+    parser.aliases = _RUNTIME_ALIASES
     parser.add_argument("--provider", default=None, help="ONNX Runtime providers in order, e.g. cuda,cpu (default cpu)")
     parser.add_argument("--ort-cache", type=_path, default=None,
                         help="folder for ONNX Runtime's optimized graphs (faster start)")
@@ -446,7 +462,7 @@ def _serve(args: argparse.Namespace) -> int:
     from liteasr_export.app.serve.service import ServiceConfig, run_service
 
     if args.ort_cache is not None:
-        check_writable_folder(args.ort_cache, "--ort-cache")
+        check_writable_folder(args.ort_cache, "ort_cache")
     check_decoding_options(_settings(args), "onnx", None, args.artifacts)
     threads = args.threads or max(1, round(args.replica_cpus))
     config = ServiceConfig(args.artifacts, _settings(args), max_batch_size=args.max_batch_size,
@@ -463,96 +479,103 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     return _run(_serve, serve_parser(), argv)
 
 
+#: the text readers of declared options (``Option.text``); others read their field's type
+_READERS: dict[str | None, Callable[[str], object]] = {"path": _path, "paths": _path_list, "count": _count}
+
+
+def _declared_arguments(parser: argparse.ArgumentParser, options: type) -> None:
+    """One argparse option per field of the dataclass ``options``, from its
+    declaration (:class:`~liteasr_export.core.choices.Option`): flags, help,
+    help section, choices (a :class:`Choice` field's values) and default."""
+    types = field_types(options)
+    parser.aliases = {fed: f.name for f in fields(options) for fed in option_of(f).feeds}  # type: ignore[attr-defined]
+    groups: dict[str | None, argparse._ActionsContainer] = {None: parser}
+    defaults = {}
+    for f in fields(options):
+        how = option_of(f)
+        if not how.cli:
+            continue
+        if how.group not in groups:
+            groups[how.group] = parser.add_argument_group(how.group)
+        where = groups[how.group]
+        if how.consts:
+            many = where.add_mutually_exclusive_group() if len(how.consts) > 1 else where
+            for flag, value, text in how.consts:
+                many.add_argument(flag, action="store_const", const=value, dest=f.name, help=text)
+        elif how.switch:
+            where.add_argument(how.switch, dest=f.name, action="store_false" if f.default else "store_true",
+                               help=how.help)
+        else:
+            kind = types[f.name]
+            choice = isinstance(kind, type) and issubclass(kind, Choice)
+            read = _READERS[how.text] if how.text else (str if choice else kind)
+            where.add_argument(*(how.flags or ("--" + f.name.replace("_", "-"),)), dest=f.name, type=read,
+                               help=how.help, **({"choices": kind.values()} if choice else {}), **how.extra)
+        if f.default is not MISSING and "default" not in how.extra:
+            defaults[f.name] = f.default
+    parser.set_defaults(**defaults)
+
+
 def export_parser() -> argparse.ArgumentParser:
+    """Built from :class:`ExportOptions`' declaration (flags, help, choices
+    and defaults declared once there), and ``--debug``."""
     parser = _Parser(
         prog="liteasr-export",
         description="Compress Whisper's encoder (LiteASR low-rank), export ONNX graphs, build engines, validate.",
     )
-    parser.add_argument("--model", type=_path, help="bundled name (tiny.en, base) or model folder (default tiny.en)")
-    parser.add_argument("--engine", choices=("onnx", "trt"), help="target runtime (default onnx)")
-    precision = parser.add_mutually_exclusive_group()
-    precision.add_argument("--fp16", action="store_const", const="fp16", dest="precision",
-                           help="fp16 encoder graph (float32 islands where activations overflow); the decoder graph "
-                                "stays float32, TensorRT builds both in fp16")
-    precision.add_argument("--bf16", action="store_const", const="bf16", dest="precision",
-                           help="--engine trt: bf16 engines (compute capability 8.0 or newer); the graphs stay float32")
-    precision.add_argument("--int8", action="store_const", const="int8", dest="precision", help="int8 MatMuls (ONNX Runtime CPU)")
-    parser.add_argument("--output", "-o", type=_path, default=None, help="output folder (default out/MODEL)")
-    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
-    comp = parser.add_argument_group("compression")
-    comp.add_argument("--no-compress", dest="compress", action="store_false", help="export the dense model")
-    comp.add_argument("--calib", type=_path_list,
-                      help="calibration sources, comma-separated, balanced per source: default (fotaq, asterisk and "
-                           "builtin, those installed), fotaq, asterisk, builtin, a folder of audio or a manifest")
-    comp.add_argument("--calib-samples", type=int, help="utterances drawn from each calibration source (default 48)")
-    comp.add_argument("--packing", choices=("single", "packed", "both"),
-                      help="calibrate on clips alone in their window, packed into full 30 s windows, or both (default)")
-    comp.add_argument("--augment",
-                      help="also calibrate on augmented copies: comma-separated speed, noise, band, gain, or all")
-    comp.add_argument("--policy", choices=("liteasr", "budget", "profile"), default=None,
-                      help="rank policy: budget (default: one parameter budget spent by measured error), liteasr "
-                           "(the published variance rule, --theta), profile (--ranks)")
-    comp.add_argument("--preset", choices=("acc", "plain", "fast"), help="named rank preset")
-    comp.add_argument("--theta", help="liteasr policy thresholds ATTN:MLP (default 0.99:0.999)")
-    comp.add_argument("--target-size", type=float,
-                      help="budget policy: encoder parameters as a fraction of dense "
-                           "(default 0.9; 0.975 for tiny-width encoders, d_model 384)")
-    comp.add_argument("--ranks", type=_file_path, help="profile policy: low_rank_config JSON file")
-    comp.add_argument("--shrinkage", type=float,
-                      help="blend each output covariance with the weights' own spectrum (0..1) so a narrow "
-                           "calibration set cannot collapse a rank")
-    comp.add_argument("--probe-windows", type=int,
-                      help="budget policy: measure each matrix's effect on the encoder output on N calibration "
-                           "windows and weigh the budget by it (default 12; 0: spectra alone)")
-    comp.add_argument("--compensate", type=int,
-                      help="refit the factors layer by layer to the dense outputs on N calibration windows (0: off)")
-    comp.add_argument("--refine", type=int,
-                      help="distill the factors from the dense encoder for N steps on calibration audio (0: off)")
-    comp.add_argument("--refine-windows", type=int, help="calibration windows used by --refine (default 64)")
-    comp.add_argument("--target-wer-increase", type=float,
-                      help="search the smallest encoder (budget policy) whose WER rises at most this many points "
-                           "on the check sets")
-    comp.add_argument("--stats", type=_file_path, help="reuse saved calibration statistics")
-    comp.add_argument("--save-stats", type=_file_path, help="also save the statistics here (.safetensors/.npz)")
-    comp.add_argument("--cache-dir", type=_file_path, help="statistics cache (default ~/.cache/liteasr-export)")
-    graphs = parser.add_argument_group("graphs and engines")
-    graphs.add_argument("--attention", choices=("auto", "fused", "unfused"),
-                        help="reduced attention as one fused node, or MatMul-Softmax-MatMul")
-    graphs.add_argument("--no-frontend-graph", dest="frontend_graph", action="store_false", help="skip frontend.onnx")
-    graphs.add_argument("--build-script", action="store_true", help="--engine trt: write trtexec commands instead of building")
-    graphs.add_argument("--max-batch", type=int, dest="trt_max_batch", help="TensorRT profile max batch")
-    val = parser.add_argument_group("validation")
-    val.add_argument("--no-validate", dest="validate", action="store_false", help="skip parity and WER")
-    val.add_argument("--eval", dest="eval_set", type=_path, help="evaluation set for WER (default builtin)")
-    val.add_argument("--eval-limit", type=int, help="evaluate only the first N utterances")
-    val.add_argument("--parity-clips", type=int, help="clips used for numerical parity (default 2)")
-    val.add_argument("--gate-sets", type=_path_list,
-                     help="check sets besides --eval: default (fotaq-eval, asterisk-eval and a long recording, those "
-                          "installed), a comma-separated list, or none")
-    val.add_argument("--gate-clips", type=int, help="clips drawn from each built-in check set (default 150)")
-    val.add_argument("--max-wer-increase", type=float,
-                     help="quality gate: refuse the export when WER rises more than this many points on a set (default 1.0)")
-    val.add_argument("--max-disagreement", type=float,
-                     help="quality gate on sets without references: the most %% of the dense transcript's words that may "
-                          "differ (default 10)")
-    val.add_argument("--allow-degradation", action="store_true",
-                     help="write an export that fails the quality gate, marked as degraded in the manifest and report")
-    parser.add_argument("--device", help="torch device for calibration and reference (cpu, cuda)")
-    parser.add_argument("--ray", nargs="?", const=LOCAL, default=None, metavar="ADDR",
-                        help="compute the calibration statistics with Ray Data: on a local Ray instance, or on the "
-                             "cluster at ADDR (auto, ray://HEAD:10001); needs the [serve] extra")
-    parser.add_argument("--quiet", dest="progress", action="store_false", help="no progress output")
-    parser.add_argument("--language", help="language of the model's prompt (multilingual models; default en)")
-    _common(parser)
-    # defaults are ExportOptions' own (declared once); --policy stays None
-    # unless given, so that --preset can refuse it
-    parser.set_defaults(**{k: v for k, v in export_defaults().items() if k != "policy"})
+    _declared_arguments(parser, ExportOptions)
+    _debug(parser)
     return parser
 
 
 def export_defaults() -> dict:
     """Every ``liteasr-export`` option's default, read from :class:`ExportOptions`."""
     return {f.name: f.default for f in fields(ExportOptions) if f.default is not MISSING}
+
+
+def _flags(parser: argparse.ArgumentParser) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """A command line's flags by the field (argparse ``dest``) they set: the
+    flag that takes a value, and the flags that set one value each (``--fp16``:
+    ``precision=fp16``, ``--no-validate``: ``validate=False``)."""
+    takes: dict[str, str] = {}
+    sets: dict[str, dict[str, str]] = {}
+    for action in parser._actions:
+        longs = [s for s in action.option_strings if s.startswith("--")]
+        if not longs or action.dest == "help":
+            continue
+        if isinstance(action, argparse.BooleanOptionalAction):
+            sets.setdefault(action.dest, {}).update({"True": longs[0], "False": longs[1]})
+        elif isinstance(action, argparse._StoreConstAction):  # store_true and store_false too
+            sets.setdefault(action.dest, {})[str(action.const)] = longs[0]
+        else:
+            takes.setdefault(action.dest, longs[0])
+    return takes, sets
+
+
+def field_flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """field -> how the command line names it (``eval_limit``: ``--eval-limit``)."""
+    takes, sets = _flags(parser)
+    named = {**{name: "/".join(flags.values()) for name, flags in sets.items()}, **takes}
+    return {**{alias: named[field] for alias, field in getattr(parser, "aliases", {}).items()}, **named}
+
+
+def flag_namer(parser: argparse.ArgumentParser) -> Namer:
+    """Writes the parameters an error names (:meth:`LiteASRError.render`) as
+    this command line's flags: ``target_size`` -> ``--target-size``,
+    ``language=de`` -> ``--language de``, ``validate=False`` -> ``--no-validate``."""
+    takes, sets = _flags(parser)
+    aliases = getattr(parser, "aliases", {})
+
+    def name(field: str, value: str | None) -> str:
+        field = aliases.get(field, field)
+        if value is not None and value in sets.get(field, {}):
+            return sets[field][value]
+        if field in takes:
+            return takes[field] if value is None else f"{takes[field]} {value}"
+        if field in sets and value is None:
+            return "/".join(sets[field].values())
+        return plain_name(field, value)
+    return name
 
 
 def _check_preset(args: argparse.Namespace) -> None:
@@ -573,9 +596,10 @@ def _export(args: argparse.Namespace) -> int:
     from liteasr_export.app.export.pipeline import run_export  # torch and transformers: only an export needs them, not transcribe or eval
 
     _check_preset(args)
-    if args.policy is None:
-        args.policy = export_defaults()["policy"]
-    values = {k: v for k, v in vars(args).items() if k in ExportOptions.__dataclass_fields__}
+    defaults = export_defaults()
+    # an option left out (None) that the command line does not default (--policy) takes the declared default
+    values = {k: v for k, v in vars(args).items()
+              if k in ExportOptions.__dataclass_fields__ and (v is not None or defaults.get(k) is None)}
     values["output"] = Path(args.output or Path("out") / Path(str(args.model)).name)
     result = run_export(ExportOptions(**values))
     summary = result.summary

@@ -26,11 +26,15 @@ temperatures fail, the choice among the attempts follows faster-whisper.
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
+
+from liteasr_export.core.choices import check_value
+from liteasr_export.core.errors import LiteASRError
 
 #: openai-whisper's sample_len: at most this many new tokens per 30 s window
 DEFAULT_MAX_NEW_TOKENS = 224
@@ -526,6 +530,24 @@ class SearchOptions:
         """These search settings decoded once at temperature 0, every window kept."""
         return replace(self, temperatures=(0.0,), compression_ratio_threshold=None,
                        logprob_threshold=None, no_speech_threshold=None)
+
+    def check(self) -> None:
+        """Every number in range; an error names the field (``beam_size``)."""
+        check_value(self.beam_size, "beam_size", "count")
+        check_value(self.best_of, "best_of", "count")
+        if not (isinstance(self.patience, (int, float)) and math.isfinite(self.patience) and self.patience > 0):
+            raise LiteASRError(f"`patience` must be a number > 0, got {self.patience!r}", "pass 1.0 (the default)",
+                               field="patience")
+        if self.length_penalty is not None and not (math.isfinite(self.length_penalty)
+                                                    and 0 <= self.length_penalty <= 1):
+            raise LiteASRError(f"`length_penalty` must lie between 0 and 1, got {self.length_penalty!r}",
+                               "pass an ALPHA in [0, 1], or leave it out to divide by the length",
+                               field="length_penalty")
+        if not self.temperatures or self.temperatures[0] != 0:
+            raise LiteASRError(f"the first fallback temperature must be 0, got {list(self.temperatures)}",
+                               "start `temperatures` with 0 (greedy or beam search), e.g. 0,0.2,0.4",
+                               field="temperatures")
+        check_value(self.seed, "seed", "count_or_zero")
 
     @property
     def max_rows(self) -> int:

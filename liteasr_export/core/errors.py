@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Iterable
+from typing import Callable
 
 #: exit codes of the three command-line programs (the README has the table)
 EXIT_OK = 0
@@ -36,15 +38,70 @@ class UserNotice(UserWarning):
     where the libraries' own warnings show only with ``--debug``."""
 
 
+#: how a message names what the library was given: ```name``` (a parameter,
+#: or a field of an options dataclass) or ```name=value``` (that parameter
+#: set to that value); see :meth:`LiteASRError.render`
+NAMED = re.compile(r"(?<!`)`([A-Za-z_][A-Za-z0-9_]*)(?:=([^`]*))?`(?!`)")
+
+#: names a parameter in a message: (name, value or None) -> text
+Namer = Callable[[str, "str | None"], str]
+
+
+def plain_name(name: str, value: str | None) -> str:
+    """How the library itself writes a named parameter: ``target_size``,
+    ``force=True``."""
+    return name if value is None else f"{name}={value}"
+
+
+def named(text: str) -> list[str]:
+    """The parameter names a message template marks, in order."""
+    return [m.group(1) for m in NAMED.finditer(text)]
+
+
 class LiteASRError(Exception):
-    """Base class: ``problem`` says what is wrong, ``fix`` what to do about it."""
+    """Base class: ``problem`` says what is wrong, ``fix`` what to do about it.
+
+    A message names what the library was given, not a command line's flag:
+    the templates mark parameters as ```target_size``` or ```force=True```,
+    ``field`` is the parameter (or options field) the problem is about, and
+    :meth:`render` writes the marked names, as the library does
+    (``target_size``, ``force=True``) or, for a command line, as its flags
+    (``--target-size``, ``--force``). ``problem`` and ``fix`` hold the
+    library's wording."""
 
     exit_code = EXIT_BAD_INPUT
 
-    def __init__(self, problem: str, fix: str = "") -> None:
-        self.problem = problem
-        self.fix = fix
-        super().__init__(f"{problem}. {fix}".strip() if fix else problem)
+    def __init__(self, problem: str, fix: str = "", *, field: str | None = None) -> None:
+        super().__init__()
+        self._say(problem, fix, field)
+
+    def _say(self, problem: str, fix: str, field: str | None) -> None:
+        self.template = (problem, fix)
+        self.field = field
+        self.problem, self.fix = (NAMED.sub(lambda m: plain_name(m.group(1), m.group(2)), t) for t in self.template)
+        self.args = (self.render(),)
+
+    def given_as(self, field: str, fix: str | None = None) -> "LiteASRError":
+        """This error, said about the caller's parameter ``field`` (named
+        first, unless the message names it already) and with the caller's
+        ``fix`` when given: a caller that passed a value on to a function
+        under another name makes that function's error name its own."""
+        problem = self.template[0]
+        if field not in named(" ".join(self.template)):
+            problem = f"`{field}`: {problem}"
+        self._say(problem, self.template[1] if fix is None else fix, field)
+        return self
+
+    @property
+    def fields(self) -> list[str]:
+        """Every parameter the error is about or names: ``field`` first."""
+        names = [self.field] if self.field else []
+        return names + [n for n in named(" ".join(self.template)) if n not in names]
+
+    def render(self, name: Namer = plain_name) -> str:
+        """The one-line message, each marked parameter written by ``name``."""
+        problem, fix = (NAMED.sub(lambda m: name(m.group(1), m.group(2)), t) for t in self.template)
+        return f"{problem}. {fix}".strip() if fix else problem
 
 
 class ModelSourceError(LiteASRError):
@@ -110,7 +167,6 @@ class MissingExtraError(EngineUnavailableError):
         fix = f"pip install 'liteasr-export[{extra}]'"
         super().__init__(problem, fix)
         self.extra = extra
-        self.args = (f"{problem}: {fix}",)
 
 
 #: the extras a command may need (pyproject.toml's optional dependencies):
@@ -153,7 +209,7 @@ class QualityGateError(LiteASRError):
 
     exit_code = EXIT_QUALITY
 
-    def __init__(self, problem: str, fix: str = "", gate: dict | None = None) -> None:
-        super().__init__(problem, fix)
+    def __init__(self, problem: str, fix: str = "", gate: dict | None = None, *, field: str | None = None) -> None:
+        super().__init__(problem, fix, field=field)
         self.gate = gate
 

@@ -150,7 +150,8 @@ def verify_files(root: str | os.PathLike[str], expected: dict[str, str], files: 
         want = expected.get(rel)
         if not isinstance(want, str):
             raise ArtifactError(f"{root}/manifest.json records no sha256 for {rel}",
-                                "re-export the folder with liteasr-export, or pass --no-verify to skip the check")
+                                "re-export the folder with liteasr-export, or pass `verify=False` to skip the check",
+                                field="verify")
         st = (root / rel).stat()
         seen = {**_identity(st), "sha256": want}
         if stamp.get(rel) == seen:
@@ -160,7 +161,7 @@ def verify_files(root: str | os.PathLike[str], expected: dict[str, str], files: 
         if got != want:
             raise IntegrityError(f"{root / rel} is corrupt or was modified: its sha256 is {got[:12]}..., "
                                  f"manifest.json records {want[:12]}...",
-                                 "copy the folder again or re-export it (--no-verify skips this check)")
+                                 "copy the folder again or re-export it (`verify=False` skips this check)", field="verify")
         out[rel] = got
         if now - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 > RACY_SECONDS:
             stamp[rel] = seen

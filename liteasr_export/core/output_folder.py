@@ -78,19 +78,20 @@ def _too_long(path: str | os.PathLike[str]) -> str:
             "(most file systems take 255 bytes per name)")
 
 
-def check_output_file(path: str | os.PathLike[str], option: str, inputs: Iterable[str | os.PathLike[str]] = (),
+def check_output_file(path: str | os.PathLike[str], name: str, inputs: Iterable[str | os.PathLike[str]] = (),
                       folder: bool = True) -> None:
     """A file this tool writes can go to ``path``: the file system takes the
     name, no folder is there, it is none of ``inputs`` (no input is ever
     written over) and (``folder``) its folder exists or can be created and
-    is writable. The one check of every output file; changes nothing on disk."""
+    is writable. The one check of every output file; changes nothing on disk.
+    Errors name the parameter ``name`` (``save_stats``), whose path it is."""
     path = Path(path)
     problem = path_problem(path)
     if problem:
-        raise OutputError(f"{option}: cannot write {problem}")
+        raise OutputError(f"`{name}`: cannot write {problem}", field=name)
     if path.is_dir():
-        raise OutputError(f"{option}: {_short(path)} is a folder, and a file would be written there",
-                          f"move that folder away, or choose another {option}")
+        raise OutputError(f"`{name}`: {_short(path)} is a folder, and a file would be written there",
+                          f"move that folder away, or choose another `{name}`", field=name)
     if path.exists():
         target = path.stat()
         for item in inputs:
@@ -99,30 +100,31 @@ def check_output_file(path: str | os.PathLike[str], option: str, inputs: Iterabl
             except OSError:
                 continue
             if same:
-                raise OutputError(f"{option}: writing {_short(path)} would replace the input {_short(item)}",
-                                  f"choose another {option}, or rename the input")
+                raise OutputError(f"`{name}`: writing {_short(path)} would replace the input {_short(item)}",
+                                  f"choose another `{name}`, or rename the input", field=name)
     if folder:
-        check_writable_folder(path.parent, option)
+        check_writable_folder(path.parent, name)
 
 
-def check_writable_folder(folder: str | os.PathLike[str], option: str) -> None:
+def check_writable_folder(folder: str | os.PathLike[str], name: str) -> None:
     """``folder`` exists as a folder or can be created, and files can be
     written in it (probed with a temporary file, as root ignores mode bits)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{option}: {folder} is a file, not a folder", f"choose another {option}")
+        raise OutputError(f"`{name}`: {folder} is a file, not a folder", f"choose another `{name}`", field=name)
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise OutputError(f"{option}: cannot create {folder}, {existing} is a file", f"choose another {option}")
+        raise OutputError(f"`{name}`: cannot create {folder}, {existing} is a file", f"choose another `{name}`", field=name)
     try:
         fd, probe = tempfile.mkstemp(dir=existing, prefix=".liteasr-probe-")
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise OutputError(f"{option}: cannot write in {existing} ({exc.strerror})",
-                          f"choose a {option} on a writable file system, in a folder you may write") from None
+        raise OutputError(f"`{name}`: cannot write in {existing} ({exc.strerror})",
+                          f"choose a `{name}` on a writable file system, in a folder you may write",
+                          field=name) from None
 
 
 def is_export_folder(path: Path) -> bool:
@@ -139,20 +141,21 @@ def _is_empty_dir(path: Path) -> bool:
 
 
 def check_output(out: Path, force: bool) -> None:
-    """Refuse an ``--output`` that must not be replaced, and probe that the
+    """Refuse an ``output`` folder that must not be replaced, and probe that the
     folder that will hold it can be written. Changes nothing on disk."""
     out = Path(out)
     if out.exists() or out.is_symlink():
         if not out.is_dir():
-            raise OutputError(f"--output {out} is a file, not a folder",
-                              "choose another --output (liteasr-export never replaces a file)")
+            raise OutputError(f"`output` {out} is a file, not a folder",
+                              "choose another `output` (liteasr-export never replaces a file)", field="output")
         if not force:
-            raise OutputError(f"output folder {out} exists", "pass --force to replace it, or choose another --output")
+            raise OutputError(f"output folder {out} exists", "pass `force=True` to replace it, or choose another "
+                              "`output`", field="output")
         if not (is_export_folder(out) or _is_empty_dir(out)):
             raise OutputError(f"{out} is not a liteasr-export output (it has no manifest.json written by this tool), "
-                              "and --force replaces only those",
-                              "choose another --output, or move that folder away yourself")
-    check_writable_folder(out.parent, "--output")
+                              "and `force=True` replaces only those",
+                              "choose another `output`, or move that folder away yourself", field="output")
+    check_writable_folder(out.parent, "output")
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -227,7 +230,7 @@ class OutputFolder:
                 lock.acquire()
             except Timeout:
                 raise OutputBusyError(f"another liteasr-export is writing {self.out}",
-                                      "wait for it to finish, or choose another --output") from None
+                                      "wait for it to finish, or choose another `output`", field="output") from None
             self._lock = lock
             self._recover()
             check_output(self.out, self.force)  # again, now that nobody else can change it

@@ -21,18 +21,18 @@ N_TIMESTAMPS = 1501
 def check_language(tokenizer: "WhisperTokenizer", language: str | None, task: str = "transcribe") -> None:
     """``language`` (a code, or None/"auto" for detection) and ``task`` suit the model."""
     if task not in TASKS:
-        raise ModelSourceError(f"unknown task {task!r}", "use --task transcribe or --task translate")
+        raise ModelSourceError(f"unknown `task` {task!r}", "use `task=transcribe` or `task=translate`", field="task")
     if not tokenizer.is_multilingual:
         if language not in (None, "auto", "en"):
-            raise ModelSourceError(f"this is an English-only model: it cannot transcribe --language {language}",
-                                   "use a multilingual model (e.g. --model base) or --language en")
+            raise ModelSourceError(f"this is an English-only model: it cannot transcribe `language={language}`",
+                                   "use a multilingual model (e.g. `model=base`) or `language=en`", field="language")
         if task == "translate":
-            raise ModelSourceError("this is an English-only model: it cannot --task translate",
-                                   "use a multilingual model (e.g. --model base)")
+            raise ModelSourceError("this is an English-only model: it cannot `task=translate`",
+                                   "use a multilingual model (e.g. `model=base`)", field="task")
         return
     if language not in (None, "auto") and language not in tokenizer.language_ids:
         raise ModelSourceError(f"unknown language code {language!r}",
-                               f"use auto or one of {', '.join(sorted(tokenizer.language_ids))}")
+                               f"use auto or one of {', '.join(sorted(tokenizer.language_ids))}", field="language")
 
 
 class WhisperTokenizer:

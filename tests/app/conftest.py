@@ -4,6 +4,7 @@ the module ends) and free TCP ports."""
 
 from __future__ import annotations
 
+import ast
 import os
 import socket
 
@@ -39,3 +40,18 @@ def _free_port() -> int:
 def free_port():
     """Factory: ``free_port()``, a TCP port on 127.0.0.1 that nothing listens on now."""
     return _free_port
+
+
+def _docstring_nodes(tree: ast.AST) -> set[int]:
+    """ids of the docstring constants of a parsed module (module, class and
+    function docstrings), which the scans of messages skip."""
+    return {id(node.body[0].value) for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+
+
+@pytest.fixture
+def docstring_nodes():
+    """The function that finds a parsed module's docstrings (for the tests that
+    scan the packages' string literals)."""
+    return _docstring_nodes

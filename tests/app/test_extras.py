@@ -19,8 +19,8 @@ from liteasr_export.core.errors import (EXIT_BAD_INPUT, EXTRAS, EngineUnavailabl
                                         require_extra)
 
 REPO = Path(__file__).resolve().parents[2]
-EXPORT_LINE = "needs the export extra (torch, transformers, onnx): pip install 'liteasr-export[export]'"
-SERVE_LINE = "needs the serve extra (Ray): pip install 'liteasr-export[serve]'"
+EXPORT_LINE = "needs the export extra (torch, transformers, onnx). pip install 'liteasr-export[export]'"
+SERVE_LINE = "needs the serve extra (Ray). pip install 'liteasr-export[serve]'"
 
 
 def _missing(monkeypatch, *modules: str) -> None:

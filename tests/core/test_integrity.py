@@ -71,7 +71,7 @@ def test_export_records_every_loaded_file(random_artifacts):
 
 def test_corrupted_graph_is_refused(artifacts, corrupt_weights):
     corrupt_weights(artifacts / "encoder.onnx")
-    with pytest.raises(IntegrityError, match=r"encoder\.onnx is corrupt or was modified.*--no-verify"):
+    with pytest.raises(IntegrityError, match=r"encoder\.onnx is corrupt or was modified.*verify=False"):
         OnnxTranscriber(artifacts)
     OnnxTranscriber(artifacts, verify=False).transcribe(np.zeros(16000, np.float32))  # the check is what refused it
 
@@ -179,7 +179,7 @@ def test_manifest_without_checksums_is_refused(artifacts):
     data = json.loads((artifacts / "manifest.json").read_text())
     del data["sha256"]
     (artifacts / "manifest.json").write_text(json.dumps(data))
-    with pytest.raises(ArtifactError, match="records no sha256 for .*--no-verify"):
+    with pytest.raises(ArtifactError, match="records no sha256 for .*verify=False"):
         OnnxTranscriber(artifacts)
 
 

@@ -28,7 +28,7 @@ from liteasr_export.model.compression import sensitivity
 from liteasr_export.core.cache import cache_root
 from liteasr_export.model.compression.compensation import compensate
 from liteasr_export.model.compression.compressor import compress, compute_spectra
-from liteasr_export.core.errors import DatasetError
+from liteasr_export.core.errors import CalibrationError, DatasetError
 from liteasr_export.core.frontend import load_audio, log_mel, split_windows
 from liteasr_export.core.integrity import sha256_file
 from liteasr_export.app.export.options import ExportOptions
@@ -54,11 +54,14 @@ def _stats_cache_key(fingerprint: str, mix, opts: ExportOptions) -> str:
 
 
 def calibrate(loaded, opts: ExportOptions, progress_note: Note = print):
-    """Statistics from ``--stats``, from the cache, or by calibrating on the
-    mix ``--calib`` names (then cached). Returns the statistics and a note."""
+    """Statistics from ``opts.stats``, from the cache, or by calibrating on
+    the mix ``opts.calib`` names (then cached). Returns the statistics and a note."""
     if opts.stats is not None:
-        stats = ActivationStats.load(opts.stats)
-        stats.check_matches(loaded.model)
+        try:
+            stats = ActivationStats.load(opts.stats)
+            stats.check_matches(loaded.model)
+        except CalibrationError as exc:
+            raise exc.given_as("stats") from None
         return stats, "loaded from " + str(opts.stats)
     per_source = opts.calib_samples or DEFAULT_PER_SOURCE
     mix = resolve_mix(opts.calib, "calib", per_source)
@@ -84,7 +87,7 @@ def calibrate(loaded, opts: ExportOptions, progress_note: Note = print):
         stats = collect_window_statistics(loaded.model, windows, device=opts.device, source=opts.calib)
     if stats.n_windows == 0:
         raise DatasetError(f"the calibration set {opts.calib!r} has no usable audio ({summary.skipped} files "
-                           "could not be read)", "pass a set of readable wav/flac/ogg/mp3 files (--calib)")
+                           "could not be read)", "pass a set of readable wav/flac/ogg/mp3 files (`calib`)", field="calib")
     stats.n_utterances = sum(len(s.utterances) for s in mix.sources) - summary.skipped
     stats.extra.update(mix=mix.describe(), window_summary=summary.to_dict(), packing=opts.packing,
                        augment=list(augmenter.kinds) if augmenter else [])

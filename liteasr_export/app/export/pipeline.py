@@ -30,12 +30,12 @@ from exporters import artifacts
 from liteasr_export.model import sources
 from liteasr_export.app.export.compression_stage import (calibrate, compress_model, options_policy, overflow_check_features,
                                 search_compression, select_spectra, size_steps)
-from liteasr_export.core.errors import LiteASRError, QualityGateError
+from liteasr_export.core.errors import QualityGateError
 from liteasr_export.core.integrity import checksums
 from liteasr_export.core.interrupts import pause_point
 from liteasr_export.model.lite_whisper import save_lite_whisper
 from liteasr_export.core.manifest import load_manifest, update_manifest
-from liteasr_export.app.export.options import PRECISIONS, ExportOptions
+from liteasr_export.app.export.options import ExportOptions
 from liteasr_export.core.output_folder import OutputFolder
 from liteasr_export.app.export.preflight import check_export_options
 from liteasr_export.app.export.quality_stage import gate_checks, validate
@@ -93,18 +93,7 @@ class _Stages:
 
 def _check_options(opts: ExportOptions) -> None:
     """Refuse bad settings before any work is done."""
-    if opts.precision not in PRECISIONS:
-        raise LiteASRError(f"unknown precision {opts.precision!r}", "use --fp16, --bf16, --int8 or neither (fp32)")
-    if opts.engine not in ("onnx", "trt"):
-        raise LiteASRError(f"unknown engine {opts.engine!r}", "use --engine onnx or --engine trt")
-    if opts.precision == "bf16" and opts.engine != "trt":
-        raise LiteASRError("--bf16 is a TensorRT engine precision (ONNX Runtime's CPU provider has no bf16 kernels)",
-                           "use --engine trt --bf16, or --fp16 for ONNX Runtime")
-    if opts.engine == "trt" and opts.precision == "int8":
-        raise LiteASRError("--int8 is the ONNX Runtime CPU quantization", "use --engine trt --fp16, or --engine onnx --int8")
-    if opts.engine == "trt" and opts.attention == "fused":
-        raise LiteASRError("TensorRT cannot import the fused com.microsoft attention node",
-                           "use --attention unfused (the default for --engine trt)")
+    opts.check()
     if opts.engine == "trt" and not opts.build_script:
         require_tensorrt()  # fails now, with what is missing, not after the export
 
@@ -272,9 +261,10 @@ def run_export(opts: ExportOptions) -> ExportResult:
             raise QualityGateError(
                 f"quality gate failed: {gate.failures[0]}"
                 + (f" (and {len(gate.failures) - 1} more)" if len(gate.failures) > 1 else ""),
-                "nothing was written; try a larger --target-size, --refine 200, --target-wer-increase "
-                f"{opts.max_wer_increase:g} (the smallest encoder that passes), or --allow-degradation to write it anyway",
-                gate=validation["quality"],
+                "nothing was written; try a larger `target_size`, `refine=200`, "
+                f"`target_wer_increase={opts.max_wer_increase:g}` (the smallest encoder that passes), or "
+                "`allow_degradation=True` to write it anyway",
+                gate=validation["quality"], field="max_wer_increase",
             )
         summary = {
             "precision": opts.precision,

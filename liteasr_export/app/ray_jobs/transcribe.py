@@ -199,7 +199,8 @@ def transcribe_job(inputs: list[str], output: str | os.PathLike[str], artifacts:
     utterances = job_inputs(inputs)
     output = Path(output)
     if output.is_dir():
-        raise LiteASRError(f"--output {output} is a folder", "name a results file, e.g. --output results.jsonl")
+        raise LiteASRError(f"`output` {output} is a folder", "name a results file, e.g. `output=results.jsonl`",
+                           field="output")
     output.parent.mkdir(parents=True, exist_ok=True)
     manifest = load_artifacts(artifacts)
     if verify:

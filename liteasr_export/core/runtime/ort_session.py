@@ -121,7 +121,7 @@ def create_session(
     if optimization not in OPTIMIZATION_LEVELS:
         raise ValueError(f"optimization must be one of {OPTIMIZATION_LEVELS}, got {optimization!r}")
     if threads is not None and threads < 1:
-        raise LiteASRError(f"threads must be >= 1, got {threads}", "pass --threads 1 or more")
+        raise LiteASRError(f"`threads` must be >= 1, got {threads}", "pass 1 or more", field="threads")
     providers = resolve_providers(providers)
     missing = [p for p in providers if p not in ort.get_available_providers()]
     if missing:
@@ -142,7 +142,7 @@ def create_session(
             os.close(fd)
         except OSError as exc:
             raise OutputError(f"cannot write the ONNX Runtime cache in {cache_dir} ({exc.strerror})",
-                              "pass a writable folder to --ort-cache, or leave it out") from None
+                              "give `cache_dir` a writable folder, or leave it out", field="cache_dir") from None
         options.optimized_model_filepath = staged
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)

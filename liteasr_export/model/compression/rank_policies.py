@@ -123,14 +123,14 @@ def parse_theta(text: str | float) -> tuple[float, float]:
     try:
         values = [float(p) for p in parts]
     except ValueError:
-        raise RankError(f"cannot read theta {text!r}", "write it as A:M, e.g. 0.99:0.999") from None
+        raise RankError(f"cannot read theta {text!r}", "write it as A:M, e.g. 0.99:0.999", field="theta") from None
     if len(values) == 1:
         values *= 2
     if len(values) != 2:
-        raise RankError(f"theta {text!r} has {len(parts)} parts", "write it as A:M, e.g. 0.99:0.999")
+        raise RankError(f"theta {text!r} has {len(parts)} parts", "write it as A:M, e.g. 0.99:0.999", field="theta")
     for value in values:
         if not (0.0 < value <= 1.0) or math.isnan(value):
-            raise RankError(f"theta {value} is outside (0, 1]", "use thresholds such as 0.99:0.999")
+            raise RankError(f"`theta` {value} is outside (0, 1]", "use thresholds such as 0.99:0.999", field="theta")
     return values[0], values[1]
 
 
@@ -212,7 +212,8 @@ class BudgetPolicy:
 
     def __post_init__(self) -> None:
         if not isinstance(self.target_size, (int, float)) or not (0.0 < self.target_size <= 1.0):
-            raise RankError(f"target size {self.target_size} is outside (0, 1]", "pass a fraction such as 0.6")
+            raise RankError(f"`target_size` {self.target_size} is outside (0, 1]",
+                            "give a fraction of the dense size, such as 0.6", field="target_size")
         if self.metric not in ("params", "flops"):
             raise RankError(f"unknown budget metric {self.metric!r}", "use params or flops")
         if self.weights not in WEIGHTINGS:
@@ -240,9 +241,9 @@ class BudgetPolicy:
         if budget + fixed < smallest - 0.5:
             dense = encoder_cost(config, None, self.metric)
             raise RankError(
-                f"target size {self.target_size} is below the smallest reachable encoder "
+                f"`target_size` {self.target_size} is below the smallest reachable encoder "
                 f"({smallest / dense:.3f} of dense {self.metric})",
-                f"pass --target-size {math.ceil(smallest / dense * 100) / 100:.2f} or more",
+                f"pass `target_size={math.ceil(smallest / dense * 100) / 100:.2f}` or more", field="target_size",
             )
 
         def pick(mu: float) -> list[int]:
@@ -324,7 +325,7 @@ class ProfilePolicy:
         (a lite-whisper ``config.json``)."""
         path = Path(path)
         if not path.is_file():
-            raise RankError(f"rank profile not found: {path}", "check the --ranks path")
+            raise RankError(f"rank profile not found: {path}", "check the path", field="path")
         try:
             data = json.loads(path.read_text())
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -360,20 +361,20 @@ def make_policy(
     preset: str | None = None,
     config=None,
 ) -> RankPolicy:
-    """Build a policy from CLI-style settings (``--policy``, ``--theta``,
-    ``--target-size``, ``--ranks``) or a named preset; ``config`` (the
+    """Build a policy from its settings (``policy``, ``theta``,
+    ``target_size``, ``ranks``; errors name them) or a named preset; ``config`` (the
     model's ``WhisperConfig``) picks the default size (:func:`default_target_size`)."""
     if preset is not None:
         if preset not in PRESETS:
-            raise RankError(f"unknown preset {preset!r}", f"use one of {', '.join(PRESETS)}")
+            raise RankError(f"unknown preset {preset!r}", f"use one of {', '.join(PRESETS)}", field="preset")
         settings = PRESETS[preset]
         policy, theta, target_size = settings["policy"], settings.get("theta", theta), settings.get("target_size")
     elif theta is not None and policy != "liteasr":
-        raise RankError(f"--theta is a threshold of the liteasr policy, not of {policy}",
-                        "add --policy liteasr, or drop --theta")
+        raise RankError(f"`theta` is a threshold of the liteasr policy, not of {policy}",
+                        "add `policy=liteasr`, or drop `theta`", field="theta")
     elif target_size is not None and policy != "budget":
-        raise RankError(f"--target-size sets the budget policy's size, not the {policy} policy's",
-                        "add --policy budget (the default), or drop --target-size")
+        raise RankError(f"`target_size` sets the budget policy's size, not the {policy} policy's",
+                        "add `policy=budget` (the default), or drop `target_size`", field="target_size")
     if policy == "liteasr":
         attn, mlp = parse_theta(theta if theta is not None else "0.99:0.999")
         return LiteASRPolicy(attn, mlp)
@@ -382,6 +383,10 @@ def make_policy(
                             metric=metric)
     if policy == "profile":
         if ranks is None:
-            raise RankError("the profile policy needs a rank file", "pass --ranks FILE (a low_rank_config JSON)")
-        return ProfilePolicy.from_file(ranks)
-    raise RankError(f"unknown rank policy {policy!r}", "use liteasr, budget or profile")
+            raise RankError("the profile policy needs a rank file", "pass `ranks` FILE (a low_rank_config JSON)",
+                            field="ranks")
+        try:
+            return ProfilePolicy.from_file(ranks)
+        except RankError as exc:
+            raise exc.given_as("ranks") from None
+    raise RankError(f"unknown rank policy {policy!r}", "use liteasr, budget or profile", field="policy")

@@ -77,7 +77,8 @@ def search_target_size(
     so the report shows the curve.
     """
     if not target_wer_increase >= 0:
-        raise RankError(f"--target-wer-increase must be >= 0, got {target_wer_increase}", "pass points, e.g. 1.0")
+        raise RankError(f"`target_wer_increase` must be >= 0, got {target_wer_increase}", "pass points, e.g. 1.0",
+                        field="target_wer_increase")
     trials: list[Trial] = []
 
     def attempt(size: float) -> Trial:
