@@ -36,7 +36,7 @@ from typing import Any, Iterable
 import onnx
 
 from liteasr_export.core.errors import EngineUnavailableError, ExportError
-from liteasr_export.core.graphs import FP32_OP_TYPES, TRT_PRECISIONS
+from liteasr_export.core.graphs import FP32_OP_TYPES, GRAPH_FILES, TRT_PRECISIONS
 from liteasr_export.core.manifest import engine_path, load_manifest, timing_cache_path, update_manifest
 
 from ..trt_availability import require_tensorrt, tensorrt_version
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = TRT_PRECISIONS
 #: graphs an engine is built for, in build order
-ENGINE_GRAPHS = ("frontend", "encoder", "decoder")
+ENGINE_GRAPHS = tuple(GRAPH_FILES)  # every exported graph gets an engine
 #: graphs always built in float32
 FP32_GRAPHS = ("frontend",)
 #: TensorRT layer types pinned to float32 under fp16/bf16 whatever their names

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 import warnings
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -126,8 +127,8 @@ def _run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentPar
         with signals_as_interrupts():
             return main(args)
     except LiteASRError as exc:
-        if args.debug:
-            raise
+        if args.debug:  # the traceback, then the same line and exit code as without --debug
+            traceback.print_exc()
         print(f"{parser.prog}: error: {_one_line(exc.render(flag_namer(parser)))}", file=sys.stderr)
         return exc.exit_code
     except Terminated as exc:
@@ -138,9 +139,9 @@ def _run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentPar
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: say what, briefly; the traceback is one flag away
         if args.debug:
-            raise
-        print(f"{parser.prog}: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} "
-              "(run with --debug for details)", file=sys.stderr)
+            traceback.print_exc()
+        hint = "" if args.debug else " (run with --debug for details)"
+        print(f"{parser.prog}: internal error: {type(exc).__name__}: {_one_line(exc)[:300]}{hint}", file=sys.stderr)
         return EXIT_INTERNAL
     finally:
         warnings.showwarning = show_warning

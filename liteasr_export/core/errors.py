@@ -10,11 +10,11 @@ import re
 from collections.abc import Iterable
 from typing import Callable
 
-#: exit codes of the three command-line programs (the README has the table)
+#: exit codes of the command-line programs (liteasr-export, -transcribe, -eval, -serve; the README has the table)
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2  # a bad option, input file, model or artifacts folder (also argparse's usage errors)
 EXIT_VALIDATION = 3  # numerical parity failed: the export was not written
-EXIT_ITEMS_FAILED = 4  # liteasr-eval finished, but some utterances could not be transcribed
+EXIT_ITEMS_FAILED = 4  # liteasr-eval or liteasr-transcribe --ray finished, but some files could not be transcribed
 EXIT_BUSY = 5  # another liteasr-export is writing the same --output
 EXIT_QUALITY = 6  # the quality gate refused the compressed model: the export was not written
 EXIT_INTERNAL = 70  # an unexpected error (a bug): run with --debug for the traceback

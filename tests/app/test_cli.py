@@ -47,9 +47,13 @@ def test_manifest_line_without_text(tmp_path, speech_clip_path):
     assert_one_line_error(run("eval", "--eval", str(manifest), "--model", "tiny.en"), "line 1", "text")
 
 
-def test_debug_shows_the_traceback(tmp_path):
+def test_debug_shows_the_traceback_and_keeps_the_exit_code(tmp_path):
+    """--debug adds the traceback; the error line and its exit code stay
+    those of the typed error (a missing file: 2), so scripts see the same."""
     result = run("transcribe", "--debug", str(tmp_path / "nope.wav"))
-    assert result.returncode != 0 and "Traceback" in result.stderr
+    plain = run("transcribe", str(tmp_path / "nope.wav"))
+    assert result.returncode == plain.returncode == 2 and "Traceback" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == plain.stderr.strip()
 
 
 @pytest.mark.slow

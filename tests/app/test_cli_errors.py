@@ -355,7 +355,8 @@ def test_unexpected_error_is_one_line_with_its_own_exit_code(cli, tmp_path):
         f"liteasr-{cli}: internal error: ZeroDivisionError: division by zero (run with --debug for details)"]
     debug = subprocess.run([sys.executable, "-c", code, *args, "--debug"], capture_output=True, text=True,
                            timeout=120, cwd=tmp_path)
-    assert debug.returncode != 0 and "Traceback" in debug.stderr and "ZeroDivisionError" in debug.stderr
+    assert debug.returncode == EXIT_INTERNAL and "Traceback" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1] == f"liteasr-{cli}: internal error: ZeroDivisionError: division by zero"
 
 
 def test_options_are_checked_before_the_model_is_loaded(random_hf_dir, tmp_path, monkeypatch, capsys):

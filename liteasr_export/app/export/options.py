@@ -17,6 +17,7 @@ from typing import Any
 from liteasr_export.core.choices import Choice, check_value, option, option_of
 from liteasr_export.core.errors import LiteASRError
 from liteasr_export.core.graphs import PRECISIONS
+from engines.validation.quality_gate import DEFAULT_GATE_CLIPS, DEFAULT_MAX_DISAGREEMENT, DEFAULT_MAX_WER_INCREASE
 
 __all__ = ["PRECISIONS", "Attention", "Engine", "ExportOptions", "Packing", "Policy", "Precision", "Preset",
            "field_types"]
@@ -119,7 +120,10 @@ class ExportOptions:
     stats: Path | None = option(None, "reuse saved calibration statistics", group=COMPRESSION, text="path")
     save_stats: Path | None = option(None, "also save the statistics here (.safetensors/.npz)", group=COMPRESSION,
                                      text="path")
-    cache_dir: Path | None = option(None, "statistics cache (default ~/.cache/liteasr-export)", group=COMPRESSION,
+    cache_dir: Path | None = option(None, "cache of what does not change between exports: calibration statistics, "
+                                    "sensitivities, the dense model's check-set transcripts (default "
+                                    "$XDG_CACHE_HOME/liteasr-export or ~/.cache/liteasr-export; the speech sets "
+                                    "stay there)", group=COMPRESSION,
                                     text="path")
     attention: Attention = option(Attention.AUTO, "reduced attention as one fused node, or MatMul-Softmax-MatMul",
                                   group=GRAPHS)
@@ -134,12 +138,15 @@ class ExportOptions:
     gate_sets: str = option("default", "check sets besides --eval: default (fotaq-eval, asterisk-eval and a long "
                             "recording, those installed), a comma-separated list, or none", group=VALIDATION,
                             text="paths")
-    gate_clips: int = option(150, "clips drawn from each built-in check set (default 150)", check="count",
+    gate_clips: int = option(DEFAULT_GATE_CLIPS, f"clips drawn from each built-in check set (default "
+                             f"{DEFAULT_GATE_CLIPS})", check="count",
                              group=VALIDATION)
-    max_wer_increase: float = option(1.0, "quality gate: refuse the export when WER rises more than this many "
-                                     "points on a set (default 1.0)", check="points", group=VALIDATION)
-    max_disagreement: float = option(10.0, "quality gate on sets without references: the most %% of the dense "
-                                     "transcript's words that may differ (default 10)", check="points",
+    max_wer_increase: float = option(DEFAULT_MAX_WER_INCREASE, "quality gate: refuse the export when WER rises more "
+                                     f"than this many points on a set (default {DEFAULT_MAX_WER_INCREASE})",
+                                     check="points", group=VALIDATION)
+    max_disagreement: float = option(DEFAULT_MAX_DISAGREEMENT, "quality gate on sets without references: the most "
+                                     f"%% of the dense transcript's words that may differ (default "
+                                     f"{DEFAULT_MAX_DISAGREEMENT:g})", check="points",
                                      group=VALIDATION)
     allow_degradation: bool = option(False, "write an export that fails the quality gate, marked as degraded in "
                                      "the manifest and report", switch="--allow-degradation", group=VALIDATION)
