@@ -40,6 +40,9 @@ class TorchTranscriber(WindowedTranscriber):
             x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(self.device)
             return encoder_hidden(self.model.model.encoder, x)
 
+    def _check_audio_context(self, frames: int) -> None:
+        """Any audio context: :func:`encoder_hidden` takes any length up to 30 s."""
+
     @property
     def name(self) -> str:
         """``torch fp32`` (``torch fp64`` while the model runs in float64, as the parity reference)."""
