@@ -71,7 +71,8 @@ class TranscribeOptions:
     more, shorter windows: no audio is dropped. Stock Whisper models lose
     accuracy on a short context (issue 22: a context-tuned export fixes
     that); the backend must take it (ONNX Runtime with an export whose
-    encoder length is dynamic, PyTorch)."""
+    encoder length is dynamic, PyTorch, TensorRT engines whose profiles
+    cover it)."""
 
     search: SearchOptions = SearchOptions()
     timestamps: bool = False
