@@ -22,8 +22,9 @@ Interface (shared with the decoder graph and every runner):
 Dynamic axes: batch, and the length (``mel_frames`` in, ``frames`` out; see
 :mod:`liteasr_export.core.graphs`): the positional table is sliced to the
 input's length, so 3000 frames compute what the fixed-length graph did. The
-attention plan (reduced or standard per layer) is chosen for 30 s. With ``precision="fp16"`` the weights and compute are float16
-but the inputs and outputs stay float32 (casts at the boundary).
+attention plan (reduced or standard per layer) is chosen for 30 s. With
+``precision="fp16"`` the weights and compute are float16 but the inputs and
+outputs stay float32 (casts at the boundary).
 """
 
 from __future__ import annotations
