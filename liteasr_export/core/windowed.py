@@ -41,11 +41,13 @@ def audio_context_frames(audio_context: int | str | None) -> int:
     if audio_context is None or audio_context == FULL_CONTEXT:
         return N_FRAMES
     if isinstance(audio_context, bool) or not isinstance(audio_context, (int, np.integer)):
-        raise LiteASRError(f"`audio_context` must be \"{FULL_CONTEXT}\" or a number of mel frames, got {audio_context!r}",
+        raise LiteASRError(f"`audio_context` must be \"{FULL_CONTEXT}\" or a number of mel frames, "
+                           f"got {audio_context!r}",
                            f"pass \"{FULL_CONTEXT}\" (30 s) or an even number of mel frames (100 per second)",
                            field="audio_context")
     if audio_context < INPUT_STRIDE or audio_context % INPUT_STRIDE:
-        raise LiteASRError(f"`audio_context` must be an even number of mel frames >= {INPUT_STRIDE}, got {audio_context}",
+        raise LiteASRError(f"`audio_context` must be an even number of mel frames >= {INPUT_STRIDE}, "
+                           f"got {audio_context}",
                            f"pass an even number (100 mel frames per second), or \"{FULL_CONTEXT}\"",
                            field="audio_context")
     return min(int(audio_context), N_FRAMES)

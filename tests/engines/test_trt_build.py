@@ -220,7 +220,8 @@ def test_engines_take_the_audio_contexts_of_their_profiles(built, speech_clip):
     from liteasr_export.core.windowed import TranscribeOptions
 
     settings = TranscribeOptions(audio_context=1000)
-    trt_model, ort_model = TrtTranscriber(built, settings=settings), OnnxTranscriber(built, threads=1, settings=settings)
+    trt_model = TrtTranscriber(built, settings=settings)
+    ort_model = OnnxTranscriber(built, threads=1, settings=settings)
     features = log_mel(speech_clip, 80)[None, :, :1000]
     for a, b in zip([c.cpu().numpy() for c in trt_model.encode(features)], ort_model.encode(features)):
         assert a.shape[2] == 500 and np.abs(a - b).max() <= 1e-3
