@@ -10,15 +10,21 @@ a tracing pass over a 600M-parameter model.
 
 Interface (shared with the decoder graph and every runner):
 
-* input ``input_features`` float32 ``(batch, n_mels, 3000)``;
-* output ``last_hidden_state`` float32 ``(batch, 1500, d_model)``;
+* input ``input_features`` float32 ``(batch, n_mels, mel_frames)``, 3000
+  mel frames for a 30 s window, fewer (even) for a trimmed audio context;
+* output ``last_hidden_state`` float32 ``(batch, frames, d_model)``, with
+  ``frames = mel_frames / 2`` (1500 for 30 s);
 * outputs ``cross_key.{i}`` / ``cross_value.{i}`` float32
-  ``(batch, decoder_heads, 1500, head_dim)`` for every decoder layer ``i``:
+  ``(batch, decoder_heads, frames, head_dim)`` for every decoder layer ``i``:
   the decoder's ``encoder_attn.k_proj`` / ``v_proj`` applied to
   ``last_hidden_state``, heads split, not scaled.
 
-Dynamic axis: batch. With ``precision="fp16"`` the weights and compute are float16
-but the inputs and outputs stay float32 (casts at the boundary).
+Dynamic axes: batch, and the length (``mel_frames`` in, ``frames`` out; see
+:mod:`liteasr_export.core.graphs`): the positional table is sliced to the
+input's length, so 3000 frames compute what the fixed-length graph did. The
+attention plan (reduced or standard per layer) is chosen for 30 s. With
+``precision="fp16"`` the weights and compute are float16 but the inputs and
+outputs stay float32 (casts at the boundary).
 """
 
 from __future__ import annotations
@@ -261,6 +267,16 @@ def resolve_attention(attention: AttentionMode, opset: int, fused_op: str | None
     return None, [note]
 
 
+def _positions(g: _GraphBuilder, frames: str, table: np.ndarray, config) -> str:
+    """The positional table's first ``T`` rows, ``T`` read from ``frames``
+    ``(B, T, d)``: a shorter input (an audio context under 30 s) takes the
+    first positions, as whisper.cpp and sherpa-onnx do. A Slice copies the
+    rows unchanged, so 3000 mel frames add exactly the table they always did."""
+    length = g.node("Shape", [frames], "stem.frames", start=1, end=2)
+    table = g.weight("embed_positions", table[: config.max_source_positions])
+    return g.node("Slice", [table, g.ints([0]), length, g.ints([0])], "stem.positions")
+
+
 def build_encoder_graph(model, *, opset: int = DEFAULT_OPSET, fused_op: str | None = None,
                         reduced_attention: bool = True) -> tuple[onnx.ModelProto, list[AttentionPlan]]:
     """The float32 encoder graph of a (possibly low-rank) ``WhisperForConditionalGeneration``."""
@@ -280,8 +296,17 @@ def build_encoder_graph(model, *, opset: int = DEFAULT_OPSET, fused_op: str | No
                    strides=[conv.stride[0]])
         x = _activation(g, x, f"conv{i}.gelu", opset, stem_act)
     x = g.node("Transpose", [x], "stem.to_frames", perm=[0, 2, 1])
-    positions = encoder.embed_positions.weight.detach().numpy()[: config.max_source_positions]
-    h = g.node("Add", [x, g.weight("embed_positions", positions)], "stem.add_positions")
+    positions = _positions(g, x, encoder.embed_positions.weight.detach().numpy(), config)
+    h = g.node("Add", [x, positions], "stem.add_positions")
+    # Every addend of the residual stream is declared (batch, frames, d_model): shape inference loses the
+    # length in reshapes (-1), and ONNX Runtime fuses an Add into the next norm (SkipLayerNormalization)
+    # only when its inputs' shapes agree, as they did when every length was 1500. With the same fusions,
+    # 30 s stays bit-for-bit what the fixed-length graph computed.
+    frames, d_model = spec.outputs[0].shape[1:]
+    shapes = [helper.make_tensor_value_info(positions, TensorProto.FLOAT, [frames, d_model])]
+    stream = lambda *names: shapes.extend(  # noqa: E731
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", frames, d_model]) for n in names)
+    stream(x, h)
 
     plans = plan_encoder(model, config.max_source_positions)
     for i, (layer, (_, folded)) in enumerate(zip(encoder.layers, plans)):
@@ -292,7 +317,9 @@ def build_encoder_graph(model, *, opset: int = DEFAULT_OPSET, fused_op: str | No
         f = g.layer_norm(h, layer.final_layer_norm, f"{p}.final_layer_norm")
         f = _activation(g, g.linear(f, linear_factors(layer.fc1), f"{p}.fc1"), f"{p}.activation", opset, act)
         f = g.linear(f, linear_factors(layer.fc2), f"{p}.fc2")
+        stream(a, h, f)
         h = g.node("Add", [h, f], f"{p}.residual_ffn")
+        stream(h)
     out_name = spec.outputs[0].name
     h = g.layer_norm(h, encoder.layer_norm, "layer_norm", out_name)
 
@@ -306,7 +333,7 @@ def build_encoder_graph(model, *, opset: int = DEFAULT_OPSET, fused_op: str | No
             g.node("Transpose", [y], f"{name}.heads_first", f"cross_{kind}.{i}", perm=[0, 2, 1, 3])
 
     graph = helper.make_graph(g.nodes, "whisper_encoder", [t.value_info() for t in spec.inputs],
-                              [t.value_info() for t in spec.outputs])
+                              [t.value_info() for t in spec.outputs], value_info=shapes)
     opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, v) for d, v in g.opsets.items()]
     onnx_model = helper.make_model(graph, opset_imports=opsets, producer_name="liteasr-export")
     onnx_model.ir_version = min(onnx_model.ir_version, 10)  # readable by ONNX Runtime 1.20+

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping
 
 from liteasr_export.core.errors import ExportError
 from liteasr_export.core.frontend import N_SAMPLES
+from liteasr_export.core.graphs import ENCODER_FRAMES_AXIS, MEL_FRAMES_AXIS, MEL_FRAMES_PER_ENCODER_FRAME
 from liteasr_export.core.manifest import graph_io
 
 Shape = tuple[int, ...]
@@ -25,6 +26,8 @@ Shape = tuple[int, ...]
 DEFAULT_MAX_DECODER_TOKENS = 448
 #: Whisper's encoder output length when the manifest does not say
 DEFAULT_AUDIO_CTX = 1500
+#: the shortest audio context an engine accepts by default, in mel frames (2 s)
+DEFAULT_MIN_MEL_FRAMES = 200
 
 
 @dataclass(frozen=True)
@@ -37,12 +40,18 @@ class ProfileOptions:
     ``max_decoder_tokens``: prompt plus generated tokens per window, capped by
     the model's decoder context (448 in every Whisper). ``opt_past``: the
     self-attention cache length tuned for (a mid-utterance step).
+    ``min_mel_frames``: the shortest audio context (mel frames, even) the
+    encoder accepts; the decoder's cross K/V then hold half as many frames.
+    ``opt_mel_frames``: the length tuned for (None: 30 s, whose windows are
+    the common case of long audio). The longest is always 30 s.
     """
 
     max_batch: int = 8
     opt_batch: int = 1
     max_decoder_tokens: int = DEFAULT_MAX_DECODER_TOKENS
     opt_past: int = 64
+    min_mel_frames: int = DEFAULT_MIN_MEL_FRAMES
+    opt_mel_frames: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or not 1 <= self.opt_batch <= self.max_batch:
@@ -54,6 +63,15 @@ class ProfileOptions:
                               f"use the model's decoder context ({DEFAULT_MAX_DECODER_TOKENS} for Whisper)")
         if self.opt_past < 0:
             raise ExportError(f"opt_past must be >= 0, got {self.opt_past}", "pass a cache length of 0 or more")
+        for name in ("min_mel_frames", "opt_mel_frames"):
+            value = getattr(self, name)
+            if value is not None and (value < MEL_FRAMES_PER_ENCODER_FRAME or value % MEL_FRAMES_PER_ENCODER_FRAME):
+                raise ExportError(f"`{name}` must be an even number of mel frames >= 2, got {value}",
+                                  f"pass an even `{name}` (mel frames: 100 per second)", field=name)
+        if self.opt_mel_frames is not None and self.opt_mel_frames < self.min_mel_frames:
+            raise ExportError(f"`opt_mel_frames` {self.opt_mel_frames} is below `min_mel_frames` "
+                              f"{self.min_mel_frames}", "pass an `opt_mel_frames` between them and 30 s",
+                              field="opt_mel_frames")
 
 
 @dataclass(frozen=True)
@@ -108,20 +126,30 @@ def axis_ranges(model_dims: Mapping[str, Any], options: ProfileOptions = Profile
     ``windows`` (the decoder's cross K/V, shared by a window's rows) never
     exceeds ``batch`` (the decoder's rows). ``tokens`` (fed per step: the prompt first, then one) and ``past`` (the
     self-attention cache, 0 at the first step) together never exceed the
-    decoder context; ``frames`` (cross K/V length) is always the encoder's
-    output length; ``samples`` is one 30 s window at most."""
+    decoder context; ``mel_frames`` (the encoder's input length) runs from
+    ``min_mel_frames`` to 30 s, and ``frames`` (its output length, the
+    decoder's cross K/V) is half of it; ``samples`` is one 30 s window at
+    most. A folder exported before the encoder's length was dynamic has a
+    fixed 3000 there, which no range touches."""
     n_text_ctx = int(model_dims.get("n_text_ctx", DEFAULT_MAX_DECODER_TOKENS))
     n_audio_ctx = int(model_dims.get("n_audio_ctx", DEFAULT_AUDIO_CTX))
     if options.max_decoder_tokens > n_text_ctx:
         raise ExportError(f"ProfileOptions.max_decoder_tokens {options.max_decoder_tokens} exceeds the model's decoder "
                           f"context of {n_text_ctx} positions", f"pass at most {n_text_ctx}")
     max_tokens = options.max_decoder_tokens
+    full = n_audio_ctx * MEL_FRAMES_PER_ENCODER_FRAME
+    opt = full if options.opt_mel_frames is None else options.opt_mel_frames
+    if opt > full:
+        raise ExportError(f"ProfileOptions.opt_mel_frames {opt} exceeds the model's {full} mel frames (30 s)",
+                          f"pass at most {full}", field="opt_mel_frames")
+    mel = DimRange(min(options.min_mel_frames, full), opt, full)
     return {
         "batch": DimRange(1, options.opt_batch, options.max_batch),
         "windows": DimRange(1, options.opt_batch, options.max_batch),  # decoder cross K/V: at most one per row
         "tokens": DimRange(1, 1, max_tokens),
         "past": DimRange(0, min(options.opt_past, max_tokens - 1), max_tokens - 1),
-        "frames": DimRange(n_audio_ctx, n_audio_ctx, n_audio_ctx),
+        MEL_FRAMES_AXIS: mel,
+        ENCODER_FRAMES_AXIS: DimRange(*(n // MEL_FRAMES_PER_ENCODER_FRAME for n in (mel.min, mel.opt, mel.max))),
         "samples": DimRange(1, N_SAMPLES, N_SAMPLES),
     }
 

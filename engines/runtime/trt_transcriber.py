@@ -20,7 +20,7 @@ from liteasr_export.core.errors import ArtifactError
 from liteasr_export.core.graphs import cross_names, decoder_input_names, decoder_output_names
 from liteasr_export.core.manifest import ENGINE_DIR, Manifest, engine_path, load_manifest
 from liteasr_export.core.tokenizer import WhisperTokenizer
-from liteasr_export.core.windowed import TranscribeOptions, WindowedTranscriber
+from liteasr_export.core.windowed import INPUT_STRIDE, TranscribeOptions, WindowedTranscriber
 
 from ..trt_availability import require_tensorrt
 from .trt_runner import TrtEngine
@@ -98,7 +98,8 @@ class TrtTranscriber(WindowedTranscriber):
         return out["input_features"][0].float().cpu().numpy()
 
     def encode(self, features: np.ndarray) -> list["torch.Tensor"]:  # noqa: F821
-        """Cross K/V of every decoder layer (GPU tensors) for ``features`` (B, n_mels, 3000)."""
+        """Cross K/V of every decoder layer (GPU tensors) for ``features``
+        (B, n_mels, 3000, or fewer mel frames under an audio context)."""
         import torch  # CUDA tensors: imported where an engine runs
 
         out = self.encoder.run({"input_features": torch.from_numpy(np.ascontiguousarray(features, np.float32))})
@@ -126,12 +127,34 @@ class TrtTranscriber(WindowedTranscriber):
                                      decoder_batch // rows))
         return self
 
+    def _check_audio_context(self, frames: int) -> None:
+        """The engines' profiles take ``frames`` mel frames (the encoder's
+        input) and half as many cross K/V frames (the decoder's); engines
+        built for 30 s only (before audio contexts) take 3000."""
+        accepted = audio_context_range(self.encoder.profile["input_features"], self.decoder.profile["cross_key.0"])
+        if not accepted[0] <= frames <= accepted[1]:
+            raise ArtifactError(f"the TensorRT engines take {accepted[0]} to {accepted[1]} mel frames, not "
+                                f"`audio_context={frames}`",
+                                "pass an `audio_context` in that range, or rebuild the engines with liteasr-export "
+                                "--engine trt (its profiles cover 2 s to 30 s)", field="audio_context")
+
     def artifact(self, graph: str) -> str:
         return f"{ENGINE_DIR}/{graph}.plan"
 
     def decoder_step(self, cross: list["torch.Tensor"]) -> "TrtDecoderStep":  # noqa: F821
         """A decoder step over one batch's cross K/V, holding the self-attention cache on the GPU."""
         return TrtDecoderStep(self.decoder, self.n_layers, cross, self.manifest.decoder_shares_cross)
+
+
+def audio_context_range(encoder_input: tuple[tuple[int, ...], ...], cross_key: tuple[tuple[int, ...], ...]
+                        ) -> tuple[int, int]:
+    """The shortest and longest audio context (mel frames) engines accept,
+    from the (min, opt, max) profiles of the encoder's ``input_features``
+    (B, n_mels, mel frames) and the decoder's ``cross_key.0`` (W, heads,
+    frames, head_dim)."""
+    (_, _, low), _, (_, _, high) = encoder_input
+    (_, _, cross_low, _), _, (_, _, cross_high, _) = cross_key
+    return max(low, cross_low * INPUT_STRIDE), min(high, cross_high * INPUT_STRIDE)
 
 
 class TrtDecoderStep:

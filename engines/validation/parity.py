@@ -101,5 +101,6 @@ def parity(reference: Runner, runner: Runner, features: np.ndarray, precision: s
            steps: int = PARITY_STEPS) -> list[ParityReport]:
     """The runner's encoder and decoder against the float64 run of the
     PyTorch ``reference`` runner's model, each error judged against the
-    float32 run's."""
+    float32 run's. ``features`` (B, n_mels, T): 3000 mel frames, or fewer
+    to check a trimmed audio context (both sides slice the positional table)."""
     return compare_runner(torch_reference(reference, features, steps), runner, features, precision)

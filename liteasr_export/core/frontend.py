@@ -270,17 +270,23 @@ def log_mel(audio: np.ndarray, n_mels: int) -> np.ndarray:
     return out
 
 
-def window_bounds(audio: np.ndarray) -> list[tuple[int, int]]:
-    """(start, end) samples of the windows :func:`split_windows` cuts."""
+def window_bounds(audio: np.ndarray, window: int = N_SAMPLES) -> list[tuple[int, int]]:
+    """(start, end) samples of the windows :func:`split_windows` cuts;
+    ``window``: the longest window in samples (30 s; shorter under an audio
+    context), searched for a quiet cut in its last 5 s (last half when the
+    window is under 10 s)."""
     audio = np.asarray(audio, dtype=np.float32)
     bounds: list[tuple[int, int]] = []
     start = 0
     frame = SAMPLE_RATE // 50
-    search = int(CUT_SEARCH_SECONDS * SAMPLE_RATE)
-    while audio.size - start > N_SAMPLES:
-        tail = audio[start + N_SAMPLES - search : start + N_SAMPLES]
-        energy = np.square(tail[: tail.size // frame * frame].reshape(-1, frame)).sum(axis=1)
-        cut = start + N_SAMPLES - search + int(np.argmin(energy)) * frame + frame // 2
+    search = min(int(CUT_SEARCH_SECONDS * SAMPLE_RATE), window // 2 // frame * frame)
+    while audio.size - start > window:
+        if search < frame:  # a window under 40 ms: cut where it ends
+            cut = start + window
+        else:
+            tail = audio[start + window - search : start + window]
+            energy = np.square(tail[: tail.size // frame * frame].reshape(-1, frame)).sum(axis=1)
+            cut = start + window - search + int(np.argmin(energy)) * frame + frame // 2
         bounds.append((start, cut))
         start = cut
     bounds.append((start, audio.size))

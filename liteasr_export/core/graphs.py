@@ -16,8 +16,18 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Callable
 
-#: Whisper's mel frames per 30 s window (the encoder's fixed input length)
+#: Whisper's mel frames per 30 s window (the encoder's longest input, and the
+#: length every window is padded to unless an audio context trims it)
 N_MEL_FRAMES = 3000
+#: mel frames per encoder frame (the stride of the conv stem: conv2's stride 2)
+MEL_FRAMES_PER_ENCODER_FRAME = 2
+#: the encoder's input length axis: mel frames, any even number up to
+#: :data:`N_MEL_FRAMES` (the graph slices its positional table to half of it)
+MEL_FRAMES_AXIS = "mel_frames"
+#: the encoder's output length axis, also the length of the decoder's cross
+#: K/V: ``mel_frames / 2``. Named ``frames`` since the decoder graph's first
+#: export, so manifests and TensorRT profiles of older folders read the same.
+ENCODER_FRAMES_AXIS = "frames"
 
 #: an export's precision, one value from the command line (``--fp16``,
 #: ``--bf16``, ``--int8`` or none of them) to every exporter and builder
@@ -213,8 +223,11 @@ def frontend_spec(config) -> GraphSpec:
 
 
 def encoder_spec(config) -> GraphSpec:
-    """``encoder.onnx``: log-mel -> hidden states + every decoder layer's cross K/V."""
-    frames = config.max_source_positions
+    """``encoder.onnx``: log-mel -> hidden states + every decoder layer's cross K/V.
+
+    Its length is dynamic: ``mel_frames`` (even, at most 3000) in, ``frames``
+    (``mel_frames / 2``, at most ``max_source_positions``) out."""
+    frames = ENCODER_FRAMES_AXIS
     heads = config.decoder_attention_heads
     head_dim = config.d_model // heads
     outputs = [TensorSpec("last_hidden_state", "float32", ("batch", frames, config.d_model))]
@@ -224,7 +237,7 @@ def encoder_spec(config) -> GraphSpec:
     return GraphSpec(
         name="encoder",
         filename=GRAPH_FILES["encoder"],
-        inputs=(TensorSpec("input_features", "float32", ("batch", config.num_mel_bins, N_MEL_FRAMES)),),
+        inputs=(TensorSpec("input_features", "float32", ("batch", config.num_mel_bins, MEL_FRAMES_AXIS)),),
         outputs=tuple(outputs),
         opset=OPSETS["encoder"],
     )
@@ -254,7 +267,7 @@ def decoder_spec(config) -> GraphSpec:
     names = decoder_input_names(n)
     inputs = [TensorSpec("input_ids", "int64", ("batch", "tokens"))]
     inputs += [kv(name, "past") for name in names[1 : 1 + 2 * n]]
-    inputs += [kv(name, "frames", CROSS_WINDOWS_AXIS) for name in names[1 + 2 * n :]]  # 1500 from encoder.onnx
+    inputs += [kv(name, ENCODER_FRAMES_AXIS, CROSS_WINDOWS_AXIS) for name in names[1 + 2 * n :]]  # encoder.onnx's
     outputs = [TensorSpec("logits", "float32", ("batch", "tokens", config.vocab_size))]
     outputs += [kv(name, "past + tokens") for name in decoder_output_names(n)[1:]]
     return GraphSpec("decoder", GRAPH_FILES["decoder"], tuple(inputs), tuple(outputs), OPSETS["decoder"])

@@ -44,8 +44,9 @@ class Runner(Protocol):
         ...
 
     def encode(self, features: np.ndarray) -> Any:
-        """What :meth:`decoder_step` takes for ``features`` (B, n_mels, 3000),
-        in the backend's own arrays (numpy, torch CPU or CUDA tensors)."""
+        """What :meth:`decoder_step` takes for ``features`` (B, n_mels, 3000,
+        or fewer mel frames under an ``audio_context``), in the backend's own
+        arrays (numpy, torch CPU or CUDA tensors)."""
         ...
 
     def encode_outputs(self, features: np.ndarray) -> tuple[Any, dict[str, np.ndarray]]:

@@ -24,10 +24,33 @@ from liteasr_export.core.decoding import (NO_SPEECH, REPETITIVE, TIME_PRECISION,
                        WindowDecode, build_options, decode_with_fallback)
 from liteasr_export.core.errors import AudioError, LiteASRError
 from liteasr_export.core.frontend import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, check_samples, log_mel, resample, window_bounds
+from liteasr_export.core.graphs import MEL_FRAMES_PER_ENCODER_FRAME
 from liteasr_export.core.tokenizer import check_language
 
 #: mel frames per encoder position (a timestamp step)
-INPUT_STRIDE = 2
+INPUT_STRIDE = MEL_FRAMES_PER_ENCODER_FRAME
+#: the ``audio_context`` of whole 30 s windows (None means the same)
+FULL_CONTEXT = "full"
+
+
+def audio_context_frames(audio_context: int | str | None) -> int:
+    """The mel frames each window is encoded with under ``audio_context``:
+    None or ``"full"``: 3000 (30 s, Whisper's own padding); an int N: N
+    (100 per second), even (the encoder halves it), at least 2; more than
+    3000 is 30 s."""
+    if audio_context is None or audio_context == FULL_CONTEXT:
+        return N_FRAMES
+    if isinstance(audio_context, bool) or not isinstance(audio_context, (int, np.integer)):
+        raise LiteASRError(f"`audio_context` must be \"{FULL_CONTEXT}\" or a number of mel frames, "
+                           f"got {audio_context!r}",
+                           f"pass \"{FULL_CONTEXT}\" (30 s) or an even number of mel frames (100 per second)",
+                           field="audio_context")
+    if audio_context < INPUT_STRIDE or audio_context % INPUT_STRIDE:
+        raise LiteASRError(f"`audio_context` must be an even number of mel frames >= {INPUT_STRIDE}, "
+                           f"got {audio_context}",
+                           f"pass an even number (100 mel frames per second), or \"{FULL_CONTEXT}\"",
+                           field="audio_context")
+    return min(int(audio_context), N_FRAMES)
 
 
 @dataclass(frozen=True)
@@ -41,12 +64,23 @@ class TranscribeOptions:
     liteasr-transcribe turns them on (its subtitles need them).
     ``language``: a code; ``auto`` detects it from each recording's first
     window (multilingual models); None keeps the language the model was
-    loaded or exported with (English unless said otherwise)."""
+    loaded or exported with (English unless said otherwise).
+    ``audio_context``: how much audio a window holds and the encoder sees.
+    None or ``"full"``: 30 s windows padded to 3000 mel frames (Whisper's
+    way). An int N: windows of at most N mel frames (N / 100 s; even, at
+    most 3000), encoded at N frames with the positional table's first N / 2
+    rows, which costs less the shorter N is. Long audio is then cut into
+    more, shorter windows: no audio is dropped. Stock Whisper models lose
+    accuracy on a short context (issue 22: a context-tuned export fixes
+    that); the backend must take it (ONNX Runtime with an export whose
+    encoder length is dynamic, PyTorch, TensorRT engines whose profiles
+    cover it)."""
 
     search: SearchOptions = SearchOptions()
     timestamps: bool = False
     language: str | None = None
     task: str = "transcribe"
+    audio_context: int | str | None = None
 
 
 #: the decoding of the first release (and of its measured figures): one
@@ -126,18 +160,22 @@ def timestamp_segments(tokens: list[int], timestamp_begin: int, offset: float, w
             duration = (stamps[-1] - timestamp_begin) * TIME_PRECISION
         segments.append((offset, offset + duration, tokens))
         advance = window_frames
-    return segments, advance if advance > 0 else window_frames
+    # a timestamp past the window (possible when the window is shorter than the 30 s its
+    # timestamps can name: an audio context) moves on by the window
+    return segments, advance if 0 < advance <= window_frames else window_frames
 
 
 class _Recording:
     """One recording's progress: which windows are ready, and what was decoded."""
 
-    def __init__(self, audio: np.ndarray, timestamps: bool, language: int | None, detect: bool) -> None:
+    def __init__(self, audio: np.ndarray, timestamps: bool, language: int | None, detect: bool,
+                 window_frames: int = N_FRAMES) -> None:
         self.audio = audio
         self.timestamps = timestamps
+        self.window_frames = window_frames  # the longest window (the audio context)
         self.frames = -(-audio.size // HOP_LENGTH)  # mel frames of content, the last one partial
         self.seek = 0  # frames (timestamps)
-        self.bounds = None if timestamps else window_bounds(audio)
+        self.bounds = None if timestamps else window_bounds(audio, window_frames * HOP_LENGTH)
         self.next = 0  # index into bounds (no timestamps)
         self.language = language
         self.language_probability: float | None = None
@@ -151,7 +189,7 @@ class _Recording:
         if self.timestamps:
             if self.seek >= self.frames:
                 return []
-            end = min(self.seek + N_FRAMES, self.frames)
+            end = min(self.seek + self.window_frames, self.frames)
             return [(self.seek * HOP_LENGTH, min(end * HOP_LENGTH, self.audio.size))]
         pending = self.bounds[self.next:]
         return pending[:1] if self.detect else pending
@@ -189,6 +227,19 @@ class WindowedTranscriber:
     def decoder_step(self, cross: list) -> DecoderStep:
         raise NotImplementedError
 
+    def _check_audio_context(self, frames: int) -> None:
+        """Refuse an audio context (mel frames) this backend cannot encode;
+        a backend that takes shorter inputs overrides this."""
+        if frames != N_FRAMES:
+            raise LiteASRError(f"{self.name} encodes whole 30 s windows only, not `audio_context={frames}`",
+                               f"leave `audio_context` at \"{FULL_CONTEXT}\", or use ONNX Runtime or PyTorch",
+                               field="audio_context")
+
+    @property
+    def context_frames(self) -> int:
+        """Mel frames each window is encoded with (the settings' ``audio_context``)."""
+        return audio_context_frames(self.settings.audio_context)
+
     def features(self, window: np.ndarray) -> np.ndarray:
         """Normalized log-mel ``(n_mels, 3000)`` of one window of <= 30 s."""
         window = np.ascontiguousarray(window, dtype=np.float32)
@@ -219,6 +270,7 @@ class WindowedTranscriber:
     def configure(self, settings: TranscribeOptions) -> "WindowedTranscriber":
         """Use ``settings`` from now on (checked against the model first)."""
         self.decoding_options(settings)
+        self._check_audio_context(audio_context_frames(settings.audio_context))
         self.settings = settings
         return self
 
@@ -226,14 +278,16 @@ class WindowedTranscriber:
 
     def _decode(self, features: np.ndarray, prompts: np.ndarray, options: DecodingOptions,
                 keys: list[int], detect: np.ndarray | None) -> list[WindowDecode]:
-        encoded = self.encode(features)
+        frames = self.context_frames
+        encoded = self.encode(features if frames == N_FRAMES else features[..., :frames])
         return decode_with_fallback(lambda: self.decoder_step(encoded), prompts, options, self.settings.search,
                                     self.tokenizer.decode, keys, detect)
 
     def transcribe_features(self, features: np.ndarray) -> list[list[int]]:
         """Token ids (without prompt and <|endoftext|>; timestamp tokens
         included when timestamps are on) per window of ``features``
-        (B, n_mels, 3000), under this transcriber's settings."""
+        (B, n_mels, 3000), under this transcriber's settings (an
+        ``audio_context`` of N encodes their first N frames)."""
         features = np.asarray(features)
         if features.ndim != 3 or features.shape[1] != self.n_mels:
             raise AudioError(f"features must be (batch, {self.n_mels}, 3000), got {features.shape}",
@@ -265,7 +319,8 @@ class WindowedTranscriber:
             if audio.size == 0:
                 raise AudioError("audio has no samples", "pass a non-empty recording")
             audio = resample(check_samples(audio), sample_rate, SAMPLE_RATE)
-            recordings.append(_Recording(audio, settings.timestamps, None if detect else language, detect))
+            recordings.append(_Recording(audio, settings.timestamps, None if detect else language, detect,
+                                         self.context_frames))
         while True:
             ready = [(r, start, end) for r in recordings for start, end in r.ready()][: self.batch_size]
             if not ready:
@@ -322,7 +377,7 @@ class WindowedTranscriber:
                 r.segments.append(Segment(offset, offset + window_seconds, self.tokenizer.decode(result.tokens),
                                           result.tokens))
             return
-        frames = min(N_FRAMES, r.frames - r.seek)
+        frames = min(r.window_frames, r.frames - r.seek)
         if result.outcome in (NO_SPEECH, REPETITIVE) or not result.tokens:
             r.seek += frames
             return

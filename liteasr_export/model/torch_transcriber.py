@@ -32,12 +32,16 @@ class TorchTranscriber(WindowedTranscriber):
             self.configure(settings)
 
     def encode(self, features: np.ndarray):
-        """Encoder hidden states for log-mel ``features`` (B, n_mels, 3000)."""
+        """Encoder hidden states for log-mel ``features`` (B, n_mels, 3000 or
+        fewer mel frames: see :func:`encoder_hidden`)."""
         import torch  # the PyTorch backend only: importing this module stays torch-free
 
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(self.device)
-            return self.model.model.encoder(x).last_hidden_state
+            return encoder_hidden(self.model.model.encoder, x)
+
+    def _check_audio_context(self, frames: int) -> None:
+        """Any audio context: :func:`encoder_hidden` takes any length up to 30 s."""
 
     @property
     def name(self) -> str:
@@ -96,14 +100,15 @@ def encoder_outputs(model, features: np.ndarray):
     """The hidden states (a tensor, for the decoder) of a transformers Whisper
     ``model`` for ``features``, and what encoder.onnx returns for them as
     numpy: the hidden states and every decoder layer's cross-attention K/V,
-    computed in the model's own dtype (float64 for the parity reference)."""
+    computed in the model's own dtype (float64 for the parity reference).
+    ``features`` may be shorter than 3000 frames (:func:`encoder_hidden`)."""
     import torch  # the PyTorch backend only: importing this module stays torch-free
 
     dtype = next(model.parameters()).dtype
     heads = model.config.decoder_attention_heads
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(features)).to(device=model.device, dtype=dtype)
-        hidden = model.model.encoder(x).last_hidden_state
+        hidden = encoder_hidden(model.model.encoder, x)
         out = {"last_hidden_state": hidden.cpu().numpy()}
         batch, frames, _ = hidden.shape
         for i, layer in enumerate(model.model.decoder.layers):
@@ -111,3 +116,26 @@ def encoder_outputs(model, features: np.ndarray):
                 kv = proj(hidden).view(batch, frames, heads, -1).transpose(1, 2)
                 out[f"cross_{kind}.{i}"] = kv.cpu().numpy()
     return hidden, out
+
+
+def encoder_hidden(encoder, features: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
+    """The last hidden state of a transformers ``WhisperEncoder`` for log-mel
+    ``features`` (B, n_mels, T), T of 3000 mel frames (30 s) or fewer.
+
+    transformers refuses any length but 3000, so a shorter (trimmed audio
+    context) input runs the same steps here: the conv stem, the first
+    ``T / 2`` rows of the positional table (what ``encoder.onnx`` slices),
+    the layers and the final norm. A 30 s input goes through transformers'
+    own forward, as it always did."""
+    from torch.nn.functional import gelu
+
+    full = encoder.config.max_source_positions * encoder.conv1.stride[0] * encoder.conv2.stride[0]
+    if features.shape[-1] == full:
+        return encoder(features).last_hidden_state
+    if features.shape[-1] > full:
+        raise ValueError(f"the encoder takes at most {full} mel frames, got {features.shape[-1]}")
+    x = gelu(encoder.conv2(gelu(encoder.conv1(features)))).permute(0, 2, 1)
+    x = x + encoder.embed_positions.weight[: x.shape[1]]
+    for layer in encoder.layers:
+        x = layer(x, None)
+    return encoder.layer_norm(x)

@@ -190,7 +190,7 @@ RUNTIME = [  # transcribe and eval, ONNX Runtime and the torch reference
     # files from another export
     ("artifacts-foreign-encoder", ["--engine", "onnx", "--artifacts", "{tmp}/art", "--no-verify"],
      _artifacts_copy(foreign="encoder.onnx"), "encoder.onnx does not match manifest.json: its output cross_key.0 is "
-     "float32[batch, 2, 1500, 32], the manifest records float32[batch, 4, 1500, 16]"),
+     "float32[batch, 2, frames, 32], the manifest records float32[batch, 4, frames, 16]"),
     ("artifacts-foreign-tokenizer", ["--engine", "onnx", "--artifacts", "{tmp}/art", "--no-verify"],
      _artifacts_copy(foreign="tokenizer.json"), "does not belong to this model: its vocabulary has 51865 tokens, "
      "the decoder scores 51864"),

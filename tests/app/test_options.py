@@ -29,6 +29,9 @@ LIBRARY_ONLY = {
     "path": "ProfilePolicy.from_file's file: make_policy passes --ranks, checked first by name",
     "settings": "TrtTranscriber.configure's TranscribeOptions: its hint names beam_size/best_of",
     "opt_batch": "ProfileOptions' own field: the CLI sets max_batch only",
+    "min_mel_frames": "ProfileOptions' own field (the engines' shortest audio context): the CLI sets max_batch only",
+    "opt_mel_frames": "ProfileOptions' own field (the audio context engines are tuned for): no flag yet",
+    "audio_context": "TranscribeOptions' field: the CLIs' --audio-context is issue 22's next part",
 }
 
 

@@ -9,7 +9,7 @@ import torch
 
 from liteasr_export.core.errors import AudioError
 from liteasr_export.core.frontend import (N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio, log_mel, mel_filters,
-                                     split_windows)
+                                     split_windows, window_bounds)
 
 
 def whisper_reference(audio: np.ndarray, n_mels: int) -> np.ndarray:
@@ -84,3 +84,19 @@ def test_split_windows_cuts_long_audio_in_silence():
     np.testing.assert_array_equal(np.concatenate(windows), tone)
     assert quiet <= windows[0].size <= quiet + SAMPLE_RATE // 10
     assert len(split_windows(tone[:N_SAMPLES])) == 1
+
+
+@pytest.mark.parametrize("window", [2 * SAMPLE_RATE, 10 * SAMPLE_RATE, 480, 160])
+def test_shorter_windows_cover_the_audio_and_cut_in_its_last_half(window):
+    """An audio context's windows (2 s, 10 s; a few frames) tile the audio
+    with none longer than ``window``, each cut in its second half (in its
+    last 5 s from 10 s on; where it ends when too short to search)."""
+    rng = np.random.default_rng(4)
+    audio = (rng.standard_normal(SAMPLE_RATE * 25) * 0.1).astype(np.float32)
+    bounds = window_bounds(audio, window)
+    assert bounds[0][0] == 0 and bounds[-1][1] == audio.size
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert all(0 < end - start <= window for start, end in bounds)
+    searched = min(5 * SAMPLE_RATE, window // 2)
+    assert all(end - start >= window - searched for start, end in bounds[:-1])
+    assert window_bounds(audio) == window_bounds(audio, N_SAMPLES)  # 30 s: the default

@@ -7,8 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from liteasr_export.core.graphs import (GRAPH_FILES, GRAPH_PRECISION, GRAPH_SPECS, MIN_OPSET, OPSETS, PRECISIONS,
-                                   TRT_PRECISIONS, cross_names, decoder_input_names, decoder_output_names,
+from liteasr_export.core.graphs import (ENCODER_FRAMES_AXIS, GRAPH_FILES, GRAPH_PRECISION, GRAPH_SPECS,
+                                   MEL_FRAMES_AXIS, MEL_FRAMES_PER_ENCODER_FRAME, MIN_OPSET, N_MEL_FRAMES, OPSETS,
+                                   PRECISIONS, TRT_PRECISIONS, cross_names, decoder_input_names, decoder_output_names,
                                    graph_precision, tolerance_for)
 
 TINY = SimpleNamespace(num_mel_bins=80, d_model=384, decoder_attention_heads=6, decoder_layers=4,
@@ -31,6 +32,22 @@ def test_encoder_outputs_are_decoder_inputs():
     assert encoder.output_names[1:] == cross_names(4) == decoder.input_names[-8:]
     assert decoder.input_names == decoder_input_names(4) and decoder.output_names == decoder_output_names(4)
     assert GRAPH_SPECS["frontend"](TINY).output_names == encoder.input_names
+
+
+def test_the_audio_context_axes_are_dynamic_and_shared_by_encoder_and_decoder():
+    """The encoder takes any number of mel frames (``mel_frames``) and returns
+    ``frames`` = half of them, the length axis of the decoder's cross K/V too;
+    the frontend still writes whole 30 s windows."""
+    encoder, decoder = GRAPH_SPECS["encoder"](TINY), GRAPH_SPECS["decoder"](TINY)
+    assert encoder.inputs[0].shape == ("batch", 80, MEL_FRAMES_AXIS) and MEL_FRAMES_AXIS == "mel_frames"
+    assert encoder.inputs[0].dynamic_axes == {0: "batch", 2: "mel_frames"}
+    assert encoder.output("last_hidden_state").shape == ("batch", ENCODER_FRAMES_AXIS, 384)
+    for name in cross_names(4):
+        assert encoder.output(name).shape == ("batch", 6, ENCODER_FRAMES_AXIS, 64)
+        assert next(t for t in decoder.inputs if t.name == name).shape == ("windows", 6, ENCODER_FRAMES_AXIS, 64)
+    assert ENCODER_FRAMES_AXIS == "frames"  # what decoder graphs were always exported with
+    assert GRAPH_SPECS["frontend"](TINY).outputs[0].shape == ("batch", 80, N_MEL_FRAMES)
+    assert N_MEL_FRAMES // MEL_FRAMES_PER_ENCODER_FRAME == TINY.max_source_positions
 
 
 def test_precision_of_each_graph():

@@ -19,8 +19,10 @@ from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
 from exporters.artifacts import export_artifacts
 from liteasr_export.core.graphs import GRAPH_FILES
 from liteasr_export.core.manifest import load_manifest, update_manifest, write_manifest
-from liteasr_export.core.errors import ArtifactError
+from liteasr_export.core.decoding import SearchOptions
+from liteasr_export.core.errors import ArtifactError, LiteASRError
 from liteasr_export.core.frontend import SAMPLE_RATE, log_mel, resample, split_windows
+from liteasr_export.core.windowed import TranscribeOptions
 from liteasr_export.model.torch_transcriber import TorchTranscriber
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,3 +171,89 @@ def test_tiny_en_transcripts_equal_pytorch(tmp_path):
         text = onnx_transcriber.transcribe(audio)
         assert text == torch_transcriber.transcribe(audio)
         assert len(text.split()) >= 5
+
+
+# ------------------------------------------------------------ audio context
+
+def _encoded_lengths(transcriber) -> list[int]:
+    """Record the mel frames of every batch ``transcriber`` encodes."""
+    lengths: list[int] = []
+    encode = transcriber.encode
+    transcriber.encode = lambda features: lengths.append(features.shape[-1]) or encode(features)
+    return lengths
+
+
+@pytest.mark.parametrize("frames", [1000, 200])
+def test_a_trimmed_audio_context_gives_pytorch_s_tokens(exported, speech_clip, frames):
+    """Windows are encoded on their first ``frames`` mel frames, by ONNX
+    Runtime and PyTorch alike (both slice the positional table)."""
+    loaded, out = exported
+    settings = TranscribeOptions(search=SearchOptions.greedy(), audio_context=frames)
+    features = np.stack([log_mel(speech_clip, 80), log_mel(_noise(3.0), 80)])
+    onnx_transcriber = OnnxTranscriber(out, threads=1, settings=settings)
+    lengths = _encoded_lengths(onnx_transcriber)
+    got = onnx_transcriber.transcribe_features(features)
+    assert lengths == [frames]
+    assert got == TorchTranscriber(loaded, settings=settings).transcribe_features(features)
+    full = OnnxTranscriber(out, threads=1, settings=TranscribeOptions(search=SearchOptions.greedy()))
+    assert got != full.transcribe_features(features)  # the model saw less: its tokens change
+
+
+def test_full_context_is_the_default_and_encodes_30_s(dense, speech_clip):
+    _, out = dense
+    audio = np.concatenate([speech_clip, _noise(1.0)])
+    default = OnnxTranscriber(out, threads=1)
+    assert TranscribeOptions().audio_context is None and default.context_frames == 3000
+    lengths = _encoded_lengths(default)
+    expected = default.transcribe_detailed([audio])[0]
+    assert lengths == [3000]
+    for same in ("full", None, 3000, 4000):  # more than 30 s is 30 s
+        transcriber = OnnxTranscriber(out, threads=1, settings=TranscribeOptions(audio_context=same))
+        assert transcriber.transcribe_detailed([audio])[0] == expected
+
+
+@pytest.mark.parametrize("timestamps", [False, True])
+def test_a_short_context_cuts_long_audio_into_short_windows(dense, speech_clip, timestamps):
+    """No audio is dropped: a 2 s context decodes a longer recording in
+    windows of at most 2 s, as PyTorch does."""
+    loaded, out = dense
+    audio = np.concatenate([speech_clip, _noise(1.0)])
+    assert audio.size > 4 * 2 * SAMPLE_RATE
+    settings = TranscribeOptions(search=SearchOptions.greedy(), timestamps=timestamps, audio_context=200)
+    transcriber = OnnxTranscriber(out, threads=1, settings=settings)
+    lengths = _encoded_lengths(transcriber)
+    result = transcriber.transcribe_detailed([audio])[0]
+    assert set(lengths) == {200}
+    assert len(result.windows) >= 4 and result.windows[0].start == 0
+    assert all(w.end - w.start <= 2.0 + 1e-9 for w in result.windows)
+    if not timestamps:  # windows tile the audio
+        assert result.windows[-1].end == pytest.approx(audio.size / SAMPLE_RATE)
+    expected = TorchTranscriber(loaded, settings=settings).transcribe_detailed([audio])[0]
+    assert (result.text, result.segments) == (expected.text, expected.segments)  # log-probs differ in float noise
+    assert [(w.start, w.end) for w in result.windows] == [(w.start, w.end) for w in expected.windows]
+
+
+@pytest.mark.parametrize("bad", [201, 0, -2, 1.5, "half", True])
+def test_a_bad_audio_context_names_the_parameter(dense, bad):
+    transcriber = OnnxTranscriber(dense[1], threads=1)
+    with pytest.raises(LiteASRError, match="audio_context") as error:
+        transcriber.configure(TranscribeOptions(audio_context=bad))
+    assert error.value.field == "audio_context" and "--" not in str(error.value)
+    assert transcriber.settings.audio_context is None  # refused settings are not kept
+
+
+def test_a_fixed_length_encoder_refuses_a_short_context(dense, tmp_path, copy_artifacts):
+    """A folder exported before the encoder's length was dynamic (3000 mel
+    frames only) still transcribes 30 s windows, and says why it cannot
+    take a shorter context."""
+    import onnx
+
+    copy = copy_artifacts(dense[1], tmp_path / "old")
+    model = onnx.load(str(copy / "encoder.onnx"))
+    model.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 3000
+    onnx.save(model, str(copy / "encoder.onnx"))
+    transcriber = OnnxTranscriber(copy, threads=1, verify=False)
+    assert transcriber.configure(TranscribeOptions(audio_context="full")).context_frames == 3000
+    with pytest.raises(ArtifactError, match="exported before") as error:
+        transcriber.configure(TranscribeOptions(audio_context=1000))
+    assert error.value.field == "audio_context"

@@ -205,13 +205,13 @@ def loaded(tiny_en_tokenizer_json, random_loaded):
     return random_loaded(tiny_en_tokenizer_json, low_rank=True, seed=5)
 
 
-def _parity(loaded, exported, out, threads: int = 2) -> list[ParityReport]:
+def _parity(loaded, exported, out, threads: int = 2, frames: int = 3000) -> list[ParityReport]:
     from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
     from exporters.artifacts import export_artifacts
     from liteasr_export.model.torch_transcriber import TorchTranscriber
 
     export_artifacts(exported, out, frontend=False)
-    features = np.random.default_rng(1).standard_normal((2, 80, 3000)).astype(np.float32)
+    features = np.random.default_rng(1).standard_normal((2, 80, frames)).astype(np.float32)
     return parity(TorchTranscriber(loaded), OnnxTranscriber(out, threads=threads), features, "fp32")
 
 
@@ -224,6 +224,28 @@ def test_clean_artifacts_pass_end_to_end_and_the_model_stays_float32(loaded, tmp
     assert logits.name == "logits" and 0 < logits.noise < logits.limit
     after = loaded.model.state_dict()  # the float64 round trip is exact
     assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
+
+
+@pytest.mark.parametrize("frames", [1000, 200])
+def test_parity_runs_on_a_trimmed_audio_context(loaded, tmp_path, frames):
+    """The float64 reference and the artifacts take trimmed inputs alike
+    (the sliced positional table): clean artifacts pass with the same margin."""
+    reports = _parity(loaded, loaded, tmp_path / "out", threads=1, frames=frames)
+    assert all(r.passed for r in reports) and max(_excess(r) for r in reports) < 0.1
+
+
+def test_positions_off_by_one_fail_on_a_trimmed_input(clean, model, tmp_path):
+    """A graph that adds the wrong rows of the positional table is caught on
+    a trimmed input too."""
+    features = np.random.default_rng(2).standard_normal((2, 80, 1000)).astype(np.float32)
+    _, fp32 = torch_encoder_outputs(model, features)
+    with float64(model):
+        _, exact = torch_encoder_outputs(model, features)
+    graph = copy.deepcopy(clean)
+    _set(graph, "embed_positions", np.roll(_get(graph, "embed_positions"), 1, axis=0))
+    report = _check(graph, features, (exact, fp32), tmp_path)
+    assert not report.passed and _excess(report) > SEPARATION
+    assert _check(clean, features, (exact, fp32), tmp_path).passed
 
 
 def test_decoder_defect_fails_on_logits(loaded, tmp_path):

@@ -194,3 +194,37 @@ def test_fp16_engines_pin_layers_and_stay_close(built, tmp_path, speech_clip):
     got = [c.float().cpu().numpy() for c in TrtTranscriber(folder).encode(features)]
     for a, b in zip(got, OnnxTranscriber(folder, threads=1).encode(features)):
         assert np.isfinite(a).all() and np.abs(a - b).max() <= 5e-2
+
+
+# ---------------------------------------------------------------- audio context
+
+def test_audio_context_range_reads_both_engines_profiles():
+    from engines.runtime.trt_transcriber import audio_context_range
+
+    encoder = ((1, 80, 200), (1, 80, 3000), (8, 80, 3000))
+    cross = ((1, 6, 100, 64), (1, 6, 1500, 64), (8, 6, 1500, 64))
+    assert audio_context_range(encoder, cross) == (200, 3000)
+    old_encoder = ((1, 80, 3000), (1, 80, 3000), (8, 80, 3000))  # engines built for 30 s only
+    old_cross = ((1, 6, 1500, 64), (1, 6, 1500, 64), (8, 6, 1500, 64))
+    assert audio_context_range(old_encoder, cross) == (3000, 3000)
+    assert audio_context_range(encoder, old_cross) == (3000, 3000)
+
+
+@pytest.mark.trt
+@needs_trt
+def test_engines_take_the_audio_contexts_of_their_profiles(built, speech_clip):
+    from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
+    from engines.runtime.trt_transcriber import TrtTranscriber
+    from liteasr_export.core.errors import ArtifactError
+    from liteasr_export.core.frontend import log_mel
+    from liteasr_export.core.windowed import TranscribeOptions
+
+    settings = TranscribeOptions(audio_context=1000)
+    trt_model = TrtTranscriber(built, settings=settings)
+    ort_model = OnnxTranscriber(built, threads=1, settings=settings)
+    features = log_mel(speech_clip, 80)[None, :, :1000]
+    for a, b in zip([c.cpu().numpy() for c in trt_model.encode(features)], ort_model.encode(features)):
+        assert a.shape[2] == 500 and np.abs(a - b).max() <= 1e-3
+    with pytest.raises(ArtifactError, match="200 to 3000 mel frames") as error:
+        trt_model.configure(TranscribeOptions(audio_context=100))
+    assert error.value.field == "audio_context"

@@ -171,3 +171,11 @@ def test_tiny_en_real_weights(tmp_path, speech_clip):
         hidden = loaded.model.model.encoder(features).last_hidden_state
     path = export_decoder(loaded.model, tmp_path / "decoder.onnx")
     assert check_decoder(loaded.model, path, hidden, loaded.decoding.prompt, steps=20, atol=1e-3) <= 1e-3
+
+
+@pytest.mark.parametrize("frames", [500, 100])
+def test_cross_kv_of_a_trimmed_audio_context_match_pytorch(model, decoder_path, session, frames):
+    """Cross K/V of fewer encoder frames (an audio context under 30 s: 10 s, 2 s)
+    go through the same graph, whose ``frames`` axis is dynamic."""
+    assert check_decoder(model, decoder_path, _hidden(2, seed=7, frames=frames), [SOT, NO_TIMESTAMPS],
+                         steps=20, atol=1e-3, session=session) <= 1e-3

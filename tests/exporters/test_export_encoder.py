@@ -197,3 +197,74 @@ def test_tiny_en_parity_dense_and_low_rank(tmp_path):
     low = export_encoder(model, tmp_path / "low.onnx")
     assert low.reduced_layers == [0, 1, 2, 3]
     _check_parity(model, features, _run(low.path, features))
+
+
+# ------------------------------------------------------------ audio context (trimmed inputs)
+
+#: mel frames tried: 30 s, 10 s, 2 s
+CONTEXTS = (3000, 1000, 200)
+
+
+@pytest.fixture(scope="module")
+def exported(dense, lowrank, tmp_path_factory):
+    """Each model's fp32 encoder.onnx (fused attention where available), once per module."""
+    folder = tmp_path_factory.mktemp("audio_context")
+    return {name: (model, export_encoder(model, folder / f"{name}.onnx").path)
+            for name, model in (("dense", dense), ("lowrank", lowrank))}
+
+
+@pytest.mark.parametrize("name", ["dense", "lowrank"])
+@pytest.mark.parametrize("frames", CONTEXTS)
+def test_trimmed_inputs_match_pytorch_on_the_sliced_positional_table(exported, features, name, frames):
+    """The graph takes any even length: its outputs have half as many frames
+    and pass validation's parity rule against PyTorch on the same trimmed
+    input (the first frames/2 rows of the positional table)."""
+    model, path = exported[name]
+    trimmed = features[..., :frames]
+    got = _run(path, trimmed)
+    assert got["last_hidden_state"].shape == (2, frames // 2, 64)
+    assert got["cross_key.1"].shape == (2, 4, frames // 2, 16)
+    _check_parity(model, trimmed, got)
+
+
+def test_a_trimmed_input_is_not_the_start_of_the_full_one(exported, features):
+    """Attention sees only the trimmed frames: the trimmed output is its own,
+    not the first rows of the 30 s output (so the tests above can fail)."""
+    _, path = exported["dense"]
+    full, short = _run(path, features)["last_hidden_state"], _run(path, features[..., :1000])["last_hidden_state"]
+    assert np.abs(full[:, :500] - short).max() > 1e-3
+
+
+def _fixed_length(path) -> onnx.ModelProto:
+    """The same graph as the exporter wrote it before the length was dynamic:
+    a 3000-frame input and the whole positional table added as a constant."""
+    model = onnx.load(str(path))
+    graph = model.graph
+    sliced = next(n for n in graph.node if n.name == "stem.positions").output[0]
+    kept = [n for n in graph.node if n.name not in ("stem.frames", "stem.positions")]
+    for node in kept:
+        node.input[:] = ["embed_positions" if i == sliced else i for i in node.input]
+    del graph.node[:]
+    graph.node.extend(kept)
+    del graph.value_info[:]
+    graph.input[0].type.tensor_type.shape.dim[2].dim_value = 3000
+    return model
+
+
+@pytest.mark.parametrize("name", ["dense", "lowrank"])
+@pytest.mark.parametrize("attention", ["auto", "unfused"])
+def test_30_s_is_bit_for_bit_the_fixed_length_graph(dense, lowrank, features, tmp_path, name, attention):
+    """On 3000 frames the dynamic graph computes exactly what the fixed-length
+    graph did under ONNX Runtime's full optimizations (which fuse the
+    positions' Add into layer 0's norm only when the shapes say they agree)."""
+    from liteasr_export.core.runtime.ort_session import create_session
+
+    model = {"dense": dense, "lowrank": lowrank}[name]
+    info = export_encoder(model, tmp_path / "encoder.onnx", attention=attention)
+    fixed = tmp_path / "fixed.onnx"
+    onnx.save(_fixed_length(info.path), str(fixed))
+    dynamic, before = create_session(info.path), create_session(fixed)
+    assert before.get_inputs()[0].shape[2] == 3000 and dynamic.get_inputs()[0].shape[2] == "mel_frames"
+    feeds = {"input_features": features}
+    for got, want in zip(dynamic.run(None, feeds), before.run(None, feeds)):
+        np.testing.assert_array_equal(got, want)

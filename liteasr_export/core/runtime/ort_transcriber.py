@@ -18,7 +18,8 @@ from liteasr_export.core.errors import ArtifactError
 from liteasr_export.core.graphs import cross_names, decoder_input_names, decoder_output_names
 from liteasr_export.core.manifest import MANIFEST_NAME, Manifest, load_manifest
 from liteasr_export.core.tokenizer import WhisperTokenizer
-from liteasr_export.core.windowed import TranscribeOptions, WindowedTranscriber
+from liteasr_export.core.frontend import N_FRAMES
+from liteasr_export.core.windowed import FULL_CONTEXT, TranscribeOptions, WindowedTranscriber
 
 from .ort_session import create_session
 
@@ -144,8 +145,19 @@ class OnnxTranscriber(WindowedTranscriber):
         dtype = _ORT_DTYPES.get(self._encoder_input.type, np.float32)
         return {"input_features": np.ascontiguousarray(features, dtype=dtype)}
 
+    def _check_audio_context(self, frames: int) -> None:
+        """An audio context under 30 s needs an encoder.onnx whose length is
+        dynamic (exports from before it take 3000 mel frames only)."""
+        length = self._encoder_input.shape[-1]
+        if frames != N_FRAMES and isinstance(length, int):
+            raise ArtifactError(f"{self.artifact('encoder')} takes {length} mel frames only, not "
+                                f"`audio_context={frames}`: it was exported before the encoder's length was dynamic",
+                                f"re-export the folder with this liteasr-export, or leave `audio_context` at "
+                                f"\"{FULL_CONTEXT}\"", field="audio_context")
+
     def encode(self, features: np.ndarray) -> list[np.ndarray]:
-        """Cross K/V of every decoder layer for ``features`` (B, n_mels, 3000)."""
+        """Cross K/V of every decoder layer for ``features`` (B, n_mels, 3000,
+        or fewer mel frames under an audio context)."""
         return self.encoder.run(self._cross, self._encoder_feed(features))
 
     def encode_outputs(self, features: np.ndarray) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
