@@ -226,8 +226,10 @@ def transcribe_job(inputs: list[str], output: str | os.PathLike[str], artifacts:
                                            verify=verify))  # cheap: the driver's verify_all() stamped the files
             # the iterator is closed before Ray shuts down, also when a signal unwinds the loop: closing it
             # stops Ray Data's executor, which would otherwise run after ray.shutdown() (when the traceback
-            # is dropped) and make Ray's core worker end the process with exit status 1
-            batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy"))
+            # is dropped) and make Ray's core worker end the process with exit status 1. No prefetching
+            # threads for the same reason (they outlive the closed iterator); the actors do the work, the
+            # driver only writes lines, so prefetching gained nothing here
+            batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0))
             with closing(batches), open(output, "a", encoding="utf-8") as sink, \
                     tqdm(total=len(rows), desc="transcribing (ray)", unit="file", disable=not progress,
                          mininterval=1.0) as bar:
