@@ -35,7 +35,7 @@ from liteasr_export.core.output_folder import path_problem
 from liteasr_export.app.export.preflight import (check_decoding_options, check_device, check_output_file, check_output_options,
                         check_writable_folder)
 from liteasr_export.app.ray_jobs.cluster import LOCAL, is_address
-from liteasr_export.core.windowed import TranscribeOptions
+from liteasr_export.core.windowed import TranscribeOptions, parse_audio_context
 
 
 class _Parser(argparse.ArgumentParser):
@@ -96,6 +96,14 @@ def _path(text: str) -> str:
 
 def _file_path(text: str) -> Path:
     return Path(_path(text))
+
+
+def _audio_context(text: str) -> int | str:
+    """argparse type: ``--audio-context`` (full, auto, seconds or mel frames)."""
+    try:
+        return parse_audio_context(text)
+    except LiteASRError as exc:
+        raise argparse.ArgumentTypeError(exc.render(lambda name, value: "--audio-context")) from None
 
 
 def _path_list(text: str) -> str:
@@ -198,6 +206,12 @@ def _decoding_args(parser: argparse.ArgumentParser, language: str, timestamps: b
                         f"(default {'on' if timestamps else 'off'})")
     g.add_argument("--batch-size", type=_count, default=8,
                    help="30 s windows decoded together, across files (default 8)")
+    g.add_argument("--audio-context", type=_audio_context, default=None, metavar="full|auto|N",
+                   help="audio the encoder sees per window: full (30 s, Whisper's padding; the default), auto "
+                        "(each window's audio plus 1 s, in 5/10/15/20/30 s steps; a window that fails on it "
+                        "is decoded again on 30 s), or N seconds (10, 7.5s) or mel frames (1000f). Stock "
+                        "models lose accuracy on short contexts; needs an export from this version (onnx) "
+                        "or --engine torch")
 
 
 def _settings(args: argparse.Namespace):
@@ -209,7 +223,8 @@ def _settings(args: argparse.Namespace):
                            seed=args.seed)
     if not args.fallback:
         search = search.without_fallback()
-    return TranscribeOptions(search=search, timestamps=args.timestamps, language=args.language, task=args.task)
+    return TranscribeOptions(search=search, timestamps=args.timestamps, language=args.language, task=args.task,
+                             audio_context=args.audio_context)
 
 
 #: the runtime's parameters that liteasr-transcribe, -eval and -serve fill from their options

@@ -573,6 +573,8 @@ class WindowDecode:
     outcome: str  # OK, NO_SPEECH (skipped: silence), KEPT_BEST (every temperature failed), REPETITIVE (dropped)
     language_token: int | None = None
     language_probability: float | None = None
+    audio_context: int = 3000  # mel frames the window was encoded with (30 s unless trimmed)
+    full_context_retry: bool = False  # decoded again on 30 s after its trimmed context failed
 
     @property
     def fell_back(self) -> bool:

@@ -16,11 +16,11 @@ its own audio and settings, never on the batch it shares.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from liteasr_export.core.decoding import (NO_SPEECH, REPETITIVE, TIME_PRECISION, DecoderStep, DecodingOptions, SearchOptions,
+from liteasr_export.core.decoding import (KEPT_BEST, NO_SPEECH, REPETITIVE, TIME_PRECISION, DecoderStep, DecodingOptions, SearchOptions,
                        WindowDecode, build_options, decode_with_fallback)
 from liteasr_export.core.errors import AudioError, LiteASRError
 from liteasr_export.core.frontend import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, check_samples, log_mel, resample, window_bounds
@@ -31,6 +31,14 @@ from liteasr_export.core.tokenizer import check_language
 INPUT_STRIDE = MEL_FRAMES_PER_ENCODER_FRAME
 #: the ``audio_context`` of whole 30 s windows (None means the same)
 FULL_CONTEXT = "full"
+#: the ``audio_context`` that encodes each window's audio plus a tail
+AUTO_CONTEXT = "auto"
+#: mel frames encoded after a window's audio under ``auto`` (1 s), so that the
+#: model still hears where the speech ends and can close its text
+AUTO_TAIL_FRAMES = 100
+#: the lengths ``auto`` encodes with (mel frames: 5, 10, 15, 20 and 30 s): a
+#: few, so that ONNX Runtime and TensorRT reuse their plans for each
+AUTO_BUCKETS = (500, 1000, 1500, 2000, N_FRAMES)
 
 
 def audio_context_frames(audio_context: int | str | None) -> int:
@@ -38,12 +46,13 @@ def audio_context_frames(audio_context: int | str | None) -> int:
     None or ``"full"``: 3000 (30 s, Whisper's own padding); an int N: N
     (100 per second), even (the encoder halves it), at least 2; more than
     3000 is 30 s."""
-    if audio_context is None or audio_context == FULL_CONTEXT:
-        return N_FRAMES
+    if audio_context is None or audio_context in (FULL_CONTEXT, AUTO_CONTEXT):
+        return N_FRAMES  # auto: windows of 30 s, each encoded at its own length (auto_context_frames)
     if isinstance(audio_context, bool) or not isinstance(audio_context, (int, np.integer)):
-        raise LiteASRError(f"`audio_context` must be \"{FULL_CONTEXT}\" or a number of mel frames, "
-                           f"got {audio_context!r}",
-                           f"pass \"{FULL_CONTEXT}\" (30 s) or an even number of mel frames (100 per second)",
+        raise LiteASRError(f"`audio_context` must be \"{FULL_CONTEXT}\", \"{AUTO_CONTEXT}\" or a number of mel "
+                           f"frames, got {audio_context!r}",
+                           f"pass \"{FULL_CONTEXT}\" (30 s), \"{AUTO_CONTEXT}\" or an even number of mel frames "
+                           "(100 per second)",
                            field="audio_context")
     if audio_context < INPUT_STRIDE or audio_context % INPUT_STRIDE:
         raise LiteASRError(f"`audio_context` must be an even number of mel frames >= {INPUT_STRIDE}, "
@@ -51,6 +60,42 @@ def audio_context_frames(audio_context: int | str | None) -> int:
                            f"pass an even number (100 mel frames per second), or \"{FULL_CONTEXT}\"",
                            field="audio_context")
     return min(int(audio_context), N_FRAMES)
+
+
+def parse_audio_context(text: str) -> int | str:
+    """An ``audio_context`` as a person writes it: ``full``, ``auto``, a
+    number of seconds (``10``, ``7.5s``) or of mel frames (``1000f``, 100
+    per second), made even and at most 3000."""
+    value = str(text).strip().lower()
+    if value in (FULL_CONTEXT, AUTO_CONTEXT):
+        return value
+    frames_given = value.endswith("f")
+    number = value[:-1] if frames_given or value.endswith("s") else value
+    try:
+        amount = float(number)
+    except ValueError:
+        amount = float("nan")
+    if not amount > 0 or amount == float("inf"):
+        raise LiteASRError(f"`audio_context` must be full, auto, seconds (10, 7.5s) or mel frames (1000f), "
+                           f"got {text!r}", "pass full, auto, a number of seconds, or of mel frames with f",
+                           field="audio_context")
+    frames = amount if frames_given else amount * SAMPLE_RATE / HOP_LENGTH
+    frames = int(-(-frames // INPUT_STRIDE) * INPUT_STRIDE)  # up to even: the encoder halves it
+    return min(max(frames, INPUT_STRIDE), N_FRAMES)
+
+
+def auto_context_frames(samples: int) -> int:
+    """The mel frames ``auto`` encodes a window of ``samples`` with: its
+    audio plus :data:`AUTO_TAIL_FRAMES`, rounded up to the next of
+    :data:`AUTO_BUCKETS` (a full window: 30 s)."""
+    need = -(-samples // HOP_LENGTH) + AUTO_TAIL_FRAMES
+    return next((bucket for bucket in AUTO_BUCKETS if bucket >= need), N_FRAMES)
+
+
+def shortest_context_frames(audio_context: int | str | None) -> int:
+    """The fewest mel frames a window is encoded with under ``audio_context``
+    (what a backend must accept)."""
+    return AUTO_BUCKETS[0] if audio_context == AUTO_CONTEXT else audio_context_frames(audio_context)
 
 
 @dataclass(frozen=True)
@@ -70,11 +115,16 @@ class TranscribeOptions:
     way). An int N: windows of at most N mel frames (N / 100 s; even, at
     most 3000), encoded at N frames with the positional table's first N / 2
     rows, which costs less the shorter N is. Long audio is then cut into
-    more, shorter windows: no audio is dropped. Stock Whisper models lose
-    accuracy on a short context (issue 22: a context-tuned export fixes
-    that); the backend must take it (ONNX Runtime with an export whose
-    encoder length is dynamic, PyTorch, TensorRT engines whose profiles
-    cover it)."""
+    more, shorter windows: no audio is dropped. ``"auto"``: 30 s windows,
+    each encoded at its audio plus 1 s, rounded up to 5, 10, 15, 20 or 30 s
+    (:func:`auto_context_frames`). On a trimmed context, a window whose
+    first decode fails the fallback test (a loop, the token limit, too
+    unlikely) is decoded again on the full 30 s before the temperature
+    fallback starts, and its report says so (not without a fallback: then
+    each window is decoded once). Stock Whisper models lose
+    accuracy on a short context; the backend must take it (ONNX Runtime with
+    an export whose encoder length is dynamic, PyTorch, TensorRT engines
+    whose profiles cover it)."""
 
     search: SearchOptions = SearchOptions()
     timestamps: bool = False
@@ -110,6 +160,8 @@ class WindowReport:
     compression_ratio: float
     no_speech_prob: float
     temperatures_tried: list[float]
+    audio_context: int = N_FRAMES  # mel frames the kept decode was encoded with
+    full_context_retry: bool = False  # decoded again on 30 s after the trimmed context failed
 
 
 @dataclass
@@ -270,18 +322,58 @@ class WindowedTranscriber:
     def configure(self, settings: TranscribeOptions) -> "WindowedTranscriber":
         """Use ``settings`` from now on (checked against the model first)."""
         self.decoding_options(settings)
-        self._check_audio_context(audio_context_frames(settings.audio_context))
+        self._check_audio_context(shortest_context_frames(settings.audio_context))
         self.settings = settings
         return self
 
     # ------------------------------------------------------------ decoding
 
     def _decode(self, features: np.ndarray, prompts: np.ndarray, options: DecodingOptions,
-                keys: list[int], detect: np.ndarray | None) -> list[WindowDecode]:
-        frames = self.context_frames
-        encoded = self.encode(features if frames == N_FRAMES else features[..., :frames])
-        return decode_with_fallback(lambda: self.decoder_step(encoded), prompts, options, self.settings.search,
-                                    self.tokenizer.decode, keys, detect)
+                keys: list[int], detect: np.ndarray | None, frames: int | None = None) -> list[WindowDecode]:
+        """Decode windows whose features are encoded at ``frames`` mel frames
+        (default: the settings' context). On a trimmed context the first
+        temperature alone is tried; the windows that fail it are decoded
+        again, with the whole fallback, on the full 30 s."""
+        frames = self.context_frames if frames is None else frames
+        search = self.settings.search
+        if frames == N_FRAMES:
+            encoded = self.encode(features)
+            return decode_with_fallback(lambda: self.decoder_step(encoded), prompts, options, search,
+                                        self.tokenizer.decode, keys, detect)
+        encoded = self.encode(features[..., :frames])
+        first = replace(search, temperatures=tuple(search.temperatures[:1]))
+        decoded = decode_with_fallback(lambda: self.decoder_step(encoded), prompts, options, first,
+                                       self.tokenizer.decode, keys, detect)
+        decoded = [replace(d, audio_context=frames) for d in decoded]
+        checked = search.compression_ratio_threshold is not None or search.logprob_threshold is not None
+        retry = [i for i, d in enumerate(decoded)  # no fallback asked for: each window decoded once, as it is
+                 if checked and (d.outcome in (KEPT_BEST, REPETITIVE) or len(d.tokens) >= options.max_new_tokens)]
+        if retry:
+            rows = np.asarray(retry, dtype=np.int64)
+            full = self.encode(features[rows])
+            again = decode_with_fallback(lambda: self.decoder_step(full), prompts[rows], options, search,
+                                         self.tokenizer.decode, [keys[i] for i in retry],
+                                         detect[rows] if detect is not None else None)
+            for i, d in zip(retry, again):
+                decoded[i] = replace(d, full_context_retry=True)
+        return decoded
+
+    def _decode_windows(self, features: np.ndarray, prompts: np.ndarray, options: DecodingOptions,
+                        keys: list[int], detect: np.ndarray | None, samples: list[int]) -> list[WindowDecode]:
+        """:meth:`_decode` of a batch of windows of ``samples`` each: under
+        ``auto``, each group of windows of one length bucket is encoded at it."""
+        if self.settings.audio_context != AUTO_CONTEXT:
+            return self._decode(features, prompts, options, keys, detect)
+        buckets = [auto_context_frames(n) for n in samples]
+        decoded: list[WindowDecode | None] = [None] * len(samples)
+        for frames in sorted(set(buckets), reverse=True):
+            rows = [i for i, bucket in enumerate(buckets) if bucket == frames]
+            index = np.asarray(rows, dtype=np.int64)
+            wanted = detect[index] if detect is not None else None
+            for i, d in zip(rows, self._decode(features[index], prompts[index], options, [keys[i] for i in rows],
+                                               wanted if wanted is not None and wanted.any() else None, frames)):
+                decoded[i] = d
+        return decoded
 
     def transcribe_features(self, features: np.ndarray) -> list[list[int]]:
         """Token ids (without prompt and <|endoftext|>; timestamp tokens
@@ -331,13 +423,14 @@ class WindowedTranscriber:
             order = sorted(range(len(ready)), key=lambda i: ready[i][2] - ready[i][1], reverse=True)
             batch = [ready[i] for i in order]
             features = np.stack([self.features(r.audio[start:end]) for r, start, end in batch])
+
             prompts = np.tile(np.asarray(options.prompt, dtype=np.int64), (len(batch), 1))
             for row, (r, _, _) in enumerate(batch):
                 if r.language is not None:
                     prompts[row, sot + 1] = r.language
             wanted = np.asarray([r.detect for r, _, _ in batch])
-            decoded = self._decode(features, prompts, options, [start for _, start, _ in batch],
-                                   wanted if wanted.any() else None)
+            decoded = self._decode_windows(features, prompts, options, [start for _, start, _ in batch],
+                                           wanted if wanted.any() else None, [end - start for _, start, end in batch])
             results = dict(zip(order, decoded))
             for i, (r, start, end) in enumerate(ready):
                 self._advance(r, start, end, results[i], options)
@@ -368,7 +461,8 @@ class WindowedTranscriber:
         offset, window_seconds = start / SAMPLE_RATE, (end - start) / SAMPLE_RATE
         r.windows.append(WindowReport(offset, offset + window_seconds, result.temperature, result.fell_back,
                                       result.outcome, result.avg_logprob, result.compression_ratio,
-                                      result.no_speech_prob, result.temperatures_tried))
+                                      result.no_speech_prob, result.temperatures_tried, result.audio_context,
+                                      result.full_context_retry))
         duration = r.audio.size / SAMPLE_RATE
         if not r.timestamps:
             r.next += 1

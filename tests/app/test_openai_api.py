@@ -40,12 +40,20 @@ def test_temperature_starts_the_fallback_there_and_language_overrides():
     assert zero.settings.search.temperatures == DEFAULT_TEMPERATURES
 
 
+@pytest.mark.parametrize("value, expected", [("auto", "auto"), ("full", "full"), ("10", 1000), ("500f", 500)])
+def test_a_request_chooses_its_audio_context(value, expected):
+    fields = openai_api.parse_fields({"model": "tiny.en", "audio_context": value}, BASE, "tiny.en")
+    assert fields.settings.audio_context == expected
+    assert fields.settings.search == BASE.search  # nothing else changes
+
+
 @pytest.mark.parametrize("form, status, param, code", [
     ({"model": "tiny.en", "response_format": "docx"}, 400, "response_format", "invalid_value"),
     ({}, 400, "model", "missing_model"),
     ({"model": "gpt-4o-transcribe"}, 404, "model", "model_not_found"),
     ({"model": "tiny.en", "temperature": "hot"}, 400, "temperature", "invalid_value"),
     ({"model": "tiny.en", "temperature": "1.5"}, 400, "temperature", "invalid_value"),
+    ({"model": "tiny.en", "audio_context": "half"}, 400, "audio_context", "invalid_value"),
 ])
 def test_bad_fields_are_openai_errors(form, status, param, code):
     with pytest.raises(openai_api.ApiError) as caught:

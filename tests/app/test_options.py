@@ -31,7 +31,6 @@ LIBRARY_ONLY = {
     "opt_batch": "ProfileOptions' own field: the CLI sets max_batch only",
     "min_mel_frames": "ProfileOptions' own field (the engines' shortest audio context): the CLI sets max_batch only",
     "opt_mel_frames": "ProfileOptions' own field (the audio context engines are tuned for): no flag yet",
-    "audio_context": "TranscribeOptions' field: the CLIs' --audio-context is issue 22's next part",
 }
 
 

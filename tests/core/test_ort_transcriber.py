@@ -257,3 +257,59 @@ def test_a_fixed_length_encoder_refuses_a_short_context(dense, tmp_path, copy_ar
     with pytest.raises(ArtifactError, match="exported before") as error:
         transcriber.configure(TranscribeOptions(audio_context=1000))
     assert error.value.field == "audio_context"
+
+
+def test_auto_encodes_each_window_at_its_length_bucket(dense, speech_clip):
+    """``auto``: a short recording is encoded at 5 s, a 12 s one at 15 s
+    (audio + 1 s, rounded up to a bucket), the full window of a long one at
+    30 s and its rest at its own bucket, in separate groups of one batch."""
+    _, out = dense
+    settings = TranscribeOptions(search=SearchOptions.greedy(), audio_context="auto")
+    transcriber = OnnxTranscriber(out, threads=1, settings=settings)
+    lengths = _encoded_lengths(transcriber)
+    short, middle, long = _noise(3.0, 1), _noise(12.0, 2), _noise(35.0, 3)
+    results = transcriber.transcribe_detailed([short, middle, long])
+    assert sorted(lengths) == [500, 1000, 1500, 3000]  # the long one: 30 s cut + about 5 s (+1 s: 10 s bucket)
+    assert [w.audio_context for w in results[0].windows] == [500]
+    assert [w.audio_context for w in results[1].windows] == [1500]
+    assert sorted(w.audio_context for w in results[2].windows) == [1000, 3000]
+    assert not any(w.full_context_retry for r in results for w in r.windows)
+
+
+def test_a_failed_trimmed_decode_is_decoded_again_on_30_s(dense, speech_clip):
+    """A window that fails the fallback test on its trimmed context (here
+    every window: no log-probability passes 0) is decoded again on the full
+    30 s, with the whole temperature fallback; its report says so. Without
+    the failure, nothing is decoded twice."""
+    _, out = dense
+    failing = SearchOptions(beam_size=1, temperatures=(0.0, 0.5), logprob_threshold=0.0, no_speech_threshold=None)
+    transcriber = OnnxTranscriber(out, threads=1, settings=TranscribeOptions(search=failing, audio_context=200))
+    lengths = _encoded_lengths(transcriber)
+    windows = transcriber.transcribe_detailed([speech_clip[: 2 * SAMPLE_RATE]])[0].windows
+    assert lengths == [200, 3000]
+    assert len(windows) == 1 and windows[0].full_context_retry and windows[0].audio_context == 3000
+    assert windows[0].temperatures_tried == [0.0, 0.5]  # the fallback ran on 30 s, not on the trimmed context
+
+    passing = TranscribeOptions(search=SearchOptions.greedy(), audio_context=200)
+    transcriber = OnnxTranscriber(out, threads=1, settings=passing)
+    lengths = _encoded_lengths(transcriber)
+    windows = transcriber.transcribe_detailed([speech_clip[: 2 * SAMPLE_RATE]])[0].windows
+    assert lengths == [200] and not windows[0].full_context_retry and windows[0].audio_context == 200
+
+
+@pytest.mark.parametrize("text, expected", [("full", "full"), ("auto", "auto"), (" AUTO ", "auto"), ("10", 1000),
+                                            ("7.5s", 750), ("1000f", 1000), ("999f", 1000), ("45", 3000),
+                                            ("0.001", 2)])
+def test_audio_context_as_a_person_writes_it(text, expected):
+    from liteasr_export.core.windowed import parse_audio_context
+
+    assert parse_audio_context(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "half", "-1", "0", "nan", "inf", "10x"])
+def test_an_unreadable_audio_context_names_the_parameter(text):
+    from liteasr_export.core.windowed import parse_audio_context
+
+    with pytest.raises(LiteASRError, match="`?audio_context") as error:
+        parse_audio_context(text)
+    assert error.value.field == "audio_context" and "--" not in str(error.value)

@@ -20,10 +20,10 @@ import numpy as np
 
 from calibration.datasets import AUDIO_SUFFIXES
 
-from liteasr_export.core.errors import AudioError, AudioTooLongError
+from liteasr_export.core.errors import AudioError, AudioTooLongError, LiteASRError
 from liteasr_export.core.frontend import HOP_LENGTH, SAMPLE_RATE, load_audio
 from liteasr_export.core.output_formats import WRITERS
-from liteasr_export.core.windowed import Transcript, TranscribeOptions
+from liteasr_export.core.windowed import Transcript, TranscribeOptions, parse_audio_context
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 #: recordings decoded together by default, and how long a batch waits to fill
@@ -91,8 +91,10 @@ def _temperatures(value: str) -> tuple[float, ...] | None:
 
 
 def parse_fields(form: Mapping[str, Any], base: TranscribeOptions, model_id: str) -> Fields:
-    """``model``, ``language``, ``temperature``, ``response_format`` (and the
-    ignored ``prompt``) of a transcription request, on top of the service's
+    """``model``, ``language``, ``temperature``, ``response_format``,
+    ``audio_context`` (this service's addition: full, auto, seconds or mel
+    frames; see ``--audio-context``) and the ignored ``prompt`` of a
+    transcription request, on top of the service's
     decoding settings ``base``."""
     response_format = str(form.get("response_format") or "json")
     if response_format not in RESPONSE_FORMATS:
@@ -113,6 +115,12 @@ def parse_fields(form: Mapping[str, Any], base: TranscribeOptions, model_id: str
         temperatures = _temperatures(str(temperature))
         if temperatures is not None:
             settings = replace(settings, search=replace(settings.search, temperatures=temperatures))
+    audio_context = form.get("audio_context")
+    if audio_context not in (None, ""):
+        try:
+            settings = replace(settings, audio_context=parse_audio_context(str(audio_context)))
+        except LiteASRError as exc:
+            raise ApiError(400, exc.render(), "audio_context", "invalid_value") from None
     ignored = ("prompt",) if form.get("prompt") else ()
     return Fields(response_format, settings, ignored)
 
