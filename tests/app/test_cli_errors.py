@@ -170,6 +170,8 @@ RUNTIME = [  # transcribe and eval, ONNX Runtime and the torch reference
      "the first fallback temperature must be 0"),
     ("threshold-text", ["--engine", "onnx", "--artifacts", "{artifacts}", "--logprob-threshold", "low"], None,
      "must be a number or 'off'"),
+    ("audio-context-unreadable", ["--engine", "onnx", "--artifacts", "{artifacts}", "--audio-context", "half"], None,
+     "--audio-context must be full, auto, seconds"),
     # a manifest.json that is not what liteasr-export writes (with --no-verify: the checksums are not what refuses it)
     ("manifest-not-utf8", ["--engine", "onnx", "--artifacts", "{tmp}/art", "--no-verify"],
      _artifacts_copy(manifest=lambda raw: raw.replace(b'"format"', b'"\xff\xfeformat"', 1)), "it is not UTF-8 text"),
