@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Audio context: full 30 s windows against ``auto`` (each window's audio
-plus 1 s, in 5/10/15/20/30 s buckets), per check set, on one export, with
+plus 1 s, in the buckets of ``AUTO_BUCKETS``, 3 to 30 s), per check set, on one export, with
 faster-whisper int8 at the same beam size in the same run.
 
 Per set and mode: end-to-end seconds, encoder seconds (the time spent in

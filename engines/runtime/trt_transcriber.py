@@ -78,6 +78,7 @@ class TrtTranscriber(WindowedTranscriber):
         self.vocab_size = int(dims["vocab_size"])
         built = ((self.manifest.data.get("tensorrt") or {}).get("engines") or {}).get("encoder") or {}
         self.name = f"tensorrt {built.get('precision', 'fp32')}"  # what the build asked for (engines/build)
+        self.default_audio_context = self.manifest.default_audio_context
         self.requested_batch = batch_size
         self.configure(settings or self.settings)
         # step 0 feeds the prompt with an empty cache; step k one token after prompt + k - 1

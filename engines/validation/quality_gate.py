@@ -31,7 +31,7 @@ import numpy as np
 
 from liteasr_export.core.errors import DatasetError
 from liteasr_export.core.evaluation import errors_by_reference_word, score, word_errors
-from liteasr_export.core.frontend import SAMPLE_RATE, load_audio
+from liteasr_export.core.frontend import N_FRAMES, SAMPLE_RATE, load_audio
 from liteasr_export.core.output_formats import write_atomic
 
 #: built-in check sets added to ``--eval`` when installed, cheapest first (a
@@ -53,6 +53,10 @@ DEFAULT_MAX_WER_INCREASE = 1.0
 DEFAULT_MAX_DISAGREEMENT = 10.0
 #: clips transcribed between two looks at whether a set has failed already
 STOP_CHUNK = 24
+#: the largest share of a set's windows that a trimmed audio context
+#: (``auto``) may send back to 30 s: more is a fallback storm (the model
+#: loops or stops early on trimmed contexts), and costs more than full windows
+MAX_CONTEXT_RETRY_SHARE = 0.10
 
 TranscribeMany = Callable[[list[np.ndarray]], list[str]]
 
@@ -168,6 +172,9 @@ class SetResult:
     #: when the gate stopped early: the set's full size (``utterances`` and
     #: every figure then cover only the clips transcribed before the stop)
     stopped_of: int | None = None
+    #: per backend whose windows were watched (:class:`WindowWatch`): windows
+    #: decoded, on a trimmed context, and decoded again on 30 s
+    windows: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -235,11 +242,49 @@ class GateResult:
                 lines.append(f"| {s.name} | {clips} | {s.seconds_of_audio / 60:.1f} | {backend} | {dense} | "
                              f"{wer} | {inc} | {s.agreement[backend]:.2f} | {dense_s} / "
                              f"{s.seconds.get(backend, 0.0):.1f} |")
+        watched = [(s.name, b, c) for s in self.sets for b, c in s.windows.items() if c["trimmed"]]
+        if watched:
+            lines += ["", "Trimmed audio contexts (`auto`): windows decoded again on 30 s after their trimmed "
+                      f"decode failed (limit {100 * MAX_CONTEXT_RETRY_SHARE:g} % of a set's windows): "
+                      + "; ".join(f"{n} {c['retried']} of {c['windows']} ({b})" for n, b, c in watched) + "."]
         if self.failures:
             lines += ["", "Failures:", ""] + [f"- {f}" for f in self.failures]
         if self.skipped:
             lines += ["", f"Not checked after the first failure: {', '.join(self.skipped)}."]
         return lines + [""]
+
+
+class WindowWatch:
+    """A runner's ``transcribe_detailed`` as the gate's transcriber, counting
+    how its windows were decoded (:meth:`take` per set): the gate then sees
+    a trimmed audio context that falls back to 30 s, which texts alone hide."""
+
+    def __init__(self, transcribe_detailed: Callable[[list[np.ndarray]], list]) -> None:
+        self._transcribe = transcribe_detailed
+        self._counts = {"windows": 0, "trimmed": 0, "retried": 0}
+
+    def __call__(self, audios: list[np.ndarray]) -> list[str]:
+        transcripts = self._transcribe(audios)
+        for transcript in transcripts:
+            for window in transcript.windows:
+                self._counts["windows"] += 1
+                self._counts["trimmed"] += int(window.full_context_retry or window.audio_context < N_FRAMES)
+                self._counts["retried"] += int(window.full_context_retry)
+        return [t.text for t in transcripts]
+
+    def take(self) -> dict[str, int]:
+        """The counts since the last call."""
+        counts, self._counts = self._counts, dict.fromkeys(self._counts, 0)
+        return counts
+
+
+def context_failures(result: SetResult, name: str) -> list[str]:
+    """A fallback storm of ``name``'s trimmed contexts on ``result``'s set."""
+    counts = result.windows.get(name)
+    if not counts or not counts["trimmed"] or counts["retried"] <= MAX_CONTEXT_RETRY_SHARE * counts["windows"]:
+        return []
+    return [f"{result.name}: {counts['retried']} of {counts['windows']} windows decoded on a trimmed audio context "
+            f"failed and were decoded again on 30 s ({name}; limit {100 * MAX_CONTEXT_RETRY_SHARE:g} %)"]
 
 
 class TranscriptCache:
@@ -392,10 +437,12 @@ def run_gate(
         result.dense_seconds = dense_seconds
         if done < len(check.audio):
             result.stopped_of = len(check.audio)
+        result.windows = {name: t.take() for name, t in backends.items() if isinstance(t, WindowWatch)}
         results.append(result)
         for name in result.agreement:
             failures += ([f"{check.name}: {stops[name]} ({name})"] if stops.get(name)
                          else _failures(result, name, max_wer_increase, max_disagreement))
+            failures += context_failures(result, name)
         if stop_short_of_margin is not None:
             probe = GateResult([result], max_wer_increase, max_disagreement, [])
             short = bool(probe.margin_shortfalls(stop_short_of_margin))

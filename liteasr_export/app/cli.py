@@ -208,7 +208,7 @@ def _decoding_args(parser: argparse.ArgumentParser, language: str, timestamps: b
                    help="30 s windows decoded together, across files (default 8)")
     g.add_argument("--audio-context", type=_audio_context, default=None, metavar="full|auto|N",
                    help="audio the encoder sees per window: full (30 s, Whisper's padding; the default), auto "
-                        "(each window's audio plus 1 s, in 5/10/15/20/30 s steps; a window that fails on it "
+                        "(each window's audio plus 1 s, in 3 to 30 s steps; a window that fails on it "
                         "is decoded again on 30 s), or N seconds (10, 7.5s) or mel frames (1000f). Stock "
                         "models lose many words on short real speech (see the README): keep full for them. "
                         "Needs an export from this version (onnx) or --engine torch")

@@ -68,6 +68,12 @@ class Manifest:
     def tokenizer_path(self) -> Path:
         return self.root / self.data["tokenizer"]
 
+    @property
+    def default_audio_context(self) -> str:
+        """``auto`` for an export tuned for trimmed audio contexts
+        (``--context-tune``), else ``full`` (the ``audio_context`` section)."""
+        return (self.data.get("audio_context") or {}).get("default", "full")
+
     def has_graph(self, name: str) -> bool:
         return name in self.data["graphs"]
 
@@ -212,6 +218,9 @@ def check_manifest_layout(data: Any, path: Path) -> None:
             if key not in data[section]:
                 raise ArtifactError(f'{path}: "{section}" lacks "{key}"', _REEXPORT)
         _check_fields(data[section], typing.get_type_hints(cls), f'"{section}"', refuse)
+    context = data.get("audio_context")
+    if context is not None and not (isinstance(context, dict) and context.get("default", "full") in ("full", "auto")):
+        refuse('"audio_context"', context, 'a JSON object whose "default" is "full" or "auto"')
     checks = data.get("sha256", {})
     if not (isinstance(checks, dict) and all(isinstance(v, str) for v in checks.values())):
         refuse('"sha256"', checks, "a JSON object of file names and hex digests")

@@ -36,9 +36,11 @@ AUTO_CONTEXT = "auto"
 #: mel frames encoded after a window's audio under ``auto`` (1 s), so that the
 #: model still hears where the speech ends and can close its text
 AUTO_TAIL_FRAMES = 100
-#: the lengths ``auto`` encodes with (mel frames: 5, 10, 15, 20 and 30 s): a
-#: few, so that ONNX Runtime and TensorRT reuse their plans for each
-AUTO_BUCKETS = (500, 1000, 1500, 2000, N_FRAMES)
+#: the lengths ``auto`` encodes with (mel frames: 3 to 6 s by 1 s, then 8, 10,
+#: 12, 15, 20, 25 and 30 s): a few, so that ONNX Runtime and TensorRT reuse
+#: their plans and windows of one length batch together, but fine where
+#: most short audio lies (a 4 s clip encodes 5 s, not 10)
+AUTO_BUCKETS = (300, 400, 500, 600, 800, 1000, 1200, 1500, 2000, 2500, N_FRAMES)
 
 
 def audio_context_frames(audio_context: int | str | None) -> int:
@@ -111,12 +113,13 @@ class TranscribeOptions:
     window (multilingual models); None keeps the language the model was
     loaded or exported with (English unless said otherwise).
     ``audio_context``: how much audio a window holds and the encoder sees.
-    None or ``"full"``: 30 s windows padded to 3000 mel frames (Whisper's
-    way). An int N: windows of at most N mel frames (N / 100 s; even, at
+    None: the model's default (``auto`` for an export tuned for trimmed
+    contexts with ``--context-tune``, whose manifest says so; else full).
+    ``"full"``: 30 s windows padded to 3000 mel frames (Whisper's way). An int N: windows of at most N mel frames (N / 100 s; even, at
     most 3000), encoded at N frames with the positional table's first N / 2
     rows, which costs less the shorter N is. Long audio is then cut into
     more, shorter windows: no audio is dropped. ``"auto"``: 30 s windows,
-    each encoded at its audio plus 1 s, rounded up to 5, 10, 15, 20 or 30 s
+    each encoded at its audio plus 1 s, rounded up to one of :data:`AUTO_BUCKETS`
     (:func:`auto_context_frames`). On a trimmed context, a window whose
     first decode fails the fallback test (a loop, the token limit, too
     unlikely) is decoded again on the full 30 s before the temperature
@@ -262,6 +265,10 @@ class WindowedTranscriber:
     options: DecodingOptions
     settings: TranscribeOptions = TranscribeOptions()
     frontend: object | None = None
+    #: the ``audio_context`` used when the settings leave it None: ``auto``
+    #: for a model tuned for trimmed contexts (its manifest or config says
+    #: so), else ``full``
+    default_audio_context: int | str = FULL_CONTEXT
 
     def _run_frontend(self, window: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -290,7 +297,13 @@ class WindowedTranscriber:
     @property
     def context_frames(self) -> int:
         """Mel frames each window is encoded with (the settings' ``audio_context``)."""
-        return audio_context_frames(self.settings.audio_context)
+        return audio_context_frames(self.audio_context)
+
+    @property
+    def audio_context(self) -> int | str:
+        """The settings' ``audio_context``, or this model's default when they leave it None."""
+        chosen = self.settings.audio_context
+        return self.default_audio_context if chosen is None else chosen
 
     def features(self, window: np.ndarray) -> np.ndarray:
         """Normalized log-mel ``(n_mels, 3000)`` of one window of <= 30 s."""
@@ -322,7 +335,8 @@ class WindowedTranscriber:
     def configure(self, settings: TranscribeOptions) -> "WindowedTranscriber":
         """Use ``settings`` from now on (checked against the model first)."""
         self.decoding_options(settings)
-        self._check_audio_context(shortest_context_frames(settings.audio_context))
+        chosen = settings.audio_context
+        self._check_audio_context(shortest_context_frames(self.default_audio_context if chosen is None else chosen))
         self.settings = settings
         return self
 
@@ -362,7 +376,7 @@ class WindowedTranscriber:
                         keys: list[int], detect: np.ndarray | None, samples: list[int]) -> list[WindowDecode]:
         """:meth:`_decode` of a batch of windows of ``samples`` each: under
         ``auto``, each group of windows of one length bucket is encoded at it."""
-        if self.settings.audio_context != AUTO_CONTEXT:
+        if self.audio_context != AUTO_CONTEXT:
             return self._decode(features, prompts, options, keys, detect)
         buckets = [auto_context_frames(n) for n in samples]
         decoded: list[WindowDecode | None] = [None] * len(samples)

@@ -28,6 +28,8 @@ class TorchTranscriber(WindowedTranscriber):
         self.tokenizer = loaded.tokenizer
         self.options = loaded.decoding
         self.vocab_size = self.model.config.vocab_size
+        # a checkpoint tuned for trimmed contexts (--context-tune) says so in its config
+        self.default_audio_context = getattr(self.model.config, "liteasr_audio_context", None) or "full"
         if settings is not None:
             self.configure(settings)
 

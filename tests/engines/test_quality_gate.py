@@ -215,3 +215,32 @@ def test_margin_separates_a_clear_pass_from_one_within_the_noise() -> None:
                        stop_short_of_margin=1.0)
     assert stopped.skipped == ["later"] and not stopped.passed_with_margin
     assert "± 1.00" in "\n".join(stopped.to_markdown())
+
+
+def test_a_fallback_storm_of_trimmed_contexts_fails_the_gate_even_with_equal_texts(tmp_path: Path) -> None:
+    from engines.validation.quality_gate import MAX_CONTEXT_RETRY_SHARE, WindowWatch
+    from liteasr_export.core.windowed import Transcript, WindowReport
+
+    check = _check(["alpha beta"] * 10, "short")
+    texts = ["alpha beta"] * 10
+
+    def detailed(retried: int):
+        def run(audio):
+            def window(i):
+                return WindowReport(0.0, 1.0, 0.0, False, "ok", -0.1, 1.0, 0.0, [0.0], audio_context=300 if i >= retried
+                                    else 3000, full_context_retry=i < retried)
+            return [Transcript(t, 1.0, None, None, [], [window(i)]) for i, t in enumerate(texts[: len(audio)])]
+        return run
+
+    allowed = int(MAX_CONTEXT_RETRY_SHARE * 10)
+    calm = run_gate([check], lambda a: texts, {"auto": WindowWatch(detailed(allowed))}, "m", None, 1.0, 10.0)
+    assert calm.passed and calm.sets[0].windows["auto"] == {"windows": 10, "trimmed": 10, "retried": allowed}
+    storm = run_gate([check], lambda a: texts, {"auto": WindowWatch(detailed(allowed + 1))}, "m", None, 1.0, 10.0)
+    assert storm.sets[0].increase["auto"] == 0 and not storm.passed
+    assert storm.failures == [f"short: {allowed + 1} of 10 windows decoded on a trimmed audio context failed and "
+                              f"were decoded again on 30 s (auto; limit {100 * MAX_CONTEXT_RETRY_SHARE:g} %)"]
+    assert f"short {allowed + 1} of 10 (auto)" in "\n".join(storm.to_markdown())
+    # full 30 s windows are not watched: the same retry flags on untrimmed windows cannot occur, and no
+    # trimmed window means no storm to judge
+    full = run_gate([check], lambda a: texts, {"full": lambda a: texts}, "m", None, 1.0, 10.0)
+    assert full.passed and full.sets[0].windows == {}

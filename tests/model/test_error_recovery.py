@@ -13,7 +13,7 @@ from liteasr_export.model.compression.compressor import compress, compute_spectr
 from liteasr_export.core.errors import RankError
 from liteasr_export.model.lowrank import LowRankLinear, iter_encoder_linears
 from liteasr_export.model.compression.rank_policies import BudgetPolicy
-from liteasr_export.model.compression.refine import refine
+from liteasr_export.model.distillation.refine import refine
 from liteasr_export.model.compression.sensitivity import measure_sensitivity, probe_ranks_for
 from liteasr_export.model.compression.target_search import search_target_size
 

@@ -31,11 +31,12 @@ from liteasr_export.model.compression.compressor import compress, compute_spectr
 from liteasr_export.core.errors import CalibrationError, DatasetError
 from liteasr_export.core.frontend import load_audio, log_mel, split_windows
 from liteasr_export.core.integrity import sha256_file
+from liteasr_export.app.export.context_stage import tune_context
 from liteasr_export.app.export.options import ExportOptions
 from liteasr_export.core.output_formats import write_atomic
 from liteasr_export.app.export.quality_stage import SEARCH_SEED, dense_key, gate_checks, gate_transcriber
 from liteasr_export.model.compression.rank_policies import BudgetPolicy, default_size_ladder, make_policy
-from liteasr_export.model.compression.refine import refine
+from liteasr_export.model.distillation.refine import refine
 from liteasr_export.model.compression.target_search import search_target_size
 
 Note = Callable[[str], None]
@@ -208,12 +209,16 @@ def search_compression(loaded, stats, opts: ExportOptions, note: Note = print):
 
 
 def recover(model, dense, loaded, opts: ExportOptions, note: Note = print) -> dict:
-    """Compensation, then refinement, of ``model``'s factors (in place)."""
+    """Compensation, then refinement of ``model``'s factors and context
+    tuning of its encoder (in place)."""
     done: dict = {"shrinkage": opts.shrinkage, "probe_windows": opts.probe_windows}
     if opts.compensate:
         done["compensation"] = compensate(model, dense, calibration_features(loaded, opts, opts.compensate),
                                           progress=opts.progress)
-    if opts.refine:
+    if opts.context_tune:  # one distillation: --refine's loss joins the context tuning's steps
+        refine_features = calibration_features(loaded, opts, opts.refine_windows) if opts.refine else None
+        done["context_tune"] = tune_context(model, loaded, opts, note, refine_features=refine_features)
+    elif opts.refine:
         features = calibration_features(loaded, opts, opts.refine_windows)
         held = features[::10]  # every tenth window only scores the fit
         train = np.delete(features, np.arange(0, len(features), 10), axis=0)

@@ -113,6 +113,12 @@ class ExportOptions:
                          check="count_or_zero", group=COMPRESSION)
     refine_windows: int = option(64, "calibration windows used by --refine (default 64)", check="count",
                                  group=COMPRESSION)
+    context_tune: int = option(0, "tune the encoder for N steps to transcribe from trimmed audio contexts, "
+                               "without labels (the dense model on calibration clips is the teacher); the export "
+                               "then decodes with --audio-context auto by default (0: off)", check="count_or_zero",
+                               group=COMPRESSION)
+    context_clips: int = option(96, "clips of each calibration source used by --context-tune (default 96)",
+                                check="count", group=COMPRESSION)
     target_wer_increase: float | None = option(None, "search the smallest encoder (budget policy) whose WER rises "
                                                "at most this many points on the check sets", check="points",
                                                group=COMPRESSION)

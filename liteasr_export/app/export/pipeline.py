@@ -9,11 +9,12 @@ records timings.
 
 from __future__ import annotations
 
+import copy
 import json
 import platform
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator
@@ -33,8 +34,11 @@ from liteasr_export.app.export.compression_stage import (calibrate, compress_mod
 from liteasr_export.core.errors import QualityGateError
 from liteasr_export.core.integrity import checksums
 from liteasr_export.core.interrupts import pause_point
+from liteasr_export.core.windowed import AUTO_CONTEXT, FULL_CONTEXT
+from liteasr_export.model.distillation.context_tune import describe, is_tuned
 from liteasr_export.model.lite_whisper import save_lite_whisper
 from liteasr_export.core.manifest import load_manifest, update_manifest
+from liteasr_export.app.export.context_stage import tune_context
 from liteasr_export.app.export.options import ExportOptions
 from liteasr_export.core.output_folder import OutputFolder
 from liteasr_export.app.export.preflight import check_export_options
@@ -176,8 +180,10 @@ def _export_candidate(compressed, compression, tmp: Path, opts: ExportOptions, s
     the ONNX graphs and, for ``--engine trt``, the engines or their build
     script (replacing an earlier candidate's files). Returns the TensorRT
     entry of the manifest (None without TensorRT)."""
-    if compression is not None:
+    tuned = is_tuned(compressed.model)
+    if compression is not None or tuned:
         save_lite_whisper(compressed.model, tmp / "checkpoint", compressed.tokenizer_path)
+    if compression is not None:
         compression.write(tmp)
     attention = "unfused" if opts.engine == "trt" else opts.attention
     with stage("export", f"ONNX graphs ({opts.precision}, attention {attention})"):
@@ -186,6 +192,9 @@ def _export_candidate(compressed, compression, tmp: Path, opts: ExportOptions, s
             encoder_options = {"calibration_features": overflow_check_features(compressed, opts)}
         artifacts.export_artifacts(compressed, tmp, attention=attention, precision=opts.precision,
                                    frontend=opts.frontend_graph, encoder_options=encoder_options)
+    # before validation: the gate runs the artifacts in the mode they will be used in
+    update_manifest(tmp, audio_context={"default": AUTO_CONTEXT if tuned else FULL_CONTEXT,
+                                        "tuned": tuned})
     if opts.engine != "trt":
         return None
     build = TrtBuildOptions(precision=opts.precision, profile=ProfileOptions(max_batch=opts.trt_max_batch))
@@ -226,6 +235,11 @@ def run_export(opts: ExportOptions) -> ExportResult:
                 with stage("compress", "LiteASR low-rank factorization"):
                     compressed, compression = compress_model(dense, stats, opts, spectra=spectra)
                 steps = size_steps(dense, opts) if opts.validate else []
+        tuning = None
+        if opts.context_tune and compression is None:  # a compressed model is tuned by compress_model
+            with stage("tune", f"audio-context tuning, {opts.context_tune} steps"):
+                compressed = replace(dense, model=copy.deepcopy(dense.model))
+                tuning = tune_context(compressed.model, dense, opts)
         checks = gate_checks(opts) if opts.validate else None
         attempts: list[dict] = []
         while True:
@@ -274,12 +288,15 @@ def run_export(opts: ExportOptions) -> ExportResult:
             "validation": validation if validation is not None else "skipped (--no-validate)",
             "degraded": bool(gate is not None and not gate.passed),
             "target_search": None if search is None else search.to_dict(),
+            "context_tune": tuning if compression is None else compression.recovery.get("context_tune"),
             "tensorrt": engines_info,
             "timings_s": stage.timings,
             "versions": versions(),
             "options": json.loads(json.dumps(asdict(opts), default=str)),
         }
         compression_md = None if compression is None else compression.to_markdown(level=2)
+        if tuning is not None:
+            compression_md = "\n".join(["## Audio-context tuning", "", describe(tuning)])
         if search is not None:
             compression_md = (compression_md or "") + "\n" + "\n".join(search.to_markdown(level=2))
         report = _report_markdown(dense.name, opts, compression_md, validation, gate, stage.timings,

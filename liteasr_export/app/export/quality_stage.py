@@ -18,8 +18,8 @@ from calibration.datasets import resolve_set
 from calibration.mix import balanced_sample
 from calibration.statistics import parameter_fingerprint
 from engines.validation.parity import parity
-from engines.validation.quality_gate import (DEFAULT_GATE_SETS, LONG_MINUTES, TranscriptCache, check_set,
-                                             long_recording, run_gate)
+from engines.validation.quality_gate import (DEFAULT_GATE_SETS, LONG_MINUTES, TranscriptCache, WindowWatch,
+                                             check_set, long_recording, run_gate)
 
 from liteasr_export.core.cache import cache_root
 from liteasr_export.core.decoding import SearchOptions
@@ -97,7 +97,7 @@ def validate(dense, compressed, out_dir: Path, opts: ExportOptions, note: Callab
     runners = [onnx]
     if opts.engine == "trt" and not opts.build_script:
         runners.append(open_runner("trt", artifacts=out_dir, settings=GATE_DECODING))
-    backends = {runner.name: runner.transcribe_many for runner in runners}
+    backends = {runner.name: WindowWatch(runner.transcribe_detailed) for runner in runners}
     gate = run_gate(checks, gate_transcriber(dense).transcribe_many, backends, dense_key(dense),
                     TranscriptCache((opts.cache_dir or cache_root()) / "transcripts"),
                     opts.max_wer_increase, opts.max_disagreement, progress=note if opts.progress else None,

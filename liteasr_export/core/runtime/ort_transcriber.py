@@ -133,6 +133,7 @@ class OnnxTranscriber(WindowedTranscriber):
         self.options = self.manifest.decoding
         self.vocab_size = int(dims["vocab_size"])
         self.name = f"onnxruntime {self.manifest.precision('encoder')}"
+        self.default_audio_context = self.manifest.default_audio_context
         if settings is not None:
             self.configure(settings)
 

@@ -1,3 +1,3 @@
 """Compress an encoder: the compressor, rank policies and the size search,
-measured sensitivities, and the recoveries after a cut (error compensation,
-distillation by refine)."""
+measured sensitivities, and the error compensation after a cut (the
+distillations, refine and context tuning, are in ``model/distillation``)."""

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from liteasr_export.model.distillation.context_tune import describe
 from liteasr_export.model.lowrank import COMPRESSIBLE, matrix_shape
 
 
@@ -238,4 +239,6 @@ def _recovery_markdown(recovery: Mapping[str, Any]) -> list[str]:
         lines.append(f"Refinement: {r['steps']} distillation steps ({r['seconds']:.1f} s), loss "
                      f"{r['train_loss_before']:.4f} -> {r['train_loss_after']:.4f}; on held-back windows "
                      f"{r['heldout_loss_before']:.4f} -> {r['heldout_loss_after']:.4f}.")
+    if "context_tune" in recovery:
+        lines.append(describe(recovery["context_tune"]))
     return lines

@@ -55,13 +55,13 @@ def _encoder(model: nn.Module) -> nn.Module:
     return getattr(model, "model", model).encoder
 
 
-def _targets(encoder: nn.Module, features: torch.Tensor) -> list[torch.Tensor]:
+def encoder_targets(encoder: nn.Module, features: torch.Tensor) -> list[torch.Tensor]:
     """Every layer's output and the final (normed) hidden states."""
     out = encoder(features, output_hidden_states=True)
     return [*out.hidden_states[1:-1], out.last_hidden_state]
 
 
-def _loss(outputs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor], scales: Sequence[torch.Tensor]) -> torch.Tensor:
+def encoder_loss(outputs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor], scales: Sequence[torch.Tensor]) -> torch.Tensor:
     """Mean squared error of each output, relative to the target's variance
     per channel; the final output weighs 1, the layers :data:`LAYER_WEIGHT` in all."""
     terms = [((o - t) ** 2 / s).mean() for o, t, s in zip(outputs, targets, scales)]
@@ -101,7 +101,7 @@ def refine(
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
     with torch.no_grad():
         teacher.eval()
-        targets = [torch.cat(chunk) for chunk in zip(*(_targets(master, x[i : i + batch_size])
+        targets = [torch.cat(chunk) for chunk in zip(*(encoder_targets(master, x[i : i + batch_size])
                                                        for i in range(0, len(x), batch_size)))]
         scales = [t.var(dim=(0, 1), keepdim=True)[0].clamp_min(1e-6) for t in targets]
 
@@ -109,15 +109,15 @@ def refine(
         with torch.no_grad():
             total = 0.0
             for i in range(0, len(inputs), batch_size):
-                got = _targets(student, inputs[i : i + batch_size])
-                total += float(_loss(got, [t[i : i + batch_size] for t in wanted], scales)) * len(got[0])
+                got = encoder_targets(student, inputs[i : i + batch_size])
+                total += float(encoder_loss(got, [t[i : i + batch_size] for t in wanted], scales)) * len(got[0])
             return total / len(inputs)
 
     held = None
     if heldout is not None and len(heldout):
         held_x = torch.from_numpy(np.ascontiguousarray(heldout, dtype=np.float32))
         with torch.no_grad():
-            held = (held_x, [torch.cat(c) for c in zip(*(_targets(master, held_x[i : i + batch_size])
+            held = (held_x, [torch.cat(c) for c in zip(*(encoder_targets(master, held_x[i : i + batch_size])
                                                            for i in range(0, len(held_x), batch_size)))])
     was_training = model.training
     model.eval()  # no dropout: the factors are fitted to the inference-time function
@@ -134,7 +134,7 @@ def refine(
                 order, cursor = torch.randperm(len(x), generator=generator), 0
             idx = order[cursor : cursor + batch_size]
             cursor += batch_size
-            loss = _loss(_targets(student, x[idx]), [t[idx] for t in targets], scales)
+            loss = encoder_loss(encoder_targets(student, x[idx]), [t[idx] for t in targets], scales)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -1,0 +1,1 @@
+"""Distillation of the model being exported from the dense one (torch)."""
