@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 
 from liteasr_export.core.errors import DatasetError
 
-from .datasets import ASTERISK_INSTALL, SPLIT_SETS, Utterance, asterisk_available, resolve_set
+from .datasets import (SPLIT_SETS, Utterance, asterisk_available, asterisk_language, asterisk_spec,
+                       resolve_set)
 from .fotaq import FETCH_HINT, find_archive
+from .synthetic import check_synthetic
 
 #: what ``--calib default`` mixes, in order; sources that are not installed are
 #: left out with a note (``builtin`` ships with the package, so one always remains)
@@ -112,9 +114,12 @@ def check_spec(spec: str, purpose: str = "calib") -> None:
             if find_archive() is None:
                 raise DatasetError(f"speech set {name}: the flight-of-the-amazon-queen speech is not available",
                                    FETCH_HINT)
-        elif base == "asterisk" and name.partition("-")[2] in ("", "calib", "eval", "all"):
-            if not asterisk_available():
-                raise DatasetError(f"speech set {name}: the Asterisk prompts are not installed", ASTERISK_INSTALL)
+        elif asterisk_spec(name)[0] is not None:
+            language = asterisk_language(asterisk_spec(name)[0])
+            if not asterisk_available(language.code):
+                raise DatasetError(f"speech set {name}: the Asterisk prompts are not installed", language.install)
+        elif base == "synth":
+            check_synthetic(name, purpose)
         elif base not in SPLIT_SETS:
             resolve_set(name, purpose)
 

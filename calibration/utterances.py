@@ -15,12 +15,14 @@ import soundfile as sf
 @dataclass(frozen=True)
 class Utterance:
     """One recording: absolute audio path, reference text (None if unknown),
-    stable id, and the speaker where the set knows it."""
+    stable id, the speaker where the set knows it, and the language spoken
+    (a Whisper code such as ``es``; None where the set does not say)."""
 
     audio: str
     text: str | None
     id: str
     speaker: str | None = None
+    language: str | None = None
 
 
 def write_flac_atomically(dst: Path, samples: np.ndarray, sample_rate: int) -> None:

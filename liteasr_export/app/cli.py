@@ -15,7 +15,7 @@ import os
 import sys
 import traceback
 import warnings
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
@@ -26,7 +26,7 @@ from liteasr_export.core.decoding import DEFAULT_TEMPERATURES, SearchOptions
 from liteasr_export.core.choices import Choice, option_of
 from liteasr_export.core.errors import (DEBUG_ENV, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_TERMINATED,
                      LiteASRError, Namer, RankError, UserNotice, plain_name, require_extra)
-from liteasr_export.core.evaluation import evaluate, with_references
+from liteasr_export.core.evaluation import UNSTATED, evaluate, merge, with_references
 from liteasr_export.core.frontend import load_audio
 from liteasr_export.core.interrupts import Terminated, signals_as_interrupts
 from liteasr_export.app.export.options import ExportOptions, field_types
@@ -369,12 +369,47 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 def eval_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="liteasr-eval", description="Word error rate of a backend on an evaluation set.")
-    parser.add_argument("--eval", type=_path, default="builtin", help="builtin (generated speech), asterisk (real speech), or a manifest .jsonl")
+    parser.add_argument("--eval", type=_path, default="builtin",
+                        help="builtin (generated speech), asterisk (real speech; asterisk-es, asterisk-fr, "
+                             "asterisk-it in other languages), synth-es, synth-fr, synth-it (generated), or a "
+                             'manifest .jsonl (a line may give its "language")')
     parser.add_argument("--limit", type=_count, default=None, help="evaluate only the first N utterances")
-    parser.add_argument("--json", action="store_true", help='print {"wer": percent, "n": count, "items": [...]}')
+    parser.add_argument("--json", action="store_true",
+                        help='print {"wer": percent, "cer": percent, "n": count, "languages": {code: {...}}, '
+                             '"items": [...]}')
     _backend_args(parser)
     _decoding_args(parser, language="en", timestamps=False)
+    language = next(a for a in parser._actions if a.dest == "language")
+    language.default = None
+    language.help = ("language code, or auto: detect it from each file's first 30 s (multilingual models); "
+                     "default: each item's own language (the set's or the manifest's), English where none is "
+                     "given. Given, it is used for every item (each is still scored in its own language)")
     return parser
+
+
+def _decode_languages(args: argparse.Namespace, utterances: list) -> dict:
+    """{language to decode in: positions of the items}: ``--language`` for
+    all, else each item's own (None: the model's, English)."""
+    groups: dict = {}
+    for index, u in enumerate(utterances):
+        groups.setdefault(args.language or u.language, []).append(index)
+    return groups
+
+
+def _configure_language(transcriber, settings: TranscribeOptions, language: str | None, count: int,
+                        args: argparse.Namespace) -> None:
+    """Decode in ``language`` from now on; an English-only model given
+    items in another language is an error before anything is decoded, not
+    a WER over English guesses."""
+    try:
+        transcriber.configure(replace(settings, language=language))
+    except LiteASRError as exc:
+        if args.language is not None:
+            raise
+        raise LiteASRError(f"--eval {args.eval}: {count} item(s) are in language {language!r}, "
+                           f"which the model cannot decode ({exc.problem})",
+                           "evaluate them with a multilingual model (e.g. --model base), or pass --language en "
+                           "to decode every item as English anyway") from None
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -383,13 +418,25 @@ def _eval(args: argparse.Namespace) -> int:
     utterances = with_references(resolve_set(args.eval, purpose="eval", check_audio=False)[: args.limit],
                                  f"--eval {args.eval}")
     transcriber = _open(args)
-    result = evaluate(transcriber.transcribe, utterances, progress=sys.stderr.isatty(), keep_going=True,
-                      transcribe_many=transcriber.transcribe_many, chunk=4 * args.batch_size)
+    settings, groups = _settings(args), _decode_languages(args, utterances)
+    for language, indices in groups.items():  # every language checked before any decoding
+        _configure_language(transcriber, settings, language, len(indices), args)
+    parts = []
+    for language, indices in groups.items():
+        _configure_language(transcriber, settings, language, len(indices), args)
+        scoring = args.language if args.language not in (None, "auto") else None
+        parts.append((indices, evaluate(transcriber.transcribe, [utterances[i] for i in indices],
+                                        progress=sys.stderr.isatty(), keep_going=True,
+                                        transcribe_many=transcriber.transcribe_many, chunk=4 * args.batch_size,
+                                        language=scoring)))
+    result = merge(parts)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
     else:
-        print(f"WER {result.wer:.2f}% on {result.n} utterances ({result.errors} errors / {result.words} words), "
-              f"{result.seconds:.1f} s")
+        print(f"WER {result.wer:.2f}% (CER {result.cer:.2f}%) on {result.n} utterances ({result.errors} errors / "
+              f"{result.words} words), {result.seconds:.1f} s")
+        if len(result.languages) > 1 or set(result.languages) - {"en", UNSTATED}:
+            print(result.table())
     if result.failed:
         first = next(item for item in result.items if item.error)
         print(f"liteasr-eval: error: {result.failed} utterance(s) could not be transcribed and are not in "

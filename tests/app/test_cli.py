@@ -78,3 +78,21 @@ def test_export_options_are_declared_once():
         assert getattr(args, name) == (None if name == "policy" else default), name
     dests = {action.dest for action in parser._actions} - {"help", "debug"}
     assert dests <= {f.name for f in fields(ExportOptions)}
+
+
+def test_manifest_with_an_unknown_language(tmp_path, speech_clip_path):
+    manifest = tmp_path / "set.jsonl"
+    manifest.write_text(json.dumps({"audio": speech_clip_path, "text": "hola", "language": "spanish"}) + "\n")
+    assert_one_line_error(run("eval", "--eval", str(manifest), "--model", "tiny.en"),
+                          "line 1", "unknown language code 'spanish'", "Whisper's codes")
+
+
+def test_english_only_model_refuses_items_in_another_language(tmp_path, speech_clip_path):
+    """tiny.en cannot decode Spanish: the evaluation stops before decoding,
+    naming the set, the language and the way out (not a WER over English
+    guesses)."""
+    manifest = tmp_path / "set.jsonl"
+    manifest.write_text(json.dumps({"language": "es"}) + "\n"
+                        + json.dumps({"audio": speech_clip_path, "text": "hola"}) + "\n")
+    assert_one_line_error(run("eval", "--eval", str(manifest), "--model", "tiny.en"),
+                          "1 item(s) are in language 'es'", "English-only", "multilingual model", "--language en")
