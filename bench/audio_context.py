@@ -10,12 +10,15 @@ lengths. Sets are decoded whole by each mode in turn (modes alternate set
 by set, so load from other processes spreads over all of them); one
 warm-up clip per mode is not timed. Writes ``bench/results/audio_context.json``.
 
-    python bench/audio_context.py --artifacts OUT [--model tiny.en] \
+    python bench/audio_context.py --artifacts OUT [--tuned TUNED] [--model tiny.en] \
         [--sets builtin-eval asterisk-eval fotaq-eval long] [--limit 48] [--beam-size 5] [--threads 2]
 
 The export must come from a version whose encoder length is dynamic
-(``liteasr-export`` of this repository). What it measures is a stock
-(untuned) model on trimmed contexts: no export is tuned for them yet.
+(``liteasr-export`` of this repository). ``--artifacts`` is a stock
+(untuned) export; ``--tuned`` adds one exported with ``--context-tune``,
+both modes, so that tuned and untuned ``auto`` are measured in one run
+against the same ``full`` (the dense model when ``--artifacts`` was
+exported with ``--no-compress``).
 """
 
 from __future__ import annotations
@@ -113,6 +116,8 @@ def faster_whisper(model: str, threads: int, beam_size: int):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--artifacts", type=Path, required=True, help="a folder written by liteasr-export")
+    parser.add_argument("--tuned", type=Path, default=None,
+                        help="also a folder exported with --context-tune (its rows: tuned full, tuned auto)")
     parser.add_argument("--model", default="tiny.en", help="the bundled model faster-whisper runs (its CTranslate2 "
                                                            "files); none: leave faster-whisper out")
     parser.add_argument("--sets", nargs="+", default=["builtin-eval", "asterisk-eval", "fotaq-eval", "long"])
@@ -126,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     search = SearchOptions(beam_size=args.beam_size)
     backends = {mode: Timed(args.artifacts, args.threads, TranscribeOptions(search=search, audio_context=mode))
                 for mode in ("full", "auto")}
+    if args.tuned is not None:
+        backends.update({f"tuned {mode}": Timed(args.tuned, args.threads,
+                                                TranscribeOptions(search=search, audio_context=mode))
+                         for mode in ("full", "auto")})
     if args.model != "none":
         fw = faster_whisper(args.model, args.threads, args.beam_size)
         if fw is not None:
@@ -157,15 +166,16 @@ def main(argv: list[str] | None = None) -> int:
                   + (f"  encoder {row['encoder_s']:6.1f} s, rest {row['rest_s']:6.1f} s, retried "
                      f"{row['full_context_retries']}/{row['windows']}, encoded {row['encoded']}"
                      if "encoder_s" in row else ""), flush=True)
-        full, auto = (next(r for r in rows if r["set"] == name and r["backend"] == b) for b in ("full", "auto"))
-        print(f"{name:14s} auto vs full: {full['seconds'] / auto['seconds']:.2f}x end to end, encoder "
-              f"{full['encoder_s'] / max(auto['encoder_s'], 1e-9):.2f}x, WER {auto['wer'] - full['wer']:+.2f}",
-              flush=True)
+        full = next(r for r in rows if r["set"] == name and r["backend"] == "full")
+        for auto in (r for r in rows if r["set"] == name and r["backend"].endswith("auto")):
+            print(f"{name:14s} {auto['backend']} vs full: {full['seconds'] / auto['seconds']:.2f}x end to end, "
+                  f"encoder {full['encoder_s'] / max(auto['encoder_s'], 1e-9):.2f}x, WER "
+                  f"{auto['wer'] - full['wer']:+.2f}", flush=True)
 
     result = {"command": " ".join(["python", "bench/audio_context.py", *(argv or sys.argv[1:])]),
               "machine": f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
               "date": time.strftime("%Y-%m-%d"), "artifacts": str(args.artifacts), "beam_size": args.beam_size,
-              "threads": args.threads, "tuned": False, "rows": rows}
+              "threads": args.threads, "tuned": None if args.tuned is None else str(args.tuned), "rows": rows}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.output}", file=sys.stderr)

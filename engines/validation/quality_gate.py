@@ -244,7 +244,7 @@ class GateResult:
                              f"{s.seconds.get(backend, 0.0):.1f} |")
         watched = [(s.name, b, c) for s in self.sets for b, c in s.windows.items() if c["trimmed"]]
         if watched:
-            lines += ["", "Trimmed audio contexts (`auto`): windows decoded again on 30 s after their trimmed "
+            lines += ["", "Trimmed audio contexts (auto): windows decoded again on 30 s after their trimmed "
                       f"decode failed (limit {100 * MAX_CONTEXT_RETRY_SHARE:g} % of a set's windows): "
                       + "; ".join(f"{n} {c['retried']} of {c['windows']} ({b})" for n, b, c in watched) + "."]
         if self.failures:

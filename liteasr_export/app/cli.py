@@ -168,14 +168,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=_count, default=None, help="CPU threads for the backend")
 
 
-def _decoding_args(parser: argparse.ArgumentParser, language: str, timestamps: bool) -> None:
+def _decoding_args(parser: argparse.ArgumentParser, language: str | None, timestamps: bool,
+                   language_default: str | None = None) -> None:
     """Decoding options shared by liteasr-transcribe and liteasr-eval
-    (openai-whisper's defaults; see liteasr_export.core.decoding.SearchOptions)."""
+    (openai-whisper's defaults; see liteasr_export.core.decoding.SearchOptions).
+    ``language_default``: what the help says the default is (default ``language``)."""
     d = SearchOptions()
     g = parser.add_argument_group("decoding")
     g.add_argument("--language", default=language,
                    help=f"language code, or auto: detect it from each file's first 30 s (multilingual models; "
-                        f"default {language})")
+                        f"default {language_default or language})")
     g.add_argument("--task", choices=("transcribe", "translate"), default="transcribe",
                    help="translate: speech in any language to English text (multilingual models)")
     g.add_argument("--beam-size", type=_count, default=d.beam_size,
@@ -378,12 +380,9 @@ def eval_parser() -> argparse.ArgumentParser:
                         help='print {"wer": percent, "cer": percent, "n": count, "languages": {code: {...}}, '
                              '"items": [...]}')
     _backend_args(parser)
-    _decoding_args(parser, language="en", timestamps=False)
-    language = next(a for a in parser._actions if a.dest == "language")
-    language.default = None
-    language.help = ("language code, or auto: detect it from each file's first 30 s (multilingual models); "
-                     "default: each item's own language (the set's or the manifest's), English where none is "
-                     "given. Given, it is used for every item (each is still scored in its own language)")
+    _decoding_args(parser, language=None, timestamps=False,
+                   language_default="each item's own (the set's or the manifest's), English where none is given; "
+                                    "given, it is used for every item, each still scored in its own language")
     return parser
 
 

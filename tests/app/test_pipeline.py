@@ -215,3 +215,35 @@ def test_stage_times_count_no_second_twice():
 
     timings = {"load": 0.5, "export": 19.3, "validate": 72.2, "parity": 11.7, "gate": 60.4}
     assert describe_timings(timings) == ["load 0.5s", "export 19.3s", "validate 72.2s (parity 11.7s, gate 60.4s)"]
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_a_context_tuned_export_defaults_to_auto_and_is_gated_in_it(random_hf_dir, tmp_path, compress):
+    """``--context-tune``: the encoder is tuned (compressed or not), the
+    manifest and the checkpoint say ``auto`` is the default, the gate ran the
+    artifacts in it (trimmed windows counted: random weights never end their
+    text, so every trimmed window goes back to 30 s and the gate calls it a
+    fallback storm), and the report says what was tuned."""
+    from liteasr_export.core.runtime.ort_transcriber import OnnxTranscriber
+    from liteasr_export.model.sources import load_model
+    from liteasr_export.model.torch_transcriber import TorchTranscriber
+
+    out = tmp_path / "out"
+    extra = ("--context-tune", "3", "--context-clips", "3", "--calib", "builtin", "--allow-degradation",
+             *(() if compress else ("--no-compress",)))
+    assert export_main(_args(random_hf_dir, out, *extra)) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["audio_context"] == {"default": "auto", "tuned": True}
+    assert manifest["context_tune"]["steps"] == 3 and manifest["context_tune"]["clips"] == 2  # 1 of 3 held back
+    assert (manifest["compression"] is not None) == compress
+    windows = manifest["validation"]["quality"]["sets"][0]["windows"]
+    assert windows and all(c["trimmed"] == c["retried"] == c["windows"] > 0 for c in windows.values())
+    assert manifest["degraded"] and "decoded again on 30 s" in manifest["validation"]["quality"]["failures"][0]
+    assert "Audio-context tuning: 3 steps" in (out / "report.md").read_text()
+    assert OnnxTranscriber(out, threads=1).audio_context == "auto"
+    tuned = load_model(str(out / "checkpoint"))
+    assert TorchTranscriber(tuned).audio_context == "auto"
+    dense = load_model(str(random_hf_dir))
+    assert TorchTranscriber(dense).audio_context == "full"
+    changed = [n for n, p in tuned.model.named_parameters() if n.startswith("model.encoder.layers.0.fc2")]
+    assert changed  # a tuned dense export still writes its checkpoint (the tuned weights)

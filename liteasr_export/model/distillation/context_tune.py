@@ -128,7 +128,7 @@ def describe(result: dict) -> str:
             + (f"; with --refine's loss on {result['refine_windows']} windows" if result.get("refine_windows") else "")
             + ").")
     if result.get("heldout_auto_before") is not None:
-        text += (f" Distillation loss on {result['heldout_clips']} held-back clips at `auto`'s lengths "
+        text += (f" Distillation loss on {result['heldout_clips']} held-back clips at the lengths auto picks "
                  f"{result['heldout_auto_before']:.4f} -> {result['heldout_auto_after']:.4f}, at 30 s "
                  f"{result['heldout_full_before']:.4f} -> {result['heldout_full_after']:.4f}.")
     return text
