@@ -209,7 +209,8 @@ def _decoding_args(parser: argparse.ArgumentParser, language: str | None, timest
     g.add_argument("--batch-size", type=_count, default=8,
                    help="30 s windows decoded together, across files (default 8)")
     g.add_argument("--audio-context", type=_audio_context, default=None, metavar="full|auto|N",
-                   help="audio the encoder sees per window: full (30 s, Whisper's padding; the default), auto "
+                   help="audio the encoder sees per window (default: the export's, auto when it was tuned with "
+                        "--context-tune, else full): full (30 s, Whisper's padding), auto "
                         "(each window's audio plus 1 s, in 3 to 30 s steps; a window that fails on it "
                         "is decoded again on 30 s), or N seconds (10, 7.5s) or mel frames (1000f). Stock "
                         "models lose many words on short real speech (see the README): keep full for them. "
