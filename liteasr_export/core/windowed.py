@@ -115,8 +115,9 @@ class TranscribeOptions:
     ``audio_context``: how much audio a window holds and the encoder sees.
     None: the model's default (``auto`` for an export tuned for trimmed
     contexts with ``--context-tune``, whose manifest says so; else full).
-    ``"full"``: 30 s windows padded to 3000 mel frames (Whisper's way). An int N: windows of at most N mel frames (N / 100 s; even, at
-    most 3000), encoded at N frames with the positional table's first N / 2
+    ``"full"``: 30 s windows padded to 3000 mel frames (Whisper's way).
+    An int N: windows of at most N mel frames (N / 100 s; even, at most
+    3000), encoded at N frames with the positional table's first N / 2
     rows, which costs less the shorter N is. Long audio is then cut into
     more, shorter windows: no audio is dropped. ``"auto"``: 30 s windows,
     each encoded at its audio plus 1 s, rounded up to one of :data:`AUTO_BUCKETS`
