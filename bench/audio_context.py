@@ -8,7 +8,8 @@ the runner's ``encode``), the rest (frontend and decoder), WER, the windows
 decoded again on 30 s after their trimmed decode failed, and the encoded
 lengths. Sets are decoded whole by each mode in turn (modes alternate set
 by set, so load from other processes spreads over all of them); one
-warm-up clip per mode is not timed. Writes ``bench/results/audio_context.json``.
+warm-up clip per mode is not timed. Writes ``bench/results/audio_context.json``
+and its plot ``audio_context.png``.
 
     python bench/audio_context.py --artifacts OUT [--tuned TUNED] [--model tiny.en] \
         [--sets builtin-eval asterisk-eval fotaq-eval long] [--limit 48] [--beam-size 5] [--threads 2]
@@ -113,6 +114,30 @@ def faster_whisper(model: str, threads: int, beam_size: int):
     return transcribe
 
 
+def plot(result: dict, path: Path) -> None:
+    """Per set: each backend's end-to-end seconds (bars) and WER (labels)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = list(dict.fromkeys(r["set"] for r in result["rows"]))
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], sets):
+        rows = [r for r in result["rows"] if r["set"] == name]
+        bars = ax.bar(range(len(rows)), [r["seconds"] for r in rows], color="#4c72b0")
+        for bar, row in zip(bars, rows):
+            ax.annotate(f"WER {row['wer']:.1f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(range(len(rows)), [r["backend"] for r in rows], rotation=35, ha="right", fontsize=7)
+        ax.set_title(f"{name} ({rows[0]['clips']} clips)", fontsize=9)
+        ax.set_ylabel("seconds, end to end")
+    fig.suptitle(f"audio context: full vs auto, beam {result['beam_size']}, {result['threads']} threads", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--artifacts", type=Path, required=True, help="a folder written by liteasr-export")
@@ -179,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.output}", file=sys.stderr)
+    plot(result, args.output.with_suffix(".png"))
+    print(f"wrote {args.output.with_suffix('.png')}", file=sys.stderr)
     return 0
 
 
