@@ -277,7 +277,8 @@ def context_tune(
     params = trainable_encoder_parameters(model)
     start = time.perf_counter()
     held = [int(i) for i in heldout]
-    train = [i for i in range(len(targets.tokens)) if i not in set(held)]
+    skip = set(held)
+    train = [i for i in range(len(targets.tokens)) if i not in skip]
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
     speech = np.asarray(speech_frames, dtype=np.int64)
     objective = _Objective(model, targets)
