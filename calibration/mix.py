@@ -7,6 +7,15 @@ speakers, one real speaker alone broke the model), so the default
 calibration draws the same number of utterances from every available source:
 real multi-speaker dialogue (``fotaq``), real telephone prompts
 (``asterisk``), generated voices (``builtin``), plus whatever the user names.
+
+A multilingual model is calibrated on its other languages too
+(``multilingual=True``): statistics from English alone can cut directions
+that other languages need. The default then adds, per language of
+:data:`LANGUAGE_SOURCES`, its real prompts (``asterisk-LANG``) and its
+synthetic voices (``synth-LANG``), and balances the languages: each gets the
+utterances English gets (``per_source`` from each of its
+:data:`DEFAULT_SOURCES`), split evenly between its own sources. An
+English-only model's default mix is unchanged.
 """
 
 from __future__ import annotations
@@ -28,9 +37,12 @@ DEFAULT_SOURCES = ("fotaq", "asterisk", "builtin")
 DEFAULT_SPEC = "default"
 #: sources of generated (synthetic) speech: statistics from these alone fit
 #: generated voices and can hide damage on real speakers (DESIGN.md, section 9)
-GENERATED_SOURCES = ("builtin",)
+GENERATED_SOURCES = ("builtin", "synth")
 #: utterances drawn from each source by default
 DEFAULT_PER_SOURCE = 48
+#: the sources of each language besides English that the default mix of a
+#: multilingual model adds (real prompts, then synthetic voices)
+LANGUAGE_SOURCES = {code: (f"asterisk-{code}", f"synth-{code}") for code in ("es", "fr", "it")}
 
 
 @dataclass
@@ -67,11 +79,22 @@ class Mix:
         """Every source is generated speech (no real speaker in the mix)."""
         return bool(self.sources) and all(s.name.split("-")[0] in GENERATED_SOURCES for s in self.sources)
 
+    @property
+    def languages(self) -> dict[str, int]:
+        """Utterances per stated language (none stated: English)."""
+        counts: dict[str, int] = {}
+        for u in self.utterances:
+            counts[u.language or "en"] = counts.get(u.language or "en", 0) + 1
+        return counts
+
     def describe(self) -> dict:
-        return {
+        described = {
             "sources": {s.name: {"utterances": len(s.utterances), "speakers": s.speakers} for s in self.sources},
             "missing": dict(self.missing),
         }
+        if len(self.languages) > 1:  # a multilingual mix says how its languages were balanced
+            described["languages"] = self.languages
+        return described
 
 
 def _stable_key(text: str, seed: int) -> str:
@@ -95,12 +118,32 @@ def balanced_sample(utterances: Sequence[Utterance], n: int | None, seed: int = 
     return out
 
 
-def split_spec(spec: str) -> list[str]:
-    """``"fotaq,asterisk,my/folder"`` -> its parts; ``default`` -> :data:`DEFAULT_SOURCES`."""
+def default_sources(multilingual: bool = False) -> tuple[str, ...]:
+    """What ``default`` expands to: :data:`DEFAULT_SOURCES`, and for a
+    multilingual model every source of :data:`LANGUAGE_SOURCES` after them."""
+    extra = tuple(name for names in LANGUAGE_SOURCES.values() for name in names) if multilingual else ()
+    return DEFAULT_SOURCES + extra
+
+
+def language_of_source(name: str) -> str | None:
+    """The language whose source of :data:`LANGUAGE_SOURCES` ``name`` is (None: another source)."""
+    return next((code for code, names in LANGUAGE_SOURCES.items() if name in names), None)
+
+
+def language_quota(english: int, sources: int) -> int:
+    """Utterances drawn from each of a language's ``sources`` installed
+    sources in a multilingual default mix: the ``english`` utterances the
+    English sources gave, split evenly between them (so each language
+    weighs as much as English, whichever of its sources are installed)."""
+    return max(1, english // max(sources, 1))
+
+
+def split_spec(spec: str, multilingual: bool = False) -> list[str]:
+    """``"fotaq,asterisk,my/folder"`` -> its parts; ``default`` -> :func:`default_sources`."""
     parts = [p.strip() for p in spec.split(",") if p.strip()]
     if not parts:
         raise DatasetError(f"empty speech set {spec!r}", "name a set, e.g. default or fotaq,builtin")
-    return [name for p in parts for name in (DEFAULT_SOURCES if p == DEFAULT_SPEC else (p,))]
+    return [name for p in parts for name in (default_sources(multilingual) if p == DEFAULT_SPEC else (p,))]
 
 
 def check_spec(spec: str, purpose: str = "calib") -> None:
@@ -124,23 +167,36 @@ def check_spec(spec: str, purpose: str = "calib") -> None:
             resolve_set(name, purpose)
 
 
-def resolve_mix(spec: str, purpose: str, per_source: int | None = DEFAULT_PER_SOURCE, seed: int = 0) -> Mix:
+def resolve_mix(spec: str, purpose: str, per_source: int | None = DEFAULT_PER_SOURCE, seed: int = 0,
+                multilingual: bool = False) -> Mix:
     """The sources named by ``spec`` (comma-separated; ``default`` expands to
-    :data:`DEFAULT_SOURCES`), ``per_source`` utterances from each, balanced
+    :func:`default_sources`), ``per_source`` utterances from each, balanced
     per speaker. A source of the default that is not installed is skipped with
-    a note; a source the user named explicitly must resolve."""
+    a note; a source the user named explicitly must resolve.
+
+    ``multilingual``: the model speaks more than English, so ``default`` adds
+    the other languages' sources, each language drawing as many utterances
+    as the English sources gave (:func:`language_quota`); sources named
+    explicitly keep ``per_source``."""
     explicit = {p.strip() for p in spec.split(",")} - {DEFAULT_SPEC}
-    sources: list[Source] = []
     missing: dict[str, str] = {}
-    for name in dict.fromkeys(split_spec(spec)):
+    found: dict[str, list[Utterance]] = {}
+    for name in dict.fromkeys(split_spec(spec, multilingual)):
         try:
-            utterances = resolve_set(name, purpose)
+            found[name] = resolve_set(name, purpose)
         except DatasetError as exc:
             if name in explicit:
                 raise
             missing[name] = str(exc)  # the caller says so: the export prints it and the report lists it
-            continue
-        sources.append(Source(name, balanced_sample(utterances, per_source, seed)))
+    drawn = {name: balanced_sample(utterances, per_source, seed) for name, utterances in found.items()
+             if name in explicit or not multilingual or language_of_source(name) is None}
+    english = sum(len(drawn[name]) for name in DEFAULT_SOURCES if name in drawn)
+    others = [name for name in found if name not in drawn]  # the other languages' sources of the default
+    for name in others:
+        installed = sum(language_of_source(n) == language_of_source(name) for n in others)
+        quota = language_quota(english, installed) if per_source is not None else None
+        drawn[name] = balanced_sample(found[name], quota, seed)
+    sources = [Source(name, drawn[name]) for name in found]
     if not sources:
         raise DatasetError(f"no source of {spec!r} is available ({'; '.join(missing.values())})",
                            "use builtin (generated speech), or install the sources named above")

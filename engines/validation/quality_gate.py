@@ -16,6 +16,13 @@ The default sets are real speech the default calibration never contains
 ``asterisk-eval``: other prompts than ``asterisk-calib``), the user's
 ``--eval`` set, and one long recording made of evaluation clips back to back,
 whose full 30 s windows break a compressed model sooner than short clips do.
+
+A set has a language (its utterances'): it is scored with that language's
+normalizer and, for a multilingual model, decoded with its language token
+(``set_language``). A multilingual model is also checked on the other
+languages' evaluation sets (the export's ``quality_stage``), each with the same
+limit as English's, and on language detection and translation
+(:mod:`engines.validation.languages`).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +80,13 @@ class CheckSet:
     #: one recording scored in pieces of this many seconds (the long
     #: recording); None: each recording is one paired unit
     block_seconds: float | None = None
+    #: the language spoken (a Whisper code; None: not stated, English)
+    language: str | None = None
+
+    @property
+    def languages(self) -> list[str | None]:
+        """The language of each recording, as the scoring takes it."""
+        return [self.language] * len(self.ids)
 
     @property
     def seconds(self) -> float:
@@ -87,15 +101,33 @@ def _file_digest(path: str) -> str:
     return digest.hexdigest()
 
 
-def check_set(name: str, utterances: Sequence) -> CheckSet:
-    """A set of utterances (``.audio``, ``.text``, ``.id``); labeled when every
-    utterance has a reference."""
+def check_set(name: str, utterances: Sequence, language: str | None = None) -> CheckSet:
+    """A set of utterances (``.audio``, ``.text``, ``.id``, optionally
+    ``.language``) in one ``language`` (default: the utterances' own, when
+    they all state the same); labeled when every utterance has a reference."""
     labeled = all(u.text is not None for u in utterances)
+    if language is None:
+        stated = {getattr(u, "language", None) for u in utterances}
+        language = stated.pop() if len(stated) == 1 else None
     digest = hashlib.sha256(name.encode())
     for u in utterances:
         digest.update(f"|{u.id}|{_file_digest(u.audio)}|{u.text}".encode())
+    if language not in (None, "en"):  # decoded with its own token: English sets keep their cached transcripts
+        digest.update(f"|language={language}".encode())
     return CheckSet(name, [u.id for u in utterances], [load_audio(u.audio) for u in utterances],
-                    [u.text for u in utterances] if labeled else None, digest.hexdigest())
+                    [u.text for u in utterances] if labeled else None, digest.hexdigest(), language=language)
+
+
+def check_sets(name: str, utterances: Sequence) -> list[CheckSet]:
+    """``utterances`` as check sets of one language each: one set when they
+    share a language (or state none), else one per language, named
+    ``name[code]`` (a manifest of several languages, e.g. ``--eval``)."""
+    groups: dict[str | None, list] = {}
+    for u in utterances:
+        groups.setdefault(getattr(u, "language", None), []).append(u)
+    if len(groups) <= 1:
+        return [check_set(name, utterances)]
+    return [check_set(f"{name}[{code or 'en'}]", group, code) for code, group in groups.items()]
 
 
 def long_recording(utterances: Sequence, minutes: float = LONG_MINUTES, name: str = "long") -> CheckSet:
@@ -127,10 +159,10 @@ def unit_errors(check: CheckSet, targets: list[str], texts: list[str]) -> np.nda
     reference words split evenly into one block per ``block_seconds`` of
     audio: about one decoding window each)."""
     if check.block_seconds is None:
-        return np.array([e for e, _ in word_errors(targets, texts)], dtype=np.float64)
+        return np.array([e for e, _ in word_errors(targets, texts, check.languages)], dtype=np.float64)
     units = []
     for target, text, audio in zip(targets, texts, check.audio):
-        per_word = errors_by_reference_word(target, text)
+        per_word = errors_by_reference_word(target, text, check.language)
         blocks = max(1, min(len(per_word), int(np.ceil(audio.size / SAMPLE_RATE / check.block_seconds))))
         units += [float(part.sum()) for part in np.array_split(per_word, blocks)]
     return np.array(units, dtype=np.float64)
@@ -143,7 +175,7 @@ def increase_uncertainty(check: CheckSet, targets: list[str], dense: list[str], 
     differences is the sampling noise of the increase. Also returns the
     number of units (inf when there is only one)."""
     difference = unit_errors(check, targets, texts) - unit_errors(check, targets, dense)
-    words = score(check.ids, targets, targets).words
+    words = score(check.ids, targets, targets, languages=check.languages).words
     if difference.size < 2:
         return float("inf"), int(difference.size)
     return float(100.0 * np.sqrt(difference.size * difference.var(ddof=1)) / max(words, 1)), int(difference.size)
@@ -175,12 +207,19 @@ class SetResult:
     #: per backend whose windows were watched (:class:`WindowWatch`): windows
     #: decoded, on a trimmed context, and decoded again on 30 s
     windows: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: the set's language (None: not stated, English)
+    language: str | None = None
 
 
 @dataclass
 class GateResult:
     """The gate's verdict over every set and backend; ``skipped``: sets not
-    transcribed because an earlier one had failed (``stop_early``)."""
+    transcribed because an earlier one had failed (``stop_early``).
+
+    ``multilingual``: whether the model speaks more than English (None: not
+    said); ``not_installed``: the other languages' check sets a multilingual
+    model was not checked on, with why; ``languages``: language detection
+    and translation per set (:mod:`engines.validation.languages`)."""
 
     sets: list[SetResult]
     max_wer_increase: float
@@ -188,6 +227,14 @@ class GateResult:
     failures: list[str]
     allowed_degradation: bool = False
     skipped: list[str] = field(default_factory=list)
+    multilingual: bool | None = None
+    not_installed: dict[str, str] = field(default_factory=dict)
+    languages: list = field(default_factory=list)
+
+    @property
+    def checked_languages(self) -> list[str]:
+        """The languages of the sets transcribed (English for sets that state none)."""
+        return sorted({s.language or "en" for s in self.sets})
 
     @property
     def passed(self) -> bool:
@@ -247,11 +294,35 @@ class GateResult:
             lines += ["", "Trimmed audio contexts (auto): windows decoded again on 30 s after their trimmed "
                       f"decode failed (limit {100 * MAX_CONTEXT_RETRY_SHARE:g} % of a set's windows): "
                       + "; ".join(f"{n} {c['retried']} of {c['windows']} ({b})" for n, b, c in watched) + "."]
+        lines += self._languages_markdown()
         if self.failures:
             lines += ["", "Failures:", ""] + [f"- {f}" for f in self.failures]
         if self.skipped:
             lines += ["", f"Not checked after the first failure: {', '.join(self.skipped)}."]
         return lines + [""]
+
+
+    def _languages_markdown(self) -> list[str]:
+        """Which languages were checked and which not (and why); detection and translation."""
+        if self.multilingual is None:
+            return []
+        if not self.multilingual:
+            return ["", "Languages: English only (an English-only model); other languages were not checked."]
+        lines = ["", f"Languages checked: {', '.join(self.checked_languages)} (each set scored with its "
+                 "language's normalizer and decoded with its language token, limit as above)."]
+        if self.not_installed:
+            lines += ["", "Not installed, so not checked:", ""]
+            lines += [f"- {name}: {why}" for name, why in self.not_installed.items()]
+        if self.languages:
+            lines += ["", "Language detection (first window, as `--language auto`): how often the compressed model "
+                      "names the language the dense one names (refused below the limit); translation "
+                      "(`--task translate`): WER of the compressed model's English against the dense model's "
+                      "(reported, not gated).", "",
+                      "| set | language | clips | dense detects the set's language % | backend | detection agreement % "
+                      "| translation clips | translation disagreement % |", "|---|---|---:|---:|---|---:|---:|---:|"]
+            for check in self.languages:
+                lines += check.markdown_rows()
+        return lines
 
 
 class WindowWatch:
@@ -321,16 +392,17 @@ class TranscriptCache:
 def compare(check: CheckSet, dense: list[str], hypotheses: dict[str, list[str]],
             seconds: dict[str, float]) -> SetResult:
     """WER, increase and agreement of each backend's transcripts on one set."""
-    agreement = {name: score(check.ids, dense, texts).wer for name, texts in hypotheses.items()}
+    agreement = {name: score(check.ids, dense, texts, languages=check.languages).wer
+                 for name, texts in hypotheses.items()}
     dense_words = sum(len(t.split()) for t in dense)
     result = SetResult(check.name, check.references is not None, len(check.ids), dense_words, check.seconds,
                        None, agreement={k: round(v, 3) for k, v in agreement.items()},
-                       seconds={k: round(v, 2) for k, v in seconds.items()})
+                       seconds={k: round(v, 2) for k, v in seconds.items()}, language=check.language)
     if check.references is not None:
-        base = score(check.ids, check.references, dense)
+        base = score(check.ids, check.references, dense, languages=check.languages)
         result.dense_wer, result.words = round(base.wer, 3), base.words
         for name, texts in hypotheses.items():
-            wer = score(check.ids, check.references, texts).wer
+            wer = score(check.ids, check.references, texts, languages=check.languages).wer
             result.wer[name] = round(wer, 3)
             result.increase[name] = round(wer - base.wer, 3)
             se, result.units = increase_uncertainty(check, check.references, dense, texts)
@@ -340,8 +412,7 @@ def compare(check: CheckSet, dense: list[str], hypotheses: dict[str, list[str]],
 
 def _subset(check: CheckSet, count: int) -> CheckSet:
     references = check.references[:count] if check.references is not None else None
-    return CheckSet(check.name, check.ids[:count], check.audio[:count], references, check.fingerprint,
-                    check.block_seconds)
+    return replace(check, ids=check.ids[:count], audio=check.audio[:count], references=references)
 
 
 def transcribe_until_failed(check: CheckSet, dense: list[str], transcribe: TranscribeMany, max_wer_increase: float,
@@ -353,14 +424,15 @@ def transcribe_until_failed(check: CheckSet, dense: list[str], transcribe: Trans
     the clips done and, when stopped, the failure (with that lower bound)."""
     labeled = check.references is not None
     targets = check.references if labeled else dense
-    words = score(check.ids, targets, targets).words
-    base = score(check.ids, check.references, dense).wer if labeled else 0.0
+    words = score(check.ids, targets, targets, languages=check.languages).words
+    base = score(check.ids, check.references, dense, languages=check.languages).wer if labeled else 0.0
     limit = base + max_wer_increase if labeled else max_disagreement
     texts: list[str] = []
     errors = 0  # corpus errors add up clip by clip, so each chunk is scored once
     for start in range(0, len(check.audio), STOP_CHUNK):
         chunk = transcribe(check.audio[start:start + STOP_CHUNK])
-        errors += score(check.ids[start:start + len(chunk)], targets[start:start + len(chunk)], chunk).errors
+        errors += score(check.ids[start:start + len(chunk)], targets[start:start + len(chunk)], chunk,
+                        languages=check.languages[start:start + len(chunk)]).errors
         texts += chunk
         if len(texts) == len(check.audio):
             break
@@ -394,6 +466,7 @@ def run_gate(
     progress: Callable[[str], None] | None = None,
     stop_early: bool = False,
     stop_short_of_margin: float | None = None,
+    set_language: Callable[[str | None], None] | None = None,
 ) -> GateResult:
     """Transcribe every set with the dense reference (or take its cached
     transcripts) and with each backend, compare, and judge.
@@ -406,7 +479,11 @@ def run_gate(
 
     ``stop_short_of_margin``: also skip the sets after one that passes by
     no more than this many standard errors (a default size that will be
-    stepped up anyway)."""
+    stepped up anyway).
+
+    ``set_language``: called with each set's language before it is
+    transcribed (None: not stated), to decode it with its language token
+    (a multilingual model; the transcribers follow the setting)."""
     cache = cache or TranscriptCache(None)
     results: list[SetResult] = []
     failures: list[str] = []
@@ -416,6 +493,8 @@ def run_gate(
         if (stop_early and failures) or short:
             skipped.append(check.name)
             continue
+        if set_language is not None:
+            set_language(check.language)
         reference, dense_seconds = cache.get(model_key, check), None
         if reference is None:
             start = time.perf_counter()

@@ -298,6 +298,27 @@ def _sample(logits: np.ndarray, temperature: float, uniform: np.ndarray) -> np.n
     return np.minimum(np.asarray(picks, dtype=np.int64), logits.shape[1] - 1)
 
 
+def _likeliest_language(at_sot: np.ndarray, options: DecodingOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of the logits at <|startoftranscript|>: the likeliest language
+    token and its probability among the language tokens (openai-whisper's
+    ``detect_language``)."""
+    candidates = np.asarray(options.language_tokens)
+    language_probs = np.exp(log_softmax(np.asarray(at_sot)[:, candidates].astype(np.float64)))
+    best = np.argmax(language_probs, axis=-1)
+    return candidates[best], language_probs[np.arange(len(best)), best]
+
+
+def detect_language(step: DecoderStep, prompts: np.ndarray, options: DecodingOptions) -> tuple[np.ndarray, np.ndarray]:
+    """The language of each window of a decoder ``step`` as ``--language
+    auto`` detects it, for one decoder call: the prompts fed up to and
+    including <|startoftranscript|>; returns the language tokens and their
+    probabilities. A multilingual model's options only (``language_tokens``)."""
+    sot = options.sot_index
+    if sot is None or not options.language_tokens:
+        raise ValueError("language detection needs a multilingual model's decoding options")
+    return _likeliest_language(np.asarray(step(np.asarray(prompts)[:, : sot + 1]), dtype=np.float32), options)
+
+
 def _first_call(step: DecoderStep, prompts: np.ndarray, options: DecodingOptions,
                 detect: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list, list]:
     """Feed the prompts. When the no-speech probability or the language is
@@ -321,14 +342,10 @@ def _first_call(step: DecoderStep, prompts: np.ndarray, options: DecodingOptions
         no_speech = probs[:, options.no_speech]
     if wants_language:
         prompts = prompts.copy()
-        candidates = np.asarray(options.language_tokens)
-        language_logits = at_sot[:, candidates].astype(np.float64)
-        language_probs = np.exp(log_softmax(language_logits))
+        tokens, chances = _likeliest_language(at_sot, options)
         for row in np.flatnonzero(detect):
-            best = int(np.argmax(language_probs[row]))
-            languages[row] = int(candidates[best])
-            probabilities[row] = float(language_probs[row, best])
-            prompts[row, sot + 1] = candidates[best]  # the language token follows <|startoftranscript|>
+            languages[row], probabilities[row] = int(tokens[row]), float(chances[row])
+            prompts[row, sot + 1] = tokens[row]  # the language token follows <|startoftranscript|>
     rest = prompts[:, sot + 1:]
     logits = step(rest) if rest.shape[1] else at_sot
     return logits, prompts, no_speech, languages, probabilities

@@ -161,12 +161,13 @@ def word_errors(references: list[str], hypotheses: list[str],
     return out
 
 
-def errors_by_reference_word(reference: str, hypothesis: str) -> np.ndarray:
-    """Errors attributed to the words of the normalized ``reference``: a
-    substitution or deletion to its word, an insertion to the reference word
-    it precedes (the last word at the end). Sums to the pair's word errors;
-    lets one long recording be scored in pieces (by position in its text)."""
-    ref_n, hyp_n = normalize(reference).split(), normalize(hypothesis).split()
+def errors_by_reference_word(reference: str, hypothesis: str, language: str | None = None) -> np.ndarray:
+    """Errors attributed to the words of the normalized ``reference`` (in
+    ``language``; None: English): a substitution or deletion to its word, an
+    insertion to the reference word it precedes (the last word at the end).
+    Sums to the pair's word errors; lets one long recording be scored in
+    pieces (by position in its text)."""
+    ref_n, hyp_n = normalize(reference, language).split(), normalize(hypothesis, language).split()
     counts = np.zeros(max(len(ref_n), 1), dtype=np.int64)
     if not ref_n:
         counts[0] = len(hyp_n)

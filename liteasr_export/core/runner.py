@@ -74,6 +74,11 @@ class Runner(Protocol):
     def transcribe_detailed(self, audios: list[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[Transcript]:
         ...
 
+    def detect_languages(self, audios: list[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[tuple[str, float]]:
+        """The language (code, probability) of each recording from its first
+        window, as ``language="auto"`` detects it (multilingual models)."""
+        ...
+
     def transcribe_each(self, audios: list[np.ndarray],
                         sample_rate: int = SAMPLE_RATE) -> list[Transcript | LiteASRError]:
         ...

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from liteasr_export.core.decoding import (KEPT_BEST, NO_SPEECH, REPETITIVE, TIME_PRECISION, DecoderStep, DecodingOptions, SearchOptions,
-                       WindowDecode, build_options, decode_with_fallback)
+                       WindowDecode, build_options, decode_with_fallback, detect_language)
 from liteasr_export.core.errors import AudioError, LiteASRError
 from liteasr_export.core.frontend import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, check_samples, log_mel, resample, window_bounds
 from liteasr_export.core.graphs import MEL_FRAMES_PER_ENCODER_FRAME
@@ -450,6 +450,36 @@ class WindowedTranscriber:
             for i, (r, start, end) in enumerate(ready):
                 self._advance(r, start, end, results[i], options)
         return [self._transcript(r) for r in recordings]
+
+    def detect_languages(self, audios: list[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[tuple[str, float]]:
+        """The language of each recording and its probability as ``language
+        auto`` detects it: from its first window, encoded as the settings'
+        ``audio_context`` encodes it, in one decoder call (no transcript).
+        Multilingual models only."""
+        if not self.tokenizer.is_multilingual:
+            raise LiteASRError(f"{self.name}: an English-only model detects no language",
+                               "use a multilingual model (e.g. `model=base`)", field="language")
+        options = self.decoding_options()
+        codes = {v: k for k, v in self.tokenizer.language_ids.items()}
+        windows = []
+        for audio in audios:
+            audio = resample(check_samples(np.asarray(audio)), sample_rate, SAMPLE_RATE)
+            start, end = _Recording(audio, False, None, True, self.context_frames).ready()[0]
+            windows.append(audio[start:end])
+        auto = self.audio_context == AUTO_CONTEXT
+        frames = [auto_context_frames(w.size) if auto else self.context_frames for w in windows]
+        out: list[tuple[str, float]] = [("", 0.0)] * len(windows)
+        for length in sorted(set(frames), reverse=True):
+            rows = [i for i, f in enumerate(frames) if f == length]
+            for first in range(0, len(rows), self.batch_size):
+                batch = rows[first:first + self.batch_size]
+                features = np.stack([self.features(windows[i]) for i in batch])
+                encoded = self.encode(features if length == N_FRAMES else features[..., :length])
+                prompts = np.tile(np.asarray(options.prompt, dtype=np.int64), (len(batch), 1))
+                tokens, chances = detect_language(self.decoder_step(encoded), prompts, options)
+                for i, token, chance in zip(batch, tokens, chances):
+                    out[i] = (codes[int(token)], float(chance))
+        return out
 
     def transcribe_each(self, audios: list[np.ndarray],
                         sample_rate: int = SAMPLE_RATE) -> list[Transcript | LiteASRError]:
