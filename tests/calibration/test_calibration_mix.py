@@ -141,3 +141,66 @@ def test_a_mix_of_generated_voices_only_is_told_apart(tmp_path, monkeypatch) -> 
     assert mix.resolve_mix("default", "calib", per_source=4).generated_only
     folder = _folder(tmp_path, "mine", 3, 1.0)
     assert not mix.resolve_mix(f"default,{folder}", "calib", per_source=4).generated_only
+
+
+def _fake_sets(monkeypatch, sizes: dict[str, tuple[int, int]], missing: tuple[str, ...] = ()) -> list[str]:
+    """``resolve_set`` answering from ``sizes`` (name -> (clips, speakers)),
+    raising for ``missing``; returns the names it was asked for."""
+    asked: list[str] = []
+
+    def resolve(name: str, purpose: str) -> list[Utterance]:
+        asked.append(name)
+        if name in missing or name not in sizes:
+            raise DatasetError(f"speech set {name}: not installed", "install it")
+        clips, speakers = sizes[name]
+        language = mix.language_of_source(name)
+        return [Utterance(f"/a/{name}/{i}.wav", "x", f"{name}/{i}", f"{name}-v{i % speakers}", language)
+                for i in range(clips)]
+
+    monkeypatch.setattr(mix, "resolve_set", resolve)
+    return asked
+
+
+SIZES = {"fotaq": (300, 20), "asterisk": (131, 1), "builtin": (32, 7), "asterisk-es": (138, 1), "synth-es": (139, 4),
+         "asterisk-fr": (133, 1), "synth-fr": (135, 4), "asterisk-it": (131, 1), "synth-it": (131, 4)}
+
+
+def test_a_multilingual_default_mix_weighs_every_language_like_english(monkeypatch) -> None:
+    _fake_sets(monkeypatch, SIZES, missing=("synth-it",))
+    got = mix.resolve_mix("default", "calib", per_source=48, multilingual=True)
+    drawn = {s.name: len(s.utterances) for s in got.sources}
+    english = drawn["fotaq"] + drawn["asterisk"] + drawn["builtin"]
+    assert english == 48 + 48 + 32  # builtin has 32 calibration clips
+    # each other language gets as many utterances as English, split evenly between its installed sources
+    assert drawn["asterisk-es"] == drawn["synth-es"] == english // 2
+    assert drawn["asterisk-fr"] == drawn["synth-fr"] == english // 2
+    assert drawn["asterisk-it"] == english and "synth-it" in got.missing
+    assert got.languages == {"en": english, "es": english, "fr": english, "it": english}
+    assert got.describe()["languages"] == got.languages
+    # balanced per speaker inside a source: the four synthetic Spanish voices take turns
+    voices = [u.speaker for s in got.sources if s.name == "synth-es" for u in s.utterances]
+    assert {voices.count(v) for v in set(voices)} == {english // 2 // 4}
+    # interleaved: every source contributes from the start
+    assert {u.id.split("/")[0] for u in got.utterances[: len(got.sources)]} == set(drawn)
+    # a source named explicitly keeps --calib-samples
+    named = mix.resolve_mix("default,synth-fr", "calib", per_source=48, multilingual=True)
+    assert {s.name: len(s.utterances) for s in named.sources}["synth-fr"] == 48
+
+
+def test_an_english_only_default_mix_is_unchanged(monkeypatch) -> None:
+    asked = _fake_sets(monkeypatch, SIZES)
+    got = mix.resolve_mix("default", "calib", per_source=48)
+    # exactly what the default drew before languages existed: its three sources, 48 each, in order,
+    # balanced per speaker (the statistics cache key hashes these names and ids in this order)
+    assert [s.name for s in got.sources] == list(mix.DEFAULT_SOURCES)
+    for source in got.sources:
+        assert source.utterances == mix.balanced_sample(mix.resolve_set(source.name, "calib"), 48, 0)
+    assert not any(name.startswith(("asterisk-", "synth-")) for name in asked)
+    assert "languages" not in got.describe()
+    assert mix.resolve_mix("default", "calib", per_source=48, multilingual=False).describe() == got.describe()
+
+
+def test_synthetic_voices_of_other_languages_count_as_generated_speech(monkeypatch) -> None:
+    _fake_sets(monkeypatch, SIZES)
+    assert mix.resolve_mix("builtin,synth-es", "calib", per_source=4).generated_only
+    assert not mix.resolve_mix("synth-es,asterisk-es", "calib", per_source=4).generated_only
