@@ -86,8 +86,9 @@ class ExportOptions:
     force: bool = option(False, "replace an existing output folder", switch="--force")
     compress: bool = option(True, "export the dense model", switch="--no-compress", group=COMPRESSION)
     calib: str = option("default", "calibration sources, comma-separated, balanced per source: default (fotaq, "
-                        "asterisk and builtin, those installed), fotaq, asterisk, builtin, a folder of audio or a "
-                        "manifest", group=COMPRESSION, text="paths")
+                        "asterisk and builtin, those installed; a multilingual model also asterisk-es/fr/it and "
+                        "synth-es/fr/it, each language weighing as much as English), fotaq, asterisk, builtin, a "
+                        "folder of audio or a manifest", group=COMPRESSION, text="paths")
     calib_samples: int | None = option(None, "utterances drawn from each calibration source (default 48)",
                                        check="count", group=COMPRESSION)
     packing: Packing = option(Packing.BOTH, "calibrate on clips alone in their window, packed into full 30 s "
@@ -142,7 +143,8 @@ class ExportOptions:
     #: float32 and float64 (the reference), so 2 windows cost what 4 did before
     parity_clips: int = option(2, "clips used for numerical parity (default 2)", check="count", group=VALIDATION)
     gate_sets: str = option("default", "check sets besides --eval: default (fotaq-eval, asterisk-eval and a long "
-                            "recording, those installed), a comma-separated list, or none", group=VALIDATION,
+                            "recording; a multilingual model also the Spanish, French and Italian sets; those "
+                            "installed), a comma-separated list, or none", group=VALIDATION,
                             text="paths")
     gate_clips: int = option(DEFAULT_GATE_CLIPS, f"clips drawn from each built-in check set (default "
                              f"{DEFAULT_GATE_CLIPS})", check="count",

@@ -1,0 +1,77 @@
+"""The export's check sets for a multilingual model: the other languages'
+sets join the default when installed, those that are not are listed with
+why, and an English-only model's sets are unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from calibration.datasets import Utterance
+from engines.validation.quality_gate import DEFAULT_GATE_SETS
+from liteasr_export.app.export import quality_stage
+from liteasr_export.app.export.options import ExportOptions
+from liteasr_export.core.errors import DatasetError
+from liteasr_export.core.frontend import SAMPLE_RATE
+
+NOT_INSTALLED = "asterisk-it-eval"
+
+
+@pytest.fixture
+def fake_sets(tmp_path, monkeypatch) -> list[str]:
+    """Every set two clips in its language (from its name), except
+    :data:`NOT_INSTALLED`; returns the names asked for."""
+    asked: list[str] = []
+
+    def resolve(name: str, purpose: str) -> list[Utterance]:
+        asked.append(name)
+        if name.startswith("asterisk-it"):
+            raise DatasetError("speech set asterisk-it: the Asterisk prompts are not installed", "apt-get install")
+        language = next((code for code in ("es", "fr", "it") if f"-{code}" in name), None)
+        out = []
+        for i in range(2):
+            path = tmp_path / f"{name}-{i}.wav"
+            sf.write(str(path), np.full(SAMPLE_RATE, 0.01 * (i + 1), np.float32), SAMPLE_RATE)
+            out.append(Utterance(str(path), "words", f"{name}/{i}", None, language))
+        return out
+
+    monkeypatch.setattr(quality_stage, "resolve_set", resolve)
+    monkeypatch.setattr(quality_stage, "long_recording", lambda clips, minutes: quality_stage.check_set("long", clips))
+    return asked
+
+
+def _opts(tmp_path: Path, **extra) -> ExportOptions:
+    return ExportOptions(output=tmp_path / "out", eval_set="builtin", gate_clips=2, progress=False, **extra)
+
+
+def test_a_multilingual_model_is_checked_in_every_installed_language(tmp_path, fake_sets) -> None:
+    english = quality_stage.gate_checks(_opts(tmp_path), note=lambda _: None)
+    assert {c.name for c in english} == {"builtin", *DEFAULT_GATE_SETS} and len(english) == 4
+    assert not english.missing and not set(fake_sets) & set(quality_stage.LANGUAGE_GATE_SETS)
+    notes: list[str] = []
+    checks = quality_stage.gate_checks(_opts(tmp_path), note=notes.append, multilingual=True)
+    languages = {c.name: c.language for c in checks if c.language not in (None, "en")}
+    expected = [n for n in quality_stage.LANGUAGE_GATE_SETS if n != NOT_INSTALLED]
+    assert list(languages) == expected and languages["synth-fr-eval"] == "fr"
+    assert list(checks.missing) == [NOT_INSTALLED] and "not installed" in checks.missing[NOT_INSTALLED]
+    assert any(NOT_INSTALLED in n for n in notes)
+    none = quality_stage.gate_checks(_opts(tmp_path, gate_sets="none"), note=notes.append, multilingual=True)
+    assert [c.name for c in none] == ["builtin"]  # none means none, in every language
+
+
+def test_checks_built_for_english_get_the_languages_of_a_multilingual_model_once(tmp_path, fake_sets) -> None:
+    opts = _opts(tmp_path)
+    checks = quality_stage.gate_checks(opts, note=lambda _: None)
+    english_only = SimpleNamespace(tokenizer=SimpleNamespace(is_multilingual=False))
+    assert quality_stage.with_language_checks(checks, english_only, opts) is checks and len(checks) == 4
+    multilingual = SimpleNamespace(tokenizer=SimpleNamespace(is_multilingual=True))
+    fake_sets.clear()
+    grown = quality_stage.with_language_checks(checks, multilingual, opts, note=lambda _: None)
+    assert grown is checks and len(checks) == 4 + len(quality_stage.LANGUAGE_GATE_SETS) - 1
+    assert fake_sets == list(quality_stage.LANGUAGE_GATE_SETS) and NOT_INSTALLED in checks.missing
+    fake_sets.clear()
+    assert quality_stage.with_language_checks(checks, multilingual, opts) is checks and fake_sets == []
