@@ -75,3 +75,51 @@ def test_checks_built_for_english_get_the_languages_of_a_multilingual_model_once
     assert fake_sets == list(quality_stage.LANGUAGE_GATE_SETS) and NOT_INSTALLED in checks.missing
     fake_sets.clear()
     assert quality_stage.with_language_checks(checks, multilingual, opts) is checks and fake_sets == []
+
+
+def _export(model_dir: Path, out: Path, *extra: str) -> dict:
+    from liteasr_export.app.cli import export_main
+
+    # random weights: the verdict means nothing, so the export is written anyway; what is checked is
+    # that each language's set is decoded, probed and reported
+    code = export_main(["--model", str(model_dir), "--output", str(out), "--no-compress", "--eval-limit", "2",
+                        "--gate-clips", "2", "--parity-clips", "1", "--quiet", "--cache-dir", str(out.parent / "cache"),
+                        "--max-wer-increase", "100000", "--max-disagreement", "100", "--allow-degradation", *extra])
+    assert code == 0
+    import json
+
+    return json.loads((out / "manifest.json").read_text())["validation"]["quality"]
+
+
+@pytest.mark.slow
+def test_an_export_of_a_multilingual_model_reports_each_language(tmp_path, random_whisper, tiny_en_tokenizer_json,
+                                                                 random_hf_dir) -> None:
+    """Plumbing on a random tiny multilingual model (base's tokenizer): the
+    Spanish and French sets are decoded in their language through ONNX
+    Runtime, probed for detection and translation, and the report says so;
+    an English-only model's report says it was checked in English only."""
+    import shutil
+
+    from calibration.datasets import resolve_set
+    from liteasr_export.model.sources import BUNDLED
+
+    try:
+        resolve_set("asterisk-es", "eval"), resolve_set("synth-fr", "eval")
+    except DatasetError as exc:
+        pytest.skip(f"the Spanish or French speech is not installed: {exc}")
+    model_dir = tmp_path / "multilingual"
+    random_whisper(seed=2, vocab_size=51865).save_pretrained(str(model_dir))
+    shutil.copy(BUNDLED["base"].files()[0] / "tokenizer.json", model_dir / "tokenizer.json")
+    quality = _export(model_dir, tmp_path / "out", "--gate-sets", "asterisk-es-eval,synth-fr-eval")
+    assert quality["multilingual"] is True and quality["not_installed"] == {}
+    assert [(s["name"], s["language"]) for s in quality["sets"]] == [("builtin", None), ("asterisk-es-eval", "es"),
+                                                                   ("synth-fr-eval", "fr")]
+    probed = {c["name"]: c for c in quality["languages"]}
+    assert set(probed) == {"builtin", "asterisk-es-eval", "synth-fr-eval"}
+    assert all(c["clips"] == 2 and set(c["detection_agreement"]) == {"onnxruntime fp32"} for c in probed.values())
+    assert probed["asterisk-es-eval"]["translation_clips"] == 2 and probed["builtin"]["translation_clips"] == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "Languages checked: en, es, fr" in report and "| asterisk-es-eval | es | 2 |" in report
+    english = _export(random_hf_dir, tmp_path / "english", "--gate-sets", "none")
+    assert english["multilingual"] is False and english["languages"] == []
+    assert "English only" in (tmp_path / "english" / "report.md").read_text()
