@@ -77,49 +77,44 @@ def test_checks_built_for_english_get_the_languages_of_a_multilingual_model_once
     assert quality_stage.with_language_checks(checks, multilingual, opts) is checks and fake_sets == []
 
 
-def _export(model_dir: Path, out: Path, *extra: str) -> dict:
-    from liteasr_export.app.cli import export_main
 
-    # random weights: the verdict means nothing, so the export is written anyway; what is checked is
-    # that each language's set is decoded, probed and reported
-    code = export_main(["--model", str(model_dir), "--output", str(out), "--no-compress", "--eval-limit", "2",
-                        "--gate-clips", "2", "--parity-clips", "1", "--quiet", "--cache-dir", str(out.parent / "cache"),
-                        "--max-wer-increase", "100000", "--max-disagreement", "100", "--allow-degradation", *extra])
-    assert code == 0
-    import json
-
-    return json.loads((out / "manifest.json").read_text())["validation"]["quality"]
+def _validate(loaded, artifacts: Path, tmp_path: Path, gate_sets: str):
+    opts = ExportOptions(output=tmp_path / "out", eval_limit=2, gate_sets=gate_sets, gate_clips=2, parity_clips=1,
+                         max_wer_increase=100000.0, max_disagreement=100.0, allow_degradation=True, progress=False,
+                         cache_dir=tmp_path / "cache")
+    return quality_stage.validate(loaded, loaded, artifacts, opts, note=lambda _: None)["quality"]
 
 
 @pytest.mark.slow
-def test_an_export_of_a_multilingual_model_reports_each_language(tmp_path, random_whisper, tiny_en_tokenizer_json,
-                                                                 random_hf_dir) -> None:
-    """Plumbing on a random tiny multilingual model (base's tokenizer): the
-    Spanish and French sets are decoded in their language through ONNX
-    Runtime, probed for detection and translation, and the report says so;
-    an English-only model's report says it was checked in English only."""
-    import shutil
-
+def test_validation_of_a_multilingual_model_reports_each_language(tmp_path, random_loaded,
+                                                                  tiny_en_tokenizer_json) -> None:
+    """Plumbing on random tiny models (their verdict means nothing, so
+    degradation is allowed): a multilingual one (base's tokenizer) has its
+    Spanish and French sets decoded in their language through ONNX Runtime,
+    probed for detection and translation, and reported; an English-only one
+    is reported as checked in English only."""
     from calibration.datasets import resolve_set
+    from exporters.artifacts import export_artifacts
     from liteasr_export.model.sources import BUNDLED
 
     try:
         resolve_set("asterisk-es", "eval"), resolve_set("synth-fr", "eval")
     except DatasetError as exc:
         pytest.skip(f"the Spanish or French speech is not installed: {exc}")
-    model_dir = tmp_path / "multilingual"
-    random_whisper(seed=2, vocab_size=51865).save_pretrained(str(model_dir))
-    shutil.copy(BUNDLED["base"].files()[0] / "tokenizer.json", model_dir / "tokenizer.json")
-    quality = _export(model_dir, tmp_path / "out", "--gate-sets", "asterisk-es-eval,synth-fr-eval")
-    assert quality["multilingual"] is True and quality["not_installed"] == {}
-    assert [(s["name"], s["language"]) for s in quality["sets"]] == [("builtin", None), ("asterisk-es-eval", "es"),
-                                                                   ("synth-fr-eval", "fr")]
-    probed = {c["name"]: c for c in quality["languages"]}
+    loaded = random_loaded(BUNDLED["base"].files()[0] / "tokenizer.json", seed=5, vocab_size=51865)
+    export_artifacts(loaded, tmp_path / "multilingual")
+    gate = _validate(loaded, tmp_path / "multilingual", tmp_path, "asterisk-es-eval,synth-fr-eval")
+    assert gate.multilingual is True and gate.not_installed == {}
+    assert [(s.name, s.language) for s in gate.sets] == [("builtin", None), ("asterisk-es-eval", "es"),
+                                                         ("synth-fr-eval", "fr")]
+    probed = {c.name: c for c in gate.languages}
     assert set(probed) == {"builtin", "asterisk-es-eval", "synth-fr-eval"}
-    assert all(c["clips"] == 2 and set(c["detection_agreement"]) == {"onnxruntime fp32"} for c in probed.values())
-    assert probed["asterisk-es-eval"]["translation_clips"] == 2 and probed["builtin"]["translation_clips"] == 0
-    report = (tmp_path / "out" / "report.md").read_text()
+    assert all(c.clips == 2 and set(c.detection_agreement) == {"onnxruntime fp32"} for c in probed.values())
+    assert probed["asterisk-es-eval"].translation_clips == 2 and probed["builtin"].translation_clips == 0
+    report = "\n".join(gate.to_markdown())
     assert "Languages checked: en, es, fr" in report and "| asterisk-es-eval | es | 2 |" in report
-    english = _export(random_hf_dir, tmp_path / "english", "--gate-sets", "none")
-    assert english["multilingual"] is False and english["languages"] == []
-    assert "English only" in (tmp_path / "english" / "report.md").read_text()
+    english = random_loaded(tiny_en_tokenizer_json, seed=5)
+    export_artifacts(english, tmp_path / "english")
+    gate = _validate(english, tmp_path / "english", tmp_path, "none")
+    assert gate.multilingual is False and gate.languages == [] and [s.language for s in gate.sets] == [None]
+    assert "English only" in "\n".join(gate.to_markdown())
