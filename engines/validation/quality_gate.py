@@ -315,11 +315,12 @@ class GateResult:
             lines += [f"- {name}: {why}" for name, why in self.not_installed.items()]
         if self.languages:
             lines += ["", "Language detection (first window, as `--language auto`): how often the compressed model "
-                      "names the language the dense one names (refused below the limit); translation "
-                      "(`--task translate`): WER of the compressed model's English against the dense model's "
-                      "(reported, not gated).", "",
-                      "| set | language | clips | dense detects the set's language % | backend | detection agreement % "
-                      "| translation clips | translation disagreement % |", "|---|---|---:|---:|---|---:|---:|---:|"]
+                      "names the language the dense one names, on the clips where dense names the set's language "
+                      "(refused below the limit) and on every clip (reported); translation (`--task translate`): "
+                      "WER of the compressed model's English against the dense model's (reported, not gated).", "",
+                      "| set | language | clips | dense detects the set's language % | backend | kept % of clips "
+                      "| agreement on all clips % | translation clips | translation disagreement % |",
+                      "|---|---|---:|---:|---|---:|---:|---:|---:|"]
             for check in self.languages:
                 lines += check.markdown_rows()
         return lines

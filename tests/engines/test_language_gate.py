@@ -112,32 +112,34 @@ def _probe(detected: list[str], translations: list[str] | None = None, calls: li
                                                            for a in audio])
 
 
-def test_detection_agreement_below_the_limit_refuses_and_translation_is_only_reported(tmp_path) -> None:
-    n = 50
+def test_detection_that_drops_below_the_limit_refuses_and_translation_is_only_reported(tmp_path) -> None:
+    n = 100
     spanish = _set("asterisk-es-eval", ["hola"] * n, "es")
-    dense_detected = ["es"] * (n - 1) + ["pt"]  # dense's own mistake on one clip is not the compression's
-    allowed = int(round(n * (100 - MIN_DETECTION_AGREEMENT) / 100))  # clips that may disagree
+    dense_detected = ["es"] * (n - 1) + ["pt"]  # dense's own mistake on the last clip
+    counted = n - 1  # the verdict counts the clips dense detects as Spanish
+    allowed = int(counted * (100 - MIN_DETECTION_AGREEMENT) // 100)  # of those, how many may flip
     english = ["good morning"] * n
     dense = _probe(dense_detected, english)
-    close = dense_detected[:]
-    for i in range(allowed):
-        close[i] = "en"
-    off = close[:]
-    off[allowed] = "en"
+    within = ["en"] * allowed + dense_detected[allowed:-1] + ["it"]  # a flip where dense was wrong is not counted
+    below = ["en"] * (allowed + 1) + dense_detected[allowed + 1:]
     calls: list[str] = []
     cache = TranscriptCache(tmp_path)
-    within = check_language(spanish, _probe(dense_detected, english, calls), {"onnx": _probe(close, english)}, "m",
-                            cache)
-    assert within.detection_agreement["onnx"] == pytest.approx(100.0 * (n - allowed) / n)
-    assert within.dense_detects_language == pytest.approx(100.0 * (n - 1) / n)
-    assert detection_failures(within) == [] and calls == ["detect"]
-    below = check_language(spanish, _probe(dense_detected, english, calls), {"onnx": _probe(off, english)}, "m",
-                           cache, translation_clips=4)
+    kept = check_language(spanish, _probe(dense_detected, english, calls), {"onnx": _probe(within, english)}, "m",
+                          cache)
+    assert kept.detection_clips == counted and kept.dense_detects_language == pytest.approx(100.0 * counted / n)
+    assert kept.detection_kept["onnx"] == pytest.approx(100.0 * (counted - allowed) / counted, abs=0.01)
+    assert kept.detection_agreement["onnx"] == pytest.approx(100.0 * (n - allowed - 1) / n)  # reported
+    assert detection_failures(kept) == [] and calls == ["detect"]
+    lost = check_language(spanish, _probe(dense_detected, english, calls), {"onnx": _probe(below, english)}, "m",
+                          cache, translation_clips=4)
     assert calls == ["detect"]  # the dense detections came from the cache
-    assert below.detection_agreement["onnx"] < MIN_DETECTION_AGREEMENT
-    assert detection_failures(below) == [f"asterisk-es-eval: the compressed model detects the dense model's language "
-                                         f"on {below.detection_agreement['onnx']:.1f} % of {n} clips (onnx; limit "
-                                         f"{MIN_DETECTION_AGREEMENT:g} %)"]
+    assert lost.detection_kept["onnx"] < MIN_DETECTION_AGREEMENT
+    assert detection_failures(lost) == [f"asterisk-es-eval: the compressed model detects the dense model's language "
+                                        f"on {lost.detection_kept['onnx']:.1f} % of the {counted} clips dense detects "
+                                        f"as es (onnx; limit {MIN_DETECTION_AGREEMENT:g} %)"]
+    # a set that states no language: every clip counts
+    unstated = check_language(_set("mine", ["x"] * n, None), dense, {"onnx": _probe(within, english)}, "m")
+    assert unstated.detection_clips == n and unstated.detection_kept == unstated.detection_agreement
     # translation: the compressed model's English against the dense model's, reported and never a failure
     garbled = check_language(spanish, dense, {"onnx": _probe(dense_detected, ["bad evening"] * n)}, "m", None,
                              translation_clips=4)
@@ -161,7 +163,7 @@ def test_the_report_says_which_languages_were_checked_and_which_were_not() -> No
     text = "\n".join(gate.to_markdown())
     assert "Languages checked: en, es" in text
     assert "- asterisk-it-eval: speech set asterisk-it: the Asterisk prompts are not installed" in text
-    assert "| asterisk-es-eval | es | 2 | 100.0 | onnx | 100.0 | 2 | 0.00 |" in text
+    assert "| asterisk-es-eval | es | 2 | 100.0 | onnx | 100.0 of 2 | 100.0 | 2 | 0.00 |" in text
     data = gate.to_dict()
     assert data["languages"][0]["detection_agreement"] == {"onnx": 100.0} and data["multilingual"] is True
     english_only = GateResult(gate.sets[:1], 1.0, 10.0, [], multilingual=False)
