@@ -264,6 +264,7 @@ class GateResult:
         data["passed"] = self.passed
         data["passed_with_margin"] = self.passed_with_margin
         data["margin_se"] = MARGIN_SE
+        data["checked_languages"] = self.checked_languages
         return data
 
     def to_markdown(self, level: int = 2) -> list[str]:

@@ -77,6 +77,16 @@ def is_multilingual(loaded) -> bool:
     return bool(loaded.tokenizer.is_multilingual)
 
 
+def _gate_key(loaded) -> str:
+    """:func:`dense_key`, marked for a multilingual model whose own prompt
+    is not English: its English sets are now decoded in English, not in its
+    prompt's language, so transcripts cached before must not be reused."""
+    options = loaded.decoding
+    own = options.prompt[options.sot_index + 1] if options.sot_index is not None else None
+    english = loaded.tokenizer.language_ids.get("en")
+    return dense_key(loaded) + ("|sets in their own language" if is_multilingual(loaded) and own != english else "")
+
+
 def _gate_set_names(opts: ExportOptions, defaults: tuple[str, ...]) -> list[str]:
     """The sets ``--gate-sets`` names, ``default`` standing for ``defaults``."""
     if opts.gate_sets in ("", "none"):
@@ -194,7 +204,7 @@ def validate(dense, compressed, out_dir: Path, opts: ExportOptions, note: Callab
 
     cache = TranscriptCache((opts.cache_dir or cache_root()) / "transcripts")
     progress = note if opts.progress else None
-    gate = run_gate(checks, dense_runner.transcribe_many, backends, dense_key(dense), cache,
+    gate = run_gate(checks, dense_runner.transcribe_many, backends, _gate_key(dense), cache,
                     opts.max_wer_increase, opts.max_disagreement, progress=progress,
                     stop_early=not opts.allow_degradation, stop_short_of_margin=margin,
                     set_language=set_language if multilingual else None)
@@ -204,7 +214,7 @@ def validate(dense, compressed, out_dir: Path, opts: ExportOptions, note: Callab
         set_language(None)
         gate.languages, failures = check_languages(checks, _language_probe(dense_runner),
                                                    {runner.name: _language_probe(runner) for runner in runners},
-                                                   dense_key(dense), cache, progress=progress)
+                                                   _gate_key(dense), cache, progress=progress)
         gate.failures += failures
     timings["gate"] = round(time.perf_counter() - start, 2)
     return {"parity": [p.to_dict() for p in reports], "quality": gate, "timings_s": timings}
