@@ -34,7 +34,8 @@ from liteasr_export.core.integrity import sha256_file
 from liteasr_export.app.export.context_stage import tune_context
 from liteasr_export.app.export.options import ExportOptions
 from liteasr_export.core.output_formats import write_atomic
-from liteasr_export.app.export.quality_stage import SEARCH_SEED, dense_key, gate_checks, gate_transcriber
+from liteasr_export.app.export.quality_stage import (SEARCH_SEED, dense_key, gate_checks, gate_transcriber,
+                                                     is_multilingual)
 from liteasr_export.model.compression.rank_policies import BudgetPolicy, default_size_ladder, make_policy
 from liteasr_export.model.distillation.refine import refine
 from liteasr_export.model.compression.target_search import search_target_size
@@ -65,7 +66,7 @@ def calibrate(loaded, opts: ExportOptions, progress_note: Note = print):
             raise exc.given_as("stats") from None
         return stats, "loaded from " + str(opts.stats)
     per_source = opts.calib_samples or DEFAULT_PER_SOURCE
-    mix = resolve_mix(opts.calib, "calib", per_source)
+    mix = resolve_mix(opts.calib, "calib", per_source, multilingual=is_multilingual(loaded))
     for name, why in mix.missing.items():
         progress_note(f"  note: calibration source {name} skipped: {why}")
     if mix.generated_only and mix.missing:
@@ -100,7 +101,8 @@ def calibration_features(loaded, opts: ExportOptions, count: int) -> np.ndarray:
     """Log-mel of ``count`` calibration windows spread evenly over the mix
     (every source, single and packed windows), for the steps after the
     statistics: probing, compensation, refinement."""
-    windows = list(mix_windows(resolve_mix(opts.calib, "calib", opts.calib_samples or DEFAULT_PER_SOURCE),
+    windows = list(mix_windows(resolve_mix(opts.calib, "calib", opts.calib_samples or DEFAULT_PER_SOURCE,
+                                           multilingual=is_multilingual(loaded)),
                                opts.packing))
     chosen = np.unique(np.linspace(0, len(windows) - 1, min(count, len(windows))).round().astype(int))
     return np.stack([log_mel(windows[i], loaded.model.config.num_mel_bins) for i in chosen])
@@ -237,5 +239,6 @@ def _first_window_features(utterances, n_mels: int) -> np.ndarray:
 def overflow_check_features(loaded, opts: ExportOptions, clips: int = 8) -> list:
     """One-window batches of the first calibration clips, a few of every
     source (the fp16 overflow check)."""
-    utterances = resolve_mix(opts.calib, "calib", per_source=clips).utterances[:clips]
+    utterances = resolve_mix(opts.calib, "calib", per_source=clips,
+                             multilingual=is_multilingual(loaded)).utterances[:clips]
     return [f[None] for f in _first_window_features(utterances, loaded.model.config.num_mel_bins)]

@@ -42,7 +42,7 @@ from liteasr_export.app.export.context_stage import tune_context
 from liteasr_export.app.export.options import ExportOptions
 from liteasr_export.core.output_folder import OutputFolder
 from liteasr_export.app.export.preflight import check_export_options
-from liteasr_export.app.export.quality_stage import gate_checks, validate
+from liteasr_export.app.export.quality_stage import gate_checks, is_multilingual, validate
 
 __all__ = ["ExportOptions", "ExportResult", "run_export"]
 
@@ -240,7 +240,7 @@ def run_export(opts: ExportOptions) -> ExportResult:
             with stage("tune", f"audio-context tuning, {opts.context_tune} steps"):
                 compressed = replace(dense, model=copy.deepcopy(dense.model))
                 tuning = tune_context(compressed.model, dense, opts)
-        checks = gate_checks(opts) if opts.validate else None
+        checks = gate_checks(opts, multilingual=is_multilingual(dense)) if opts.validate else None
         attempts: list[dict] = []
         while True:
             engines_info = _export_candidate(compressed, compression, tmp, opts, stage)
