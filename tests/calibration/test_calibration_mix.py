@@ -117,7 +117,7 @@ def test_statistics_cache_is_keyed_by_the_audio_content(tmp_path: Path, tiny_whi
     rng = np.random.default_rng(0)
     for i in range(2):
         sf.write(folder / f"clip{i}.wav", 0.1 * rng.standard_normal(SAMPLE_RATE).astype(np.float32), SAMPLE_RATE)
-    loaded = SimpleNamespace(model=tiny_whisper())
+    loaded = SimpleNamespace(model=tiny_whisper(), tokenizer=SimpleNamespace(is_multilingual=False))
     opts = ExportOptions(output=tmp_path / "out", calib=str(folder), cache_dir=tmp_path / "cache", progress=False)
     first, note = calibrate(loaded, opts, progress_note=lambda _: None)
     assert note.startswith("calibrated")
