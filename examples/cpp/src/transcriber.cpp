@@ -166,7 +166,7 @@ struct Transcriber::Impl {
       const auto shape = encoder.GetInputTypeInfo(i).GetTensorTypeAndShapeInfo().GetShape();
       if (frames != manifest.n_frames && !shape.empty() && shape.back() > 0) {
         throw Error("encoder.onnx takes " + std::to_string(shape.back()) + " mel frames only, not an audio context of " +
-                        std::to_string(frames) + ": it was exported before the encoder's length was dynamic",
+                        std::to_string(frames) + " mel frames: it was exported before the encoder's length was dynamic",
                     "re-export the folder with this liteasr-export, or use the full audio context");
       }
     }
