@@ -338,7 +338,9 @@ std::pair<std::vector<TimedTokens>, int64_t> timestamp_segments(const std::vecto
     if (last_stamp >= 0 && last_stamp != timestamp_begin) duration = static_cast<double>(last_stamp - timestamp_begin) * kTimePrecision;
     segments.push_back({offset, offset + duration, tokens});
   }
-  return {segments, advance > 0 ? advance : window_frames};
+  // a timestamp past the window (possible when the window is shorter than the 30 s its
+  // timestamps can name: an audio context) moves on by the window
+  return {segments, advance > 0 && advance <= window_frames ? advance : window_frames};
 }
 
 }  // namespace liteasr::detail

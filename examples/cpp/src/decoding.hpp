@@ -75,6 +75,8 @@ struct WindowDecode {
   double no_speech_prob = 0.0;
   std::vector<float> temperatures_tried;
   std::string outcome;  // ok, no-speech, fallback-exhausted, dropped-repetitive
+  int64_t audio_context = 3000;     // mel frames the window was encoded with (30 s unless trimmed)
+  bool full_context_retry = false;  // decoded again on 30 s after its trimmed context failed
 };
 
 /// Decode every window, then again at the next temperature only those that

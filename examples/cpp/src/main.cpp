@@ -1,7 +1,8 @@
 // liteasr_cpp: transcribe 16 kHz mono WAV files with an artifacts folder.
 //
 //   liteasr_cpp [--threads N] [--batch-size N] [--no-verify] [--format txt|json|srt]
-//               [--no-timestamps] [--no-fallback] [--seed N] OUT audio.wav [more.wav ...]
+//               [--no-timestamps] [--no-fallback] [--seed N] [--audio-context full|auto|N]
+//               OUT audio.wav [more.wav ...]
 //
 // txt: one line of text per file, in order; json: an array with one object
 // per file (text, segments, windows); srt: subtitles of one file. Exit
@@ -24,9 +25,13 @@ constexpr int kFailure = 1;
 int usage(const std::string& problem) {
   if (!problem.empty()) std::cerr << "liteasr_cpp: error: " << problem << "\n";
   std::cerr << "usage: liteasr_cpp [--threads N] [--batch-size N] [--no-verify] [--format txt|json|srt]\n"
-               "                   [--no-timestamps] [--no-fallback] [--seed N] OUT audio.wav [more.wav ...]\n"
+               "                   [--no-timestamps] [--no-fallback] [--seed N] [--audio-context full|auto|N]\n"
+               "                   OUT audio.wav [more.wav ...]\n"
                "  OUT        an artifacts folder written by liteasr-export (manifest.json, *.onnx, tokenizer.json)\n"
-               "  audio.wav  16 kHz mono WAV, 16-bit PCM or 32-bit float\n";
+               "  audio.wav  16 kHz mono WAV, 16-bit PCM or 32-bit float\n"
+               "  --audio-context  audio per window the encoder sees: full (30 s), auto (each window's audio\n"
+               "             plus 1 s, in length buckets), seconds (10, 7.5s) or mel frames (1000f); default:\n"
+               "             the artifacts' manifest (auto for an export tuned for it, else full)\n";
   return kBadInput;
 }
 
@@ -64,6 +69,13 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) return usage(arg + " needs txt, json or srt");
       format = argv[++i];
       if (format != "txt" && format != "json" && format != "srt") return usage("unknown " + arg + " " + format + ": use txt, json or srt");
+    } else if (arg == "--audio-context") {
+      if (i + 1 >= argc) return usage(arg + " needs full, auto, seconds (10, 7.5s) or mel frames (1000f)");
+      try {
+        options.audio_context = liteasr::parse_audio_context(argv[++i]);
+      } catch (const liteasr::Error& exc) {
+        return usage("--audio-context" + std::string(exc.what()).substr(std::string("audio_context").size()));
+      }
     } else if (arg == "--no-verify") {
       options.verify = false;
     } else if (arg == "--no-timestamps") {

@@ -112,6 +112,19 @@ Manifest load_manifest(const fs::path& artifacts_dir) {
     m.decoding.no_timestamps = id_or("no_timestamps", prompt.empty() ? -1 : prompt.back());
     m.decoding.timestamp_begin = id_or("timestamp_begin", m.decoding.no_timestamps + 1);
     m.decoding.max_initial_timestamp_index = id_or("max_initial_timestamp_index", 50);
+
+    // manifests before audio contexts have no section: full
+    if (data.contains("audio_context") && !data.at("audio_context").is_null()) {
+      const json& context = data.at("audio_context");
+      const json fallback = "full";
+      const json& chosen = context.is_object() ? context.value("default", fallback) : context;
+      if (!context.is_object() || !chosen.is_string() || (chosen != "full" && chosen != "auto")) {
+        throw Error(path.string() + " has \"audio_context\": " + context.dump() +
+                        ", expected a JSON object whose \"default\" is \"full\" or \"auto\"",
+                    kReexport);
+      }
+      m.default_audio_context = chosen.get<std::string>();
+    }
   } catch (const json::exception& exc) {
     throw Error(path.string() + " does not have the expected layout (" + exc.what() + ")", kReexport);
   }

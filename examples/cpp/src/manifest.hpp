@@ -40,6 +40,9 @@ struct Manifest {
   std::filesystem::path decoder_graph;
   std::filesystem::path tokenizer;
   DecodingOptions decoding;
+  /// the "audio_context" section's default: "auto" for an export tuned for
+  /// trimmed contexts, else (and without the section) "full"
+  std::string default_audio_context = "full";
   /// what the runtime loads, relative to root (graphs, their weights, tokenizer.json)
   std::vector<std::string> loaded_files;
   /// the manifest's sha256 section (empty when it has none)

@@ -41,7 +41,8 @@ std::string to_json(const Transcript& t, const std::string& audio) {
     windows.push_back({{"start", w.start}, {"end", w.end}, {"temperature", w.temperature}, {"fallback", w.fallback},
                        {"outcome", w.outcome}, {"avg_logprob", w.avg_logprob},
                        {"compression_ratio", w.compression_ratio}, {"no_speech_prob", w.no_speech_prob},
-                       {"temperatures_tried", w.temperatures_tried}});
+                       {"temperatures_tried", w.temperatures_tried}, {"audio_context", w.audio_context},
+                       {"full_context_retry", w.full_context_retry}});
   }
   nlohmann::json out = {{"audio", audio}, {"text", t.text}, {"duration", t.duration},
                         {"segments", segments}, {"windows", windows}};

@@ -1,5 +1,6 @@
 // liteasr::Transcriber on ONNX Runtime's C++ API: frontend.onnx per window,
-// encoder.onnx per batch of windows (only the cross K/V outputs are fetched),
+// encoder.onnx per batch of windows (only the cross K/V outputs are fetched;
+// under an audio context, the first N of the frontend's 3000 mel frames),
 // decoder.onnx once per token with the self-attention KV cache carried from
 // its present_* outputs to its past_* inputs (rows gathered when the
 // fallback samples several candidates or decodes some windows again), the
@@ -9,10 +10,13 @@
 #include <onnxruntime_cxx_api.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <set>
 
+#include "audio_context.hpp"
 #include "detokenizer.hpp"
 #include "decoding.hpp"
 #include "integrity.hpp"
@@ -116,6 +120,7 @@ Ort::Value view_of(Ort::Value& value, const Ort::MemoryInfo& cpu) {
 struct Transcriber::Impl {
   detail::Manifest manifest;
   TranscriberOptions options;
+  AudioContext context;  // options.audio_context, resolved against the manifest
   Ort::SessionOptions session_options;
   Ort::Session frontend{nullptr};
   Ort::Session encoder{nullptr};
@@ -129,6 +134,7 @@ struct Transcriber::Impl {
     if (options.batch_size < 1) throw Error("batch_size must be >= 1", "pass a positive batch size");
     if (options.threads < 0) throw Error("threads must be >= 0", "pass 0 for ONNX Runtime's default");
     if (options.best_of < 1) throw Error("best_of must be >= 1", "pass 1 or more samples per window");
+    context = detail::resolve_audio_context(options.audio_context, manifest.default_audio_context);
     if (options.verify) detail::verify_files(manifest.root, manifest.sha256, manifest.loaded_files);
     if (options.threads > 0) session_options.SetIntraOpNumThreads(options.threads);
     session_options.SetInterOpNumThreads(1);
@@ -147,6 +153,23 @@ struct Transcriber::Impl {
     check_io(encoder, "encoder.onnx", {"input_features"}, cross, false);
     check_io(decoder, "decoder.onnx", decoder_inputs, decoder_outputs, true);
     check_vocabulary();
+    check_audio_context();
+  }
+
+  /// A context under 30 s needs an encoder.onnx whose frames axis is dynamic
+  /// (exports from before it take 3000 mel frames only).
+  void check_audio_context() const {
+    const int64_t frames = detail::shortest_context_frames(context);
+    const auto in = names(encoder, true);
+    for (size_t i = 0; i < in.size(); ++i) {
+      if (in[i] != "input_features") continue;
+      const auto shape = encoder.GetInputTypeInfo(i).GetTensorTypeAndShapeInfo().GetShape();
+      if (frames != manifest.n_frames && !shape.empty() && shape.back() > 0) {
+        throw Error("encoder.onnx takes " + std::to_string(shape.back()) + " mel frames only, not an audio context of " +
+                        std::to_string(frames) + " mel frames: it was exported before the encoder's length was dynamic",
+                    "re-export the folder with this liteasr-export, or use the full audio context");
+      }
+    }
   }
 
   /// The tokenizer has the vocabulary the decoder scores (a tokenizer.json
@@ -190,16 +213,26 @@ struct Transcriber::Impl {
     std::memcpy(out, result[0].GetTensorData<float>(), count * sizeof(float));
   }
 
-  /// Cross K/V of every decoder layer for `batch` windows of features.
-  std::vector<Ort::Value> encode(const std::vector<float>& feats, int64_t batch) {
+  /// Cross K/V of every decoder layer for `batch` windows of features
+  /// (batch x n_mels x n_frames), encoded at their first `frames` mel frames.
+  std::vector<Ort::Value> encode(const std::vector<float>& feats, int64_t batch, int64_t frames) {
     const int64_t per_window = manifest.n_mels * manifest.n_frames;
     if (batch < 1 || static_cast<int64_t>(feats.size()) != batch * per_window) {
       throw Error("features must hold batch x " + std::to_string(manifest.n_mels) + " x " + std::to_string(manifest.n_frames) +
                       " floats, got " + std::to_string(feats.size()) + " for a batch of " + std::to_string(batch),
                   "compute them with frontend.onnx");
     }
-    const int64_t shape[3] = {batch, manifest.n_mels, manifest.n_frames};
-    auto input = Ort::Value::CreateTensor<float>(cpu, const_cast<float*>(feats.data()), feats.size(), shape, 3);
+    std::vector<float> trimmed;
+    const std::vector<float>* fed = &feats;
+    if (frames < manifest.n_frames) {  // each mel row's first `frames` values
+      trimmed.resize(static_cast<size_t>(batch * manifest.n_mels * frames));
+      for (int64_t row = 0; row < batch * manifest.n_mels; ++row) {
+        std::memcpy(trimmed.data() + row * frames, feats.data() + row * manifest.n_frames, static_cast<size_t>(frames) * sizeof(float));
+      }
+      fed = &trimmed;
+    }
+    const int64_t shape[3] = {batch, manifest.n_mels, std::min(frames, manifest.n_frames)};
+    auto input = Ort::Value::CreateTensor<float>(cpu, const_cast<float*>(fed->data()), fed->size(), shape, 3);
     const char* in_name = "input_features";
     const auto cross_c = c_strings(cross);
     return encoder.Run(Ort::RunOptions{nullptr}, &in_name, &input, 1, cross_c.data(), cross_c.size());
@@ -248,7 +281,7 @@ struct Transcriber::Impl {
   }
 
   std::vector<std::vector<int64_t>> decode_features(const std::vector<float>& feats, int64_t batch) {
-    auto cross_kv = encode(feats, batch);
+    auto cross_kv = encode(feats, batch, detail::window_frames(context));
     return detail::greedy_decode(decoder_over(cross_kv).step, batch, manifest.decoding);
   }
 
@@ -260,21 +293,88 @@ struct Transcriber::Impl {
     return f;
   }
 
-  /// Decode windows [offset, offset + length) of `audio` together.
+  /// Decode windows whose features (batch x n_mels x n_frames) are encoded
+  /// at `frames` mel frames (liteasr_export.core.windowed's _decode). On a
+  /// trimmed context the first temperature alone is tried; the windows that
+  /// fail it are decoded again, with the whole fallback, on the full 30 s.
+  std::vector<detail::WindowDecode> decode(const std::vector<float>& feats, const std::vector<uint64_t>& keys,
+                                           const detail::DecodingOptions& decoding, int64_t frames) {
+    const auto batch = static_cast<int64_t>(keys.size());
+    const auto fallback = fallback_options();
+    auto text_of = [this](const std::vector<int64_t>& ids) { return detokenizer.decode(ids, manifest.decoding.eot); };
+    auto decode_at = [&](const std::vector<float>& f, const std::vector<uint64_t>& k, int64_t n,
+                         const detail::FallbackOptions& o) {
+      auto cross_kv = encode(f, static_cast<int64_t>(k.size()), n);
+      return detail::decode_with_fallback([&] { return decoder_over(cross_kv); }, static_cast<int64_t>(k.size()), decoding,
+                                          o, text_of, k);
+    };
+    if (frames >= manifest.n_frames) return decode_at(feats, keys, manifest.n_frames, fallback);
+    auto first = fallback;
+    first.temperatures.resize(1);
+    auto decoded = decode_at(feats, keys, frames, first);
+    const bool checked = !std::isnan(fallback.compression_ratio_threshold) || !std::isnan(fallback.logprob_threshold);
+    std::vector<int64_t> retry;  // no fallback asked for: each window decoded once, as it is
+    for (int64_t i = 0; i < batch; ++i) {
+      auto& d = decoded[static_cast<size_t>(i)];
+      d.audio_context = frames;
+      if (checked && (d.outcome == "fallback-exhausted" || d.outcome == "dropped-repetitive" ||
+                      static_cast<int64_t>(d.tokens.size()) >= decoding.max_new_tokens)) {
+        retry.push_back(i);
+      }
+    }
+    if (retry.empty()) return decoded;
+    const auto again = decode_at(rows_of(feats, retry), pick(keys, retry), manifest.n_frames, fallback);
+    for (size_t k = 0; k < retry.size(); ++k) {
+      decoded[static_cast<size_t>(retry[k])] = again[k];
+      decoded[static_cast<size_t>(retry[k])].full_context_retry = true;
+    }
+    return decoded;
+  }
+
+  /// Windows `rows` of features laid out batch x n_mels x n_frames.
+  std::vector<float> rows_of(const std::vector<float>& feats, const std::vector<int64_t>& rows) const {
+    const auto per_window = static_cast<size_t>(manifest.n_mels * manifest.n_frames);
+    std::vector<float> out(rows.size() * per_window);
+    for (size_t k = 0; k < rows.size(); ++k) {
+      std::copy_n(feats.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(rows[k]) * per_window), per_window,
+                  out.begin() + static_cast<std::ptrdiff_t>(k * per_window));
+    }
+    return out;
+  }
+
+  template <typename T>
+  static std::vector<T> pick(const std::vector<T>& values, const std::vector<int64_t>& rows) {
+    std::vector<T> out;
+    for (int64_t r : rows) out.push_back(values[static_cast<size_t>(r)]);
+    return out;
+  }
+
+  /// Decode windows [offset, offset + length) of `audio` together; under
+  /// `auto`, each group of windows of one length bucket is encoded at it
+  /// (the longest first).
   std::vector<detail::WindowDecode> decode_windows(const std::vector<float>& audio,
                                                    const std::vector<std::pair<size_t, size_t>>& windows,
                                                    const detail::DecodingOptions& decoding) {
     const int64_t per_window = manifest.n_mels * manifest.n_frames;
     std::vector<float> feats(windows.size() * static_cast<size_t>(per_window));
     std::vector<uint64_t> keys;
+    std::vector<int64_t> buckets;
     for (size_t w = 0; w < windows.size(); ++w) {
       features(audio.data() + windows[w].first, windows[w].second, feats.data() + w * per_window);
       keys.push_back(windows[w].first);
+      buckets.push_back(context.mode == AudioContext::Mode::automatic ? detail::auto_context_frames(windows[w].second)
+                                                                      : detail::window_frames(context));
     }
-    auto cross_kv = encode(feats, static_cast<int64_t>(windows.size()));
-    auto text_of = [this](const std::vector<int64_t>& ids) { return detokenizer.decode(ids, manifest.decoding.eot); };
-    return detail::decode_with_fallback([&] { return decoder_over(cross_kv); }, static_cast<int64_t>(windows.size()),
-                                        decoding, fallback_options(), text_of, keys);
+    const std::set<int64_t, std::greater<>> lengths(buckets.begin(), buckets.end());
+    if (lengths.size() == 1) return decode(feats, keys, decoding, buckets.front());
+    std::vector<detail::WindowDecode> out(windows.size());
+    for (int64_t frames : lengths) {
+      std::vector<int64_t> rows;
+      for (size_t w = 0; w < windows.size(); ++w) if (buckets[w] == frames) rows.push_back(static_cast<int64_t>(w));
+      const auto decoded = decode(rows_of(feats, rows), pick(keys, rows), decoding, frames);
+      for (size_t k = 0; k < rows.size(); ++k) out[static_cast<size_t>(rows[k])] = decoded[k];
+    }
+    return out;
   }
 
   static WindowReport report(const detail::WindowDecode& d, size_t offset, size_t length) {
@@ -288,6 +388,8 @@ struct Transcriber::Impl {
     w.compression_ratio = d.compression_ratio;
     w.no_speech_prob = d.no_speech_prob;
     w.temperatures_tried = d.temperatures_tried;
+    w.audio_context = d.audio_context;
+    w.full_context_retry = d.full_context_retry;
     return w;
   }
 
@@ -298,7 +400,8 @@ struct Transcriber::Impl {
     const int64_t eot = manifest.decoding.eot;
     std::vector<int64_t> tokens;
     if (!options.timestamps) {
-      const auto windows = detail::split_windows(audio.data(), audio.size());
+      const auto windows = detail::split_windows(audio.data(), audio.size(),
+                                                 static_cast<size_t>(detail::window_frames(context)) * 160);
       for (size_t start = 0; start < windows.size(); start += static_cast<size_t>(options.batch_size)) {
         const size_t count = std::min(windows.size() - start, static_cast<size_t>(options.batch_size));
         const std::vector<std::pair<size_t, size_t>> batch(windows.begin() + start, windows.begin() + start + count);
@@ -318,7 +421,7 @@ struct Transcriber::Impl {
       const int64_t frames = (static_cast<int64_t>(audio.size()) + kHop - 1) / kHop;
       int64_t seek = 0;
       while (seek < frames) {
-        const int64_t window_frames = std::min(manifest.n_frames, frames - seek);
+        const int64_t window_frames = std::min(detail::window_frames(context), frames - seek);
         const size_t offset = static_cast<size_t>(seek * kHop);
         const size_t length = std::min(static_cast<size_t>((seek + window_frames) * kHop), audio.size()) - offset;
         const auto decoded = decode_windows(audio, {{offset, length}}, decoding).front();
@@ -363,5 +466,6 @@ std::string Transcriber::detokenize(const std::vector<int64_t>& ids) const {
 
 const std::string& Transcriber::name() const { return impl_->manifest.name; }
 int64_t Transcriber::n_mels() const { return impl_->manifest.n_mels; }
+const AudioContext& Transcriber::audio_context() const { return impl_->context; }
 
 }  // namespace liteasr

@@ -2,9 +2,13 @@
 against the Python ONNX Runtime path (the files make_expected.py wrote).
 
     python compare_outputs.py --program liteasr_cpp --artifacts DIR --data DATA
+                              [--audio-context auto --expected auto]
 
-Texts must be identical; segment and window times within a millisecond;
-the SRT of the long clip is read back with the ``srt`` package from PyPI.
+Texts must be identical; segment and window times within a millisecond, and
+each window's audio context and full-context retry the same; the SRT of the
+long clip is read back with the ``srt`` package from PyPI. ``--audio-context``
+is passed on to the program; ``--expected TAG`` compares with
+``expected_TAG.json`` and ``expected_cut_TAG.txt`` instead.
 """
 
 from __future__ import annotations
@@ -35,10 +39,15 @@ def main() -> int:
     parser.add_argument("--program", required=True)
     parser.add_argument("--artifacts", required=True)
     parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--audio-context", help="passed on to the program")
+    parser.add_argument("--expected", help="compare with expected_TAG.json and expected_cut_TAG.txt")
     args = parser.parse_args()
     clips = args.data.joinpath("clips.txt").read_text().split()
-    expected = json.loads(args.data.joinpath("expected.json").read_text())
-    got = json.loads(run(args.program, "--format", "json", args.artifacts, *clips))
+    suffix = f"_{args.expected}" if args.expected else ""
+    expected = json.loads(args.data.joinpath(f"expected{suffix}.json").read_text())
+    expected_cut = args.data.joinpath(f"expected_cut{suffix}.txt").read_text()
+    flags = ["--audio-context", args.audio_context] if args.audio_context else []
+    got = json.loads(run(args.program, *flags, "--format", "json", args.artifacts, *clips))
     problems = []
     for want, have in zip(expected, got, strict=True):
         name = Path(want["audio"]).name
@@ -48,25 +57,26 @@ def main() -> int:
         if not close(seg(have), seg(want)):
             problems.append(f"{name}: segments\n  python: {seg(want)}\n  c++:    {seg(have)}")
         win = lambda t: [(float(w["start"]), float(w["end"]), w["outcome"],  # noqa: E731
-                          tuple(round(x, 3) for x in w["temperatures_tried"]))
+                          tuple(round(x, 3) for x in w["temperatures_tried"]), w["audio_context"],
+                          w["full_context_retry"])
                          for w in t["windows"]]
         if not close(win(have), win(want)):
             problems.append(f"{name}: windows\n  python: {win(want)}\n  c++:    {win(have)}")
     import srt
 
     long = next(i for i, c in enumerate(clips) if c.endswith("long.wav"))
-    cues = list(srt.parse(run(args.program, "--format", "srt", args.artifacts, clips[long])))
+    cues = list(srt.parse(run(args.program, *flags, "--format", "srt", args.artifacts, clips[long])))
     segments = [s for s in expected[long]["segments"] if s["text"].strip()]
     if not close([(c.start.total_seconds(), c.end.total_seconds(), c.content) for c in cues],
                  [(float(s["start"]), float(s["end"]), " ".join(s["text"].split())) for s in segments]):
         problems.append(f"long.wav: SRT cues differ from the Python segments:\n  {cues}\n  {segments}")
-    cut = run(args.program, "--no-timestamps", args.artifacts, *clips)
-    if cut != args.data.joinpath("expected_cut.txt").read_text():
-        problems.append(f"--no-timestamps texts differ:\n--- python\n{args.data.joinpath('expected_cut.txt').read_text()}"
-                        f"--- c++\n{cut}")
+    cut = run(args.program, *flags, "--no-timestamps", args.artifacts, *clips)
+    if cut != expected_cut:
+        problems.append(f"--no-timestamps texts differ:\n--- python\n{expected_cut}--- c++\n{cut}")
     for p in problems:
         print(p, file=sys.stderr)
-    print(f"{len(clips)} clips: JSON, SRT ({len(cues)} cues) and --no-timestamps "
+    context = f" (--audio-context {args.audio_context})" if args.audio_context else ""
+    print(f"{len(clips)} clips{context}: JSON, SRT ({len(cues)} cues) and --no-timestamps "
           f"{'match' if not problems else 'DIFFER from'} the Python ONNX Runtime path")
     return 1 if problems else 0
 

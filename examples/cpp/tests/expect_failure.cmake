@@ -1,6 +1,7 @@
-# CTest: `liteasr_cpp ARTIFACTS WAV` must exit with status 2 (bad input) and
-# print a message matching EXPECT on stderr.
-execute_process(COMMAND "${PROGRAM}" "${ARTIFACTS}" "${WAV}"
+# CTest: `liteasr_cpp [ARGS] ARTIFACTS WAV` must exit with status 2 (bad input)
+# and print a message matching EXPECT on stderr (ARGS: options, space-separated).
+separate_arguments(args UNIX_COMMAND "${ARGS}")
+execute_process(COMMAND "${PROGRAM}" ${args} "${ARTIFACTS}" "${WAV}"
                 OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
 if(NOT rc EQUAL 2)
   message(FATAL_ERROR "expected exit status 2, got ${rc}\nstdout: ${out}\nstderr: ${err}")

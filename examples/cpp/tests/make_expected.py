@@ -16,11 +16,18 @@ exported into it with exporters.artifacts.export_artifacts. Writes into DATA:
   search), with timestamps and the temperature fallback;
   ``expected.json`` the same transcripts in full (segments, windows), and
   ``expected_cut.txt`` the texts without timestamps (``--no-timestamps``);
+* ``expected_<tag>.json`` and ``expected_cut_<tag>.txt``: the same under each
+  audio context of :data:`CONTEXTS` (``--audio-context auto`` and ``10``), and
+  ``ctx_default_auto/``: the artifacts (linked) with a manifest whose
+  ``audio_context`` default is ``auto`` (a tuned export's), which must give
+  ``expected_auto.json`` with no flag;
 * ``bad/``: inputs the C++ program must reject (8 kHz, stereo, 24-bit, not a
   WAV; artifacts folders without manifest.json, with a broken one, one of
   another format, one whose graphs are missing, one whose encoder.onnx is
   corrupt, one whose manifest records no checksums, one with another
-  model's tokenizer.json).
+  model's tokenizer.json, one whose ``audio_context`` section is invalid, and,
+  when the ``onnx`` package is installed, one whose encoder.onnx takes 3000
+  mel frames only, as exports before trimmed contexts).
 
 It needs only the runtime (``pip install liteasr-export``), unless it has to
 export (``pip install 'liteasr-export[export]'``).
@@ -53,6 +60,9 @@ from liteasr_export.core.windowed import TranscribeOptions  # noqa: E402
 
 #: what liteasr_cpp does by default: greedy, timestamps, fallback
 CPP_SETTINGS = TranscribeOptions(search=SearchOptions(beam_size=1), timestamps=True)
+#: audio contexts checked besides the manifest's (full): tag -> TranscribeOptions.audio_context
+#: (liteasr_cpp --audio-context auto / 10)
+CONTEXTS = {"auto": "auto", "10s": 1000}
 
 LONG_SECONDS = 40.0
 GAP_SECONDS = 0.4
@@ -159,6 +169,46 @@ def write_bad_inputs(out: Path, clip: Path, artifacts: Path) -> None:
     write_foreign_tokenizer(artifacts / "tokenizer.json", foreign / "tokenizer.json")
     sums = {**manifest["sha256"], "tokenizer.json": sha256_file(foreign / "tokenizer.json")}
     (foreign / "manifest.json").write_text(json.dumps({**manifest, "sha256": sums}))
+    linked_copy(artifacts, bad / "audio_context_section", {**manifest, "audio_context": {"default": "sometimes"}})
+    write_fixed_length_encoder(artifacts, bad / "fixed_length_encoder", manifest)
+
+
+def linked_copy(artifacts: Path, dst: Path, manifest: dict) -> None:
+    """``dst``: the artifacts' files linked, with ``manifest`` as its manifest.json."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for file in artifacts.iterdir():
+        if file.is_file() and file.name != "manifest.json" and not file.name.startswith("."):
+            (dst / file.name).symlink_to(file.resolve())
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+
+
+def write_fixed_length_encoder(artifacts: Path, dst: Path, manifest: dict) -> None:
+    """``dst``: the artifacts with an encoder.onnx whose frames axis is fixed at
+    3000 (as exports before trimmed contexts), its checksum recorded. Needs
+    the ``onnx`` package (the export extra); skipped without it."""
+    try:
+        import onnx
+    except ImportError:
+        print("onnx is not installed: bad/fixed_length_encoder not written")
+        return
+    linked_copy(artifacts, dst, manifest)
+    (dst / "encoder.onnx").unlink()
+    model = onnx.load(str(artifacts / "encoder.onnx"))
+    frames = next(i for i in model.graph.input if i.name == "input_features").type.tensor_type.shape.dim[2]
+    frames.ClearField("dim_param")
+    frames.dim_value = 3000
+    onnx.save(model, str(dst / "encoder.onnx"))
+    sums = {**manifest["sha256"], "encoder.onnx": sha256_file(dst / "encoder.onnx")}
+    (dst / "manifest.json").write_text(json.dumps({**manifest, "sha256": sums}))
+
+
+def write_json(path: Path, paths: list[Path], transcripts: list) -> None:
+    for p, t in zip(paths, transcripts):
+        if "\n" in t.text:
+            raise SystemExit(f"{p.name}: the transcript holds a line break; the expected texts need one line per clip")
+    path.write_text(json.dumps([{"audio": str(p), **t.to_dict()} for p, t in zip(paths, transcripts)], indent=1))
 
 
 def main() -> None:
@@ -185,8 +235,20 @@ def main() -> None:
     (args.out / "clips.txt").write_text("".join(f"{p}\n" for p in paths))
     (args.out / "expected.txt").write_text("".join(f"{t.text}\n" for t in transcripts))
     (args.out / "expected_cut.txt").write_text("".join(f"{text}\n" for text in cut))
-    (args.out / "expected.json").write_text(json.dumps([{"audio": str(p), **t.to_dict()}
-                                                        for p, t in zip(paths, transcripts)], indent=1))
+    write_json(args.out / "expected.json", paths, transcripts)
+    for tag, context in CONTEXTS.items():
+        settings = replace(CPP_SETTINGS, audio_context=context)
+        transcripts = OnnxTranscriber(args.artifacts, settings=settings).transcribe_detailed(audio)
+        cut = OnnxTranscriber(args.artifacts, settings=replace(settings, timestamps=False)).transcribe_many(audio)
+        if any("\n" in text for text in cut):
+            raise SystemExit(f"audio context {context}: a transcript holds a line break")
+        retried = sum(w.full_context_retry for t in transcripts for w in t.windows)
+        print(f"audio context {context}: {retried} window(s) decoded again on 30 s")
+        write_json(args.out / f"expected_{tag}.json", paths, transcripts)
+        (args.out / f"expected_cut_{tag}.txt").write_text("".join(f"{text}\n" for text in cut))
+    manifest = json.loads((args.artifacts / "manifest.json").read_text())
+    linked_copy(args.artifacts, args.out / "ctx_default_auto",
+                {**manifest, "audio_context": {"default": "auto", "tuned": True}})
     print(f"wrote {len(paths)} clips and their expected texts to {args.out}")
 
 

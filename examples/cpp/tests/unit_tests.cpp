@@ -1,6 +1,7 @@
 // Unit tests of the pieces that need no model: WAV reading, byte-level BPE
 // decoding, the greedy loop, the timestamp rules and segments, the
-// temperature fallback, SRT output, window splitting and sha256 checks. A failed CHECK prints the
+// temperature fallback, SRT output, window splitting, audio contexts (parsing, the bucket
+// `auto` picks) and sha256 checks. A failed CHECK prints the
 // expression and the test exits non-zero (no test framework: six checks do
 // not need one, and the example stays dependency-light).
 #include <sys/stat.h>
@@ -22,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "audio_context.hpp"
 #include "detokenizer.hpp"
 #include "decoding.hpp"
 #include "integrity.hpp"
@@ -194,6 +196,73 @@ void test_windows() {
 
   CHECK(split_windows(audio.data(), kWindowSamples).size() == 1);
   CHECK(split_windows(audio.data(), 100) == (std::vector<std::pair<size_t, size_t>>{{0, 100}}));
+
+  // windows of 8 s (an audio context): the quiet cut is searched in their last half (4 s), not 5 s
+  std::vector<float> loud(16000 * 12, 0.3f);
+  const size_t early = 16000 * 3 + 320 * 2;  // quiet, but before the last half of the first window
+  const size_t late = 16000 * 6 + 320 * 5;   // quiet, inside it
+  std::fill(loud.begin() + early, loud.begin() + early + 320, 0.0f);
+  std::fill(loud.begin() + late, loud.begin() + late + 320, 0.01f);
+  const auto eight = split_windows(loud.data(), loud.size(), 16000 * 8);
+  CHECK(eight.size() == 2);
+  CHECK(eight[0].first == 0 && eight[0].second == late + 160);
+  for (const auto& [start, length] : eight) CHECK(length <= 16000 * 8);
+  CHECK(eight.back().first + eight.back().second == loud.size());
+  // a window under 40 ms: cut where it ends
+  CHECK(split_windows(loud.data(), 1000, 300) == (std::vector<std::pair<size_t, size_t>>{{0, 300}, {300, 300}, {600, 300}, {900, 100}}));
+}
+
+// ---------------------------------------------------------------- audio contexts (as liteasr_export.core.windowed)
+
+void test_audio_context() {
+  using liteasr::AudioContext;
+  using liteasr::parse_audio_context;
+  using Mode = AudioContext::Mode;
+  CHECK(parse_audio_context("full").mode == Mode::full);
+  CHECK(parse_audio_context(" AUTO ").mode == Mode::automatic);
+  auto frames = [](const std::string& text) {
+    const auto c = parse_audio_context(text);
+    return c.mode == Mode::frames ? c.frames : -1;
+  };
+  CHECK(frames("10") == 1000);       // seconds
+  CHECK(frames("7.5s") == 750);
+  CHECK(frames("7.51") == 752);      // 751 frames, up to even: the encoder halves it
+  CHECK(frames("1000f") == 1000);    // mel frames
+  CHECK(frames("1001F") == 1002);
+  CHECK(frames("0.001") == 2);       // at least 2
+  CHECK(frames("1f") == 2);
+  CHECK(frames("45") == 3000);       // at most 30 s
+  CHECK(frames("1e9") == 3000);
+  CHECK(frames("3000f") == 3000);
+  for (const char* bad : {"0", "0s", "0f", "-3s", "abc", "", "s", "f", "nan", "inf", "0x10", "10 s", "1e", "10ss"}) {
+    CHECK(throws_with([&] { parse_audio_context(bad); },
+                      std::string("audio_context must be full, auto, seconds (10, 7.5s) or mel frames (1000f), got '") + bad + "'"));
+  }
+
+  using liteasr::detail::auto_context_frames;
+  CHECK(auto_context_frames(1) == 300);                // 1 frame + the 1 s tail
+  CHECK(auto_context_frames(16000 * 2) == 300);        // 200 + 100
+  CHECK(auto_context_frames(16000 * 2 + 1) == 400);    // 201 + 100 frames: the next bucket
+  CHECK(auto_context_frames(16000 * 4) == 500);        // a 4 s clip encodes 5 s, not 10
+  CHECK(auto_context_frames(16000 * 7) == 800);
+  CHECK(auto_context_frames(16000 * 14) == 1500);
+  CHECK(auto_context_frames(16000 * 24) == 2500);
+  CHECK(auto_context_frames(16000 * 24 + 1) == 3000);
+  CHECK(auto_context_frames(16000 * 30) == 3000);      // a full window stays at 30 s
+
+  using liteasr::detail::resolve_audio_context;
+  CHECK(resolve_audio_context({}, "full").mode == Mode::full);
+  CHECK(resolve_audio_context({}, "auto").mode == Mode::automatic);
+  CHECK(resolve_audio_context({Mode::full, 0}, "auto").mode == Mode::full);
+  CHECK(resolve_audio_context({Mode::frames, 4000}, "full").frames == 3000);
+  CHECK(liteasr::detail::window_frames(resolve_audio_context({Mode::frames, 1000}, "auto")) == 1000);
+  CHECK(liteasr::detail::window_frames(resolve_audio_context({}, "auto")) == 3000);
+  CHECK(liteasr::detail::shortest_context_frames(resolve_audio_context({}, "auto")) == 300);
+  CHECK(liteasr::detail::shortest_context_frames(resolve_audio_context({}, "full")) == 3000);
+  for (int64_t bad : {0, 1, 999, -2}) {
+    CHECK(throws_with([&] { resolve_audio_context({Mode::frames, bad}, "full"); },
+                      "audio_context.frames must be an even number of mel frames >= 2, got " + std::to_string(bad)));
+  }
 }
 
 // ---------------------------------------------------------------- timestamps (as tests/test_decoding.py)
@@ -248,6 +317,9 @@ void test_timestamp_rules() {
   CHECK(ending.size() == 2 && std::abs(ending[1].start - 1.2) < 1e-9 && std::abs(ending[1].end - 1.8) < 1e-9 && whole == 3000);
   auto [single, rest] = timestamp_segments({kTB, 1, 2, kTB + 40}, kTB, 5.0, 1000);
   CHECK(single.size() == 1 && std::abs(single[0].end - 5.8) < 1e-9 && rest == 1000);
+  // a window of 10 s (an audio context) whose last complete segment ends past it (12 s): moves on by the window
+  auto [past, by_window] = timestamp_segments({kTB, 1, kTB + 600, kTB + 600, 2}, kTB, 0.0, 1000);
+  CHECK(past.size() == 1 && by_window == 1000);
 
   liteasr::detail::DecodingOptions manifest = timestamp_options();
   manifest.timestamps = false;
@@ -442,6 +514,7 @@ int main() {
   test_fallback();
   test_srt();
   test_windows();
+  test_audio_context();
   test_integrity();
   if (failures) {
     std::cerr << failures << " check(s) failed\n";

@@ -10,7 +10,9 @@
 // suppression and timestamp rules, and the temperature fallback. With
 // timestamps (the default) long audio moves on by its last complete segment;
 // without, it is cut into windows at the quietest 20 ms of each window's
-// last 5 s, as liteasr_export.core.frontend.split_windows does. Beam search is
+// last 5 s, as liteasr_export.core.frontend.split_windows does. An audio
+// context (TranscriberOptions::audio_context) encodes fewer than 3000 mel
+// frames per window, as liteasr_export.core.windowed does. Beam search is
 // not implemented here (the Python runtimes have it). The header is free of
 // ONNX Runtime and JSON types; the program links libonnxruntime.
 #pragma once
@@ -24,6 +26,39 @@
 #include "liteasr/wav.hpp"
 
 namespace liteasr {
+
+/// Mel frames of a whole 30 s window (100 per second).
+constexpr int64_t kFullContextFrames = 3000;
+
+/// How much audio a window holds and the encoder sees (the Python
+/// toolchain's TranscribeOptions.audio_context, liteasr-transcribe
+/// --audio-context).
+struct AudioContext {
+  enum class Mode {
+    /// the artifacts' default: manifest.json's "audio_context" section says
+    /// "auto" for an export tuned for trimmed contexts (--context-tune), else
+    /// "full" (also when it has no such section)
+    manifest,
+    /// 30 s windows padded to 3000 mel frames (Whisper's way)
+    full,
+    /// 30 s windows, each encoded at its audio plus 1 s, rounded up to the
+    /// next of 300, 400, 500, 600, 800, 1000, 1200, 1500, 2000, 2500, 3000
+    /// frames; windows of one length are encoded together
+    automatic,
+    /// windows of at most `frames` mel frames, each encoded at `frames`: long
+    /// audio is cut into more, shorter windows (no audio is dropped)
+    frames,
+  };
+  Mode mode = Mode::manifest;
+  /// Mode::frames: mel frames per window (100 per second), even, >= 2; more than 3000 means 3000
+  int64_t frames = kFullContextFrames;
+};
+
+/// An audio context as a person writes it: `full`, `auto`, seconds (`10`,
+/// `7.5s`) or mel frames (`1000f`), case-insensitive; a length is rounded up
+/// to an even number of frames and kept within 2 to 3000. Throws
+/// liteasr::Error on anything else (`0`, `abc`, `-3s`).
+AudioContext parse_audio_context(const std::string& text);
 
 struct TranscriberOptions {
   /// ONNX Runtime intra-op threads per session; 0 = ONNX Runtime's default
@@ -39,6 +74,13 @@ struct TranscriberOptions {
   /// samples per window at temperatures above 0, and their seed
   int best_of = 5;
   uint64_t seed = 0;
+  /// how much audio each window holds and the encoder sees (default: the
+  /// manifest's). On a trimmed context, a window whose first decode fails the
+  /// fallback's test (a loop, the token limit, too unlikely) is decoded again
+  /// on the full 30 s before the temperature fallback starts (not without the
+  /// fallback: then each window is decoded once). A context under 30 s needs
+  /// an encoder.onnx whose frames axis is dynamic (exports since it is).
+  AudioContext audio_context;
 };
 
 /// A stretch of speech with its text (seconds from the start of the audio).
@@ -48,7 +90,7 @@ struct Segment {
   std::string text;
 };
 
-/// How one 30 s window was decoded.
+/// How one window was decoded.
 struct WindowReport {
   double start = 0.0;
   double end = 0.0;
@@ -59,6 +101,8 @@ struct WindowReport {
   double compression_ratio = 0.0;
   double no_speech_prob = 0.0;
   std::vector<float> temperatures_tried;
+  int64_t audio_context = kFullContextFrames;  // mel frames the kept decode was encoded with
+  bool full_context_retry = false;             // decoded again on 30 s after the trimmed context failed
 };
 
 struct Transcript {
@@ -91,7 +135,9 @@ class Transcriber {
   Transcript transcribe_detailed(const std::vector<float>& pcm_16k);
 
   /// Greedy token ids (without prompt and <|endoftext|>) per window of
-  /// log-mel `features`, laid out (batch, n_mels, 3000) row-major.
+  /// log-mel `features`, laid out (batch, n_mels, 3000) row-major; under an
+  /// audio context of N frames their first N frames are encoded (`auto` and
+  /// `full`: all 3000), once, with no retry.
   std::vector<std::vector<int64_t>> transcribe_features(const std::vector<float>& features, int64_t batch);
 
   /// Text of token ids (byte-level BPE decoding of the exported vocabulary).
@@ -100,6 +146,9 @@ class Transcriber {
   /// The model name recorded in manifest.json.
   const std::string& name() const;
   int64_t n_mels() const;
+  /// The audio context in use (Mode::manifest resolved to the manifest's
+  /// default; Mode::frames holds at most 3000 frames).
+  const AudioContext& audio_context() const;
 
  private:
   struct Impl;
