@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from calibration.mix import resolve_mix
 from calibration.statistics import parameter_fingerprint
+from calibration.windows import mix_windows
 
 from liteasr_export.app.export.options import ExportOptions
 from liteasr_export.app.runners import open_runner
@@ -52,12 +53,13 @@ class ContextClips:
 
 def context_clips(opts: ExportOptions, n_mels: int, note: Note = print) -> ContextClips:
     """``opts.context_clips`` clips of every calibration source (balanced per
-    speaker), each alone in its window (a clip over 30 s: its first window)."""
+    speaker), each alone in its window (a clip over 30 s: its first window),
+    then the same clips packed into full 30 s windows."""
     mix = resolve_mix(opts.calib, "calib", opts.context_clips)
     for name, why in mix.missing.items():
         note(f"  note: context-tuning source {name} skipped: {why}")
     features, frames, ids = [], [], []
-    digest = hashlib.sha256(b"context-clips|v1")
+    digest = hashlib.sha256(b"context-clips|v2")
     for utterance in tqdm(mix.utterances, desc="context clips", unit="clip", disable=not opts.progress):
         try:
             window = split_windows(load_audio(utterance.audio))[0]
@@ -68,6 +70,13 @@ def context_clips(opts: ExportOptions, n_mels: int, note: Note = print) -> Conte
         frames.append(-(-window.size // HOP_LENGTH))
         ids.append(utterance.id)
         digest.update(f"|{utterance.id}|{sha256_file(utterance.audio)}".encode())
+    # full 30 s windows of speech (the clips packed back to back): what long
+    # audio's windows look like under ``auto``, which keeps them at 30 s
+    for k, window in enumerate(mix_windows(mix, "packed")):
+        features.append(log_mel(window, n_mels))
+        frames.append(-(-window.size // HOP_LENGTH))
+        ids.append(f"packed-{k}")
+        digest.update(f"|packed-{k}".encode())
     if len(ids) < 2:
         raise DatasetError(f"the calibration set {opts.calib!r} has {len(ids)} readable clips; context tuning "
                            "needs at least 2", "pass a larger set of readable audio (`calib`)", field="calib")
