@@ -49,6 +49,7 @@ class ContextClips:
     speech_frames: np.ndarray
     ids: list[str]
     digest: str
+    packed: int = 0  # of them, full windows of clips packed back to back
 
 
 def context_clips(opts: ExportOptions, n_mels: int, note: Note = print) -> ContextClips:
@@ -76,11 +77,12 @@ def context_clips(opts: ExportOptions, n_mels: int, note: Note = print) -> Conte
         features.append(log_mel(window, n_mels))
         frames.append(-(-window.size // HOP_LENGTH))
         ids.append(f"packed-{k}")
-        digest.update(f"|packed-{k}".encode())
+        digest.update(f"|packed-{k}|".encode() + window.tobytes())
     if len(ids) < 2:
         raise DatasetError(f"the calibration set {opts.calib!r} has {len(ids)} readable clips; context tuning "
                            "needs at least 2", "pass a larger set of readable audio (`calib`)", field="calib")
-    return ContextClips(np.stack(features), np.asarray(frames), ids, digest.hexdigest())
+    return ContextClips(np.stack(features), np.asarray(frames), ids, digest.hexdigest(),
+                        sum(i.startswith("packed-") for i in ids))
 
 
 def teacher(dense, clips: ContextClips, opts: ExportOptions) -> TeacherTargets:
@@ -123,8 +125,9 @@ def tune_context(model, dense, opts: ExportOptions, note: Note = print,
                           AUTO_TAIL_FRAMES, AUTO_BUCKETS, heldout=held, teacher=dense.model,
                           refine_features=refine_features, checkpoint=checkpoint, progress=opts.progress)
     mark_tuned(model)
-    done = result.to_dict()
+    done = {**result.to_dict(), "packed_windows": clips.packed}
     note(f"  context-tuned {result.steps} steps on {result.clips} clips"
+         f" ({clips.packed} full windows of packed clips with the held-back ones)"
          + (f" (resumed at step {result.resumed_from})" if result.resumed_from else "")
          + (f": held-back clips' loss at auto's lengths {result.heldout_auto_before:.4f} -> "
             f"{result.heldout_auto_after:.4f}, at 30 s {result.heldout_full_before:.4f} -> "

@@ -7,10 +7,14 @@ few seconds of frames misses its end-of-text token or loops
 (``bench/results/audio_context.json``). The fix, after FUTO's
 whisper-acft, is a short distillation, but with no labels at all:
 
-- the teacher is the dense model on each calibration clip padded to 30 s:
+- the teacher is the dense model on each clip padded to 30 s:
   its own greedy transcript is the teacher-forcing sequence, and its
   decoder's hidden states (every layer) and next-token distributions are
   the targets (:func:`teacher_targets`, computed once);
+- the clips are each calibration clip alone (what ``auto`` trims) and the
+  same clips packed back to back into full 30 s windows (what ``auto``
+  keeps at 30 s in long audio: without them the tuned encoder drifted
+  there, tiny.en's long recording +0.79 WER against +0.20 untuned);
 - the student is the model being exported, its encoder fed the clip's
   first ``T`` mel frames for many ``T``: the bucket ``auto`` will use, a
   random margin after the speech, and now and then the full 30 s (so the
@@ -126,6 +130,8 @@ def describe(result: dict) -> str:
     """One sentence on a :meth:`ContextTuneResult.to_dict` for the reports."""
     text = (f"Audio-context tuning: {result['steps']} steps on {result['clips']} calibration clips "
             f"({result['seconds']:.1f} s; trained: {result['trained']}"
+            + (f"; {result['packed_windows']} of them full 30 s windows of packed clips"
+               if result.get("packed_windows") else "")
             + (f"; with --refine's loss on {result['refine_windows']} windows" if result.get("refine_windows") else "")
             + ").")
     if result.get("heldout_auto_before") is not None:
