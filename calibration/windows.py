@@ -77,7 +77,7 @@ def utterance_windows(
             yield window
 
 
-def _packed(clips: list[np.ndarray]) -> Iterator[np.ndarray]:
+def packed_windows(clips: list[np.ndarray]) -> Iterator[np.ndarray]:
     """Consecutive clips joined by short silences, cut into full 30 s windows
     (the remainder, when shorter than half a window, is dropped)."""
     gap = np.zeros(int(PACK_GAP_SECONDS * SAMPLE_RATE), np.float32)
@@ -117,7 +117,7 @@ def mix_windows(mix: Mix, packing: str = "both", augmenter: Augmenter | None = N
         if packing in ("single", "both"):
             windows += [(c, False) for c in clips]
         if packing in ("packed", "both"):
-            windows += [(w, True) for w in _packed(clips)]
+            windows += [(w, True) for w in packed_windows(clips)]
         for window, packed in windows:
             summary.windows += 1
             summary.packed += packed

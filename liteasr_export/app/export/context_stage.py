@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from calibration.mix import resolve_mix
 from calibration.statistics import parameter_fingerprint
-from calibration.windows import mix_windows
+from calibration.windows import packed_windows
 
 from liteasr_export.app.export.options import ExportOptions
 from liteasr_export.app.runners import open_runner
@@ -61,28 +61,33 @@ def context_clips(opts: ExportOptions, n_mels: int, note: Note = print) -> Conte
         note(f"  note: context-tuning source {name} skipped: {why}")
     features, frames, ids = [], [], []
     digest = hashlib.sha256(b"context-clips|v2")
+
+    def add(window: np.ndarray, name: str) -> None:
+        features.append(log_mel(window, n_mels))
+        frames.append(-(-window.size // HOP_LENGTH))
+        ids.append(name)
+
+    loaded: dict[str, np.ndarray] = {}
     for utterance in tqdm(mix.utterances, desc="context clips", unit="clip", disable=not opts.progress):
         try:
-            window = split_windows(load_audio(utterance.audio))[0]
+            loaded[utterance.id] = split_windows(load_audio(utterance.audio))[0]
         except Exception as exc:  # an unreadable clip is skipped, as calibration does
             note(f"  note: {utterance.id} skipped: {exc}")
             continue
-        features.append(log_mel(window, n_mels))
-        frames.append(-(-window.size // HOP_LENGTH))
-        ids.append(utterance.id)
+        add(loaded[utterance.id], utterance.id)
         digest.update(f"|{utterance.id}|{sha256_file(utterance.audio)}".encode())
-    # full 30 s windows of speech (the clips packed back to back): what long
-    # audio's windows look like under ``auto``, which keeps them at 30 s
-    for k, window in enumerate(mix_windows(mix, "packed")):
-        features.append(log_mel(window, n_mels))
-        frames.append(-(-window.size // HOP_LENGTH))
-        ids.append(f"packed-{k}")
+    # full 30 s windows of speech (each source's clips packed back to back, as
+    # calibration packs them): what long audio's windows look like under
+    # ``auto``, which keeps them at 30 s
+    packed = [w for source in mix.sources
+              for w in packed_windows([loaded[u.id] for u in source.utterances if u.id in loaded])]
+    for k, window in enumerate(packed):
+        add(window, f"packed-{k}")
         digest.update(f"|packed-{k}|".encode() + window.tobytes())
     if len(ids) < 2:
         raise DatasetError(f"the calibration set {opts.calib!r} has {len(ids)} readable clips; context tuning "
                            "needs at least 2", "pass a larger set of readable audio (`calib`)", field="calib")
-    return ContextClips(np.stack(features), np.asarray(frames), ids, digest.hexdigest(),
-                        sum(i.startswith("packed-") for i in ids))
+    return ContextClips(np.stack(features), np.asarray(frames), ids, digest.hexdigest(), len(packed))
 
 
 def teacher(dense, clips: ContextClips, opts: ExportOptions) -> TeacherTargets:
@@ -127,7 +132,7 @@ def tune_context(model, dense, opts: ExportOptions, note: Note = print,
     mark_tuned(model)
     done = {**result.to_dict(), "packed_windows": clips.packed}
     note(f"  context-tuned {result.steps} steps on {result.clips} clips"
-         f" ({clips.packed} full windows of packed clips with the held-back ones)"
+         f" ({clips.packed} full 30 s windows of packed clips among the clips)"
          + (f" (resumed at step {result.resumed_from})" if result.resumed_from else "")
          + (f": held-back clips' loss at auto's lengths {result.heldout_auto_before:.4f} -> "
             f"{result.heldout_auto_after:.4f}, at 30 s {result.heldout_full_before:.4f} -> "
