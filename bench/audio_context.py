@@ -29,12 +29,14 @@ import collections
 import json
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.decoding_common import faster_whisper_model, faster_whisper_text  # noqa: E402
 from calibration.datasets import resolve_set  # noqa: E402
 from calibration.mix import balanced_sample  # noqa: E402
 from engines.validation.quality_gate import LONG_MINUTES, long_recording  # noqa: E402
@@ -91,25 +93,13 @@ class Timed:
                                            "full_context_retries": sum(w.full_context_retry for w in windows)}
 
 
-def faster_whisper(model: str, threads: int, beam_size: int):
+def faster_whisper(model: str, threads: int, beam_size: int, dest: Path):
     """faster-whisper int8 on the bundled CTranslate2 files, openai-whisper's
-    fallback, the same beam size; None when it cannot load them."""
-    from faster_whisper import WhisperModel
-
-    from liteasr_export.model.sources import BUNDLED
-
-    ct2_dir, bins = BUNDLED[model].files()
-    if len(bins) != 1:
-        return None
-    fw = WhisperModel(str(ct2_dir), device="cpu", compute_type="int8", cpu_threads=threads, num_workers=1)
+    fallback, the same beam size."""
+    fw = faster_whisper_model(model, dest, "int8", threads)
 
     def transcribe(audios: list) -> tuple[list[str], dict]:
-        texts = []
-        for audio in audios:
-            segments, _ = fw.transcribe(audio, language="en", beam_size=beam_size, without_timestamps=True,
-                                        condition_on_previous_text=False, vad_filter=False)
-            texts.append("".join(s.text for s in segments).strip())
-        return texts, {}
+        return [faster_whisper_text(fw, audio, "en", beam_size) for audio in audios], {}
 
     return transcribe
 
@@ -161,9 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                                                 TranscribeOptions(search=search, audio_context=mode))
                          for mode in ("full", "auto")})
     if args.model != "none":
-        fw = faster_whisper(args.model, args.threads, args.beam_size)
-        if fw is not None:
-            backends["faster-whisper int8"] = fw
+        backends["faster-whisper int8"] = faster_whisper(args.model, args.threads, args.beam_size,
+                                                         Path(tempfile.mkdtemp(prefix="ct2-")))
     warm = [load_audio(resolve_set("builtin", "eval")[0].audio)]
     for run in backends.values():
         run(warm)

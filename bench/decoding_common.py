@@ -91,3 +91,24 @@ def transcribe_set(transcriber, utterances, audio=None) -> dict:
     result = score([u.audio for u in utterances], [u.text for u in utterances], texts, seconds)
     return {"wer": round(result.wer, 3), "errors": result.errors, "words": result.words, "n": result.n,
             "seconds": round(seconds, 1), "texts": texts}
+
+
+def faster_whisper_model(name: str, dest: Path, compute_type: str = "int8", threads: int = 2):
+    """faster-whisper's ``WhisperModel`` on bundled model ``name``'s
+    CTranslate2 files: read in place when they are one ``model.bin``, else
+    joined into ``dest`` first (:func:`ct2_folder`)."""
+    from faster_whisper import WhisperModel
+
+    folder, bins = BUNDLED[name].files()
+    if len(bins) != 1 or bins[0].name != "model.bin":
+        folder = ct2_folder(name, dest)
+    return WhisperModel(str(folder), device="cpu", compute_type=compute_type, cpu_threads=threads, num_workers=1)
+
+
+def faster_whisper_text(model, audio, language: str = "en", beam_size: int = 5, task: str = "transcribe") -> str:
+    """One recording through faster-whisper as the benchmarks run it: the
+    language given, openai-whisper's temperature fallback, no timestamps,
+    no conditioning on the previous window, no VAD."""
+    segments, _ = model.transcribe(audio, language=language, task=task, beam_size=beam_size,
+                                   without_timestamps=True, condition_on_previous_text=False, vad_filter=False)
+    return "".join(s.text for s in segments).strip()

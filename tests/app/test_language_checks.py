@@ -118,3 +118,62 @@ def test_validation_of_a_multilingual_model_reports_each_language(tmp_path, rand
     gate = _validate(english, tmp_path / "english", tmp_path, "none")
     assert gate.multilingual is False and gate.languages == [] and [s.language for s in gate.sets] == [None]
     assert "English only" in "\n".join(gate.to_markdown())
+
+
+class _Runner:
+    """A stand-in gate runner: every clip is heard as "words", in the language it was last configured with."""
+
+    def __init__(self) -> None:
+        from liteasr_export.core.windowed import TranscribeOptions
+
+        self.settings, self.heard = TranscribeOptions(), []
+
+    def configure(self, settings) -> "_Runner":
+        self.settings = settings
+        return self
+
+    def transcribe_many(self, audio: list) -> list[str]:
+        self.heard.append((self.settings.language, len(audio)))
+        return ["words"] * len(audio)
+
+
+@pytest.mark.parametrize("multilingual", [True, False])
+def test_the_size_search_decodes_each_language_as_the_gate_does(tmp_path, fake_sets, monkeypatch,
+                                                                multilingual) -> None:
+    """``--target-wer-increase`` judges sizes on every installed language of
+    a multilingual model, each set in its own language (dense and candidate),
+    and on the English sets alone for an English-only model."""
+    from liteasr_export.app.export import compression_stage
+
+    runners: list[_Runner] = []
+
+    def runner(_loaded) -> _Runner:
+        runners.append(_Runner())
+        return runners[-1]
+
+    monkeypatch.setattr(compression_stage, "select_spectra", lambda *args: None)
+    monkeypatch.setattr(compression_stage, "gate_key", lambda loaded: "dense")
+    monkeypatch.setattr(compression_stage, "gate_transcriber", runner)
+    monkeypatch.setattr(compression_stage, "build",
+                        lambda loaded, stats, policy, *rest: ("candidate", SimpleNamespace(size_ratio=0.8)))
+    judged: list = []
+
+    def search(evaluate, *args, **kwargs):
+        judged.append(evaluate(0.8))
+        return SimpleNamespace(chosen=0.8)
+
+    monkeypatch.setattr(compression_stage, "search_target_size", search)
+    loaded = SimpleNamespace(tokenizer=SimpleNamespace(is_multilingual=multilingual))
+    opts = _opts(tmp_path, target_wer_increase=0.5, cache_dir=tmp_path / "cache")
+    model, _, _ = compression_stage.search_compression(loaded, None, opts, note=lambda _: None)
+    assert model == "candidate"
+    dense, candidate = runners
+    installed = [n for n in quality_stage.LANGUAGE_GATE_SETS if n != NOT_INSTALLED]
+    sets = ["builtin", *DEFAULT_GATE_SETS, *(installed if multilingual else [])]
+    assert set(judged[0][1]) == set(sets)  # the WER increase of every labeled set was judged
+    languages = [language for language, _ in candidate.heard]
+    assert len(languages) == len(sets) and languages == [language for language, _ in dense.heard]
+    if multilingual:
+        assert languages[-len(installed):] == [n.split("-")[1] for n in installed]
+    else:
+        assert set(languages) == {None}

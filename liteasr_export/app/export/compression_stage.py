@@ -34,8 +34,8 @@ from liteasr_export.core.integrity import sha256_file
 from liteasr_export.app.export.context_stage import tune_context
 from liteasr_export.app.export.options import ExportOptions
 from liteasr_export.core.output_formats import write_atomic
-from liteasr_export.app.export.quality_stage import (SEARCH_SEED, dense_key, gate_checks, gate_transcriber,
-                                                     is_multilingual)
+from liteasr_export.app.export.quality_stage import (SEARCH_SEED, gate_checks, gate_key,
+                                                     gate_transcriber, is_multilingual, transcribe_check)
 from liteasr_export.model.compression.rank_policies import BudgetPolicy, default_size_ladder, make_policy
 from liteasr_export.model.distillation.refine import refine
 from liteasr_export.model.compression.target_search import search_target_size
@@ -183,13 +183,14 @@ def search_compression(loaded, stats, opts: ExportOptions, note: Note = print):
     drawn apart from the quality gate's. Returns the chosen model and report
     (the dense model and None when no size passes) and the search result."""
     spectra = select_spectra(loaded, stats, make_policy("budget", target_size=0.9), opts)
-    checks = gate_checks(opts, note, seed=SEARCH_SEED)
-    cache, key = TranscriptCache((opts.cache_dir or cache_root()) / "transcripts"), dense_key(loaded)
-    dense_texts = []
+    multilingual = is_multilingual(loaded)  # then every installed language is searched on, as the gate checks
+    checks = gate_checks(opts, note, seed=SEARCH_SEED, multilingual=multilingual)
+    cache, key = TranscriptCache((opts.cache_dir or cache_root()) / "transcripts"), gate_key(loaded)
+    dense_runner, dense_texts = gate_transcriber(loaded), []
     for check in checks:
         texts = cache.get(key, check)
         if texts is None:
-            texts = gate_transcriber(loaded).transcribe_many(check.audio)
+            texts = transcribe_check(dense_runner, check, multilingual)
             cache.put(key, check, texts)
         dense_texts.append(texts)
     built: dict[float, tuple] = {}
@@ -198,7 +199,8 @@ def search_compression(loaded, stats, opts: ExportOptions, note: Note = print):
         candidate = build(loaded, stats, make_policy("budget", target_size=size), spectra, opts, lambda _: None)
         built[size] = candidate
         transcriber = gate_transcriber(candidate[0])
-        results = [compare(c, d, {"torch": transcriber.transcribe_many(c.audio)}, {}) for c, d in zip(checks, dense_texts)]
+        results = [compare(c, d, {"torch": transcribe_check(transcriber, c, multilingual)}, {})
+                   for c, d in zip(checks, dense_texts)]
         return (candidate[1].size_ratio, {r.name: r.increase["torch"] for r in results if r.labeled},
                 {r.name: r.agreement["torch"] for r in results if not r.labeled})
 

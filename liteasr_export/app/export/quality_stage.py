@@ -77,7 +77,16 @@ def is_multilingual(loaded) -> bool:
     return bool(loaded.tokenizer.is_multilingual)
 
 
-def _gate_key(loaded) -> str:
+def transcribe_check(runner, check, multilingual: bool) -> list[str]:
+    """``runner``'s transcripts of ``check`` as the gate decodes it: in the
+    set's language (its token; None: the model's own) when the model is
+    ``multilingual``, else in the model's language."""
+    if multilingual:
+        runner.configure(replace(runner.settings, language=check.language))
+    return runner.transcribe_many(check.audio)
+
+
+def gate_key(loaded) -> str:
     """:func:`dense_key`, marked for a multilingual model whose own prompt
     is not English: its English sets are now decoded in English, not in its
     prompt's language, so transcripts cached before must not be reused."""
@@ -204,7 +213,7 @@ def validate(dense, compressed, out_dir: Path, opts: ExportOptions, note: Callab
 
     cache = TranscriptCache((opts.cache_dir or cache_root()) / "transcripts")
     progress = note if opts.progress else None
-    gate = run_gate(checks, dense_runner.transcribe_many, backends, _gate_key(dense), cache,
+    gate = run_gate(checks, dense_runner.transcribe_many, backends, gate_key(dense), cache,
                     opts.max_wer_increase, opts.max_disagreement, progress=progress,
                     stop_early=not opts.allow_degradation, stop_short_of_margin=margin,
                     set_language=set_language if multilingual else None)
@@ -214,7 +223,7 @@ def validate(dense, compressed, out_dir: Path, opts: ExportOptions, note: Callab
         set_language(None)
         gate.languages, failures = check_languages(checks, _language_probe(dense_runner),
                                                    {runner.name: _language_probe(runner) for runner in runners},
-                                                   _gate_key(dense), cache, progress=progress)
+                                                   gate_key(dense), cache, progress=progress)
         gate.failures += failures
     timings["gate"] = round(time.perf_counter() - start, 2)
     return {"parity": [p.to_dict() for p in reports], "quality": gate, "timings_s": timings}
