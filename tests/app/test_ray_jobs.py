@@ -172,3 +172,28 @@ def test_export_calibration_with_ray_equals_the_local_one(local_ray, tiny_en_tok
         for site in SITES:
             np.testing.assert_allclose(mine[site].covariance.numpy(), theirs[site].covariance.numpy(),
                                        rtol=1e-9, atol=1e-12)
+
+
+def test_a_manifest_line_s_language_is_decoded_in_unless_one_is_given(random_artifacts):
+    """The actor (called directly, without Ray) decodes each file in its
+    stated language where ``--language`` is ``auto`` (the default), in
+    ``--language`` where one is given; a language the model does not speak
+    fails that file's record, not the batch."""
+    from liteasr_export.app.ray_jobs.transcribe import _TranscribeActor, decoding_language
+
+    parse = transcribe_parser().parse_args
+    clips = resolve_set("builtin", purpose="eval")[:2]
+    batch = {"audio": np.array([u.audio for u in clips], dtype=object), "id": np.array(["a", "b"], dtype=object),
+             "reference": np.array(["", ""], dtype=object), "language": np.array(["", "es"], dtype=object)}
+
+    def records(*flags) -> list[dict]:
+        actor = _TranscribeActor(str(random_artifacts), _settings(parse(["x.wav", *flags])), threads=1,
+                                 batch_size=2, provider=None, ort_cache=None, verify=False)
+        return [json.loads(line) for line in actor(batch)["record"]]
+
+    unstated, spanish = records()  # --language auto: the line's language; this model is English-only
+    assert unstated["error"] is None and unstated["language"] == "en"
+    assert "text" not in spanish and "language=es" in spanish["error"]
+    assert all(r["error"] is None and r["language"] == "en" for r in records("--language", "en"))
+    settings = _settings(parse(["x.wav"]))
+    assert decoding_language(settings, "es") == "es" and decoding_language(settings, None) == "auto"

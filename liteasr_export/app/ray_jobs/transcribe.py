@@ -12,7 +12,9 @@ a whole record without its newline is kept, and the newline added.
 Rerunning the same command resumes: files already recorded in the output are
 skipped (``retry_failed``: files recorded with an error are tried again; the
 last record of a file is the one that counts). A file that cannot be read or
-decoded becomes a record with ``"error"`` and the job goes on.
+decoded becomes a record with ``"error"`` and the job goes on. A file
+whose manifest line states a language is decoded in it unless the settings
+name one (:func:`decoding_language`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import math
 import os
 import warnings
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -147,27 +149,44 @@ def _record(utterance: dict[str, Any], transcript: Transcript | None = None, err
     return json.dumps(record, ensure_ascii=False)
 
 
+def decoding_language(settings: TranscribeOptions, stated: str | None) -> str | None:
+    """The language a file is decoded in: the one its manifest line states
+    (``stated``) unless the settings name one (not ``auto``, which detects
+    what is not known)."""
+    return stated if stated and settings.language in (None, "auto") else settings.language
+
+
 class _TranscribeActor:
     """Ray Data actor: an ONNX Runtime transcriber; a batch of paths -> records."""
 
     def __init__(self, artifacts: str, settings: TranscribeOptions, threads: int, batch_size: int,
                  provider: str | None, ort_cache: str | None, verify: bool) -> None:
+        self.settings = settings
         self.transcriber = open_runner("onnx", artifacts=artifacts, threads=threads, providers=provider,
                                        ort_cache=ort_cache, verify=verify, batch_size=batch_size, settings=settings)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        items = [{"audio": str(a), "id": str(i), "reference": str(r)}
-                 for a, i, r in zip(batch["audio"], batch["id"], batch["reference"])]
+        items = [{"audio": str(a), "id": str(i), "reference": str(r), "language": str(lang)}
+                 for a, i, r, lang in zip(batch["audio"], batch["id"], batch["reference"], batch["language"])]
         records: list[str | None] = [None] * len(items)
-        loaded: list[tuple[int, np.ndarray]] = []
+        groups: dict[str | None, list[tuple[int, np.ndarray]]] = {}  # by the language to decode in
         for row, item in enumerate(items):
             try:
-                loaded.append((row, load_audio(item["audio"])))
+                audio = load_audio(item["audio"])
             except AudioError as exc:
                 records[row] = _record(item, error=str(exc))
-        for (row, _), result in zip(loaded, self.transcriber.transcribe_each([audio for _, audio in loaded])):
-            records[row] = (_record(items[row], error=str(result)) if isinstance(result, LiteASRError)
-                            else _record(items[row], result))
+                continue
+            groups.setdefault(decoding_language(self.settings, item["language"]), []).append((row, audio))
+        for language, loaded in groups.items():
+            try:  # a language the model does not speak fails its files, not the job
+                self.transcriber.configure(replace(self.settings, language=language))
+            except LiteASRError as exc:
+                for row, _ in loaded:
+                    records[row] = _record(items[row], error=str(exc))
+                continue
+            for (row, _), result in zip(loaded, self.transcriber.transcribe_each([audio for _, audio in loaded])):
+                records[row] = (_record(items[row], error=str(result)) if isinstance(result, LiteASRError)
+                                else _record(items[row], result))
         return {"record": np.array(records, dtype=object)}
 
 
@@ -213,7 +232,8 @@ def transcribe_job(inputs: list[str], output: str | os.PathLike[str], artifacts:
         note = repair_last_line(output)
         if note:
             warnings.warn(note, UserNotice, stacklevel=2)
-        rows = [{"audio": u.audio, "id": u.id, "reference": u.text or ""} for u in pending]
+        rows = [{"audio": u.audio, "id": u.id, "reference": u.text or "", "language": u.language or ""}
+                for u in pending]
         with ray_session(address) as ray:
             quiet_data(ray)
             pool = actors or max(1, cluster_cpus(ray) // threads)
@@ -245,9 +265,10 @@ def transcribe_job(inputs: list[str], output: str | os.PathLike[str], artifacts:
     records = read_results(output)
     summary = JobSummary(str(output), len(utterances), len(utterances) - len(pending), transcribed - failed, failed,
                          sum(records[u.audio].get("error") is not None for u in utterances if u.audio in records))
-    scored = [records[u.audio] for u in utterances
+    scored = [u for u in utterances
               if u.audio in records and records[u.audio].get("error") is None and records[u.audio].get("reference")]
-    if scored:
-        result = score([r["audio"] for r in scored], [r["reference"] for r in scored], [r["text"] for r in scored])
+    if scored:  # each file in its stated language's normalizer
+        result = score([u.audio for u in scored], [records[u.audio]["reference"] for u in scored],
+                       [records[u.audio]["text"] for u in scored], languages=[u.language for u in scored])
         summary.wer, summary.scored = result.wer, result.n
     return summary
