@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.decoding_common import faster_whisper_model, faster_whisper_text  # noqa: E402
+from bench.decoding_common import faster_whisper_model, faster_whisper_text, save_plot  # noqa: E402
 from calibration.datasets import resolve_set  # noqa: E402
 from calibration.mix import balanced_sample  # noqa: E402
 from engines.validation.quality_gate import LONG_MINUTES, long_recording  # noqa: E402
@@ -123,9 +123,7 @@ def plot(result: dict, path: Path) -> None:
         ax.set_title(f"{name} ({rows[0]['clips']} clips)", fontsize=9)
         ax.set_ylabel("seconds, end to end")
     fig.suptitle(f"audio context: full vs auto, beam {result['beam_size']}, {result['threads']} threads", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_plot(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,3 +112,12 @@ def faster_whisper_text(model, audio, language: str = "en", beam_size: int = 5, 
     segments, _ = model.transcribe(audio, language=language, task=task, beam_size=beam_size,
                                    without_timestamps=True, condition_on_previous_text=False, vad_filter=False)
     return "".join(s.text for s in segments).strip()
+
+
+def save_plot(fig, path: Path) -> None:
+    """Write a matplotlib figure as the benchmarks do (tight, 110 dpi) and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.decoding_common import (RESULTS, available_sets, faster_whisper_model,  # noqa: E402
-                                   faster_whisper_text)
+                                   faster_whisper_text, save_plot)
 from calibration.mix import LANGUAGE_SOURCES  # noqa: E402
 from engines.validation.languages import LanguageProbe, check_language  # noqa: E402
 from engines.validation.quality_gate import check_set  # noqa: E402
@@ -168,9 +168,7 @@ def plot(result: dict, path: Path) -> None:
     ax.set_title(f"{result['model']}: dense vs export vs faster-whisper int8, beam {result['beam_size']}",
                  fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_plot(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
