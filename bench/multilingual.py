@@ -164,9 +164,9 @@ def plot(result: dict, path: Path) -> None:
             ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
                         va="bottom", fontsize=6)
     ax.set_xticks(range(len(languages)), languages)
-    ax.set_ylabel("WER % (label: WER, detection agreement with dense)")
-    ax.set_title(f"{result['model']}: dense vs export vs faster-whisper int8, beam {result['beam_size']}",
-                 fontsize=9)
+    ax.set_ylabel("WER %")
+    ax.set_title(f"{result['model']}: dense vs export vs faster-whisper int8, beam {result['beam_size']}\n"
+                 "labels: WER, language detection agreement with dense", fontsize=8)
     ax.legend(fontsize=7)
     save_plot(fig, path)
 
