@@ -236,10 +236,8 @@ def main(argv: list[str] | None = None) -> int:
               "artifacts": str(args.artifacts), "beam_size": args.beam_size, "threads": args.threads,
               "backends": list(backends), "languages": language_summary(rows, set_rows, list(backends)),
               "sets": set_rows, "rows": rows}
-    manifest = args.artifacts / "manifest.json"
-    if manifest.is_file():
-        compression = json.loads(manifest.read_text()).get("compression") or {}
-        result["export_size_ratio"] = compression.get("size_ratio")
+    report = args.artifacts / "compression_report.json"  # absent for a dense export
+    result["export_size_ratio"] = json.loads(report.read_text())["size_ratio"] if report.is_file() else 1.0
     for code, entry in result["languages"].items():
         t = entry["targets"]
         print(f"{code}: " + ", ".join(f"{b} WER {entry[b]['wer']:.2f} CER {entry[b]['cer']:.2f} "
