@@ -199,24 +199,24 @@ def main(argv: list[str] | None = None) -> int:
     for name, utterances in sets.items():
         language = next(code for code, names in SETS.items() if name in names)
         check = check_set(name, utterances, language=language)
-        ids = check.ids
         for label, backend in backends.items():
             start = time.perf_counter()
             texts = backend.transcribe(check.audio, language)
             seconds = time.perf_counter() - start
-            result = score(ids, check.references, texts, seconds, [language] * len(ids))
-            rows.append({"set": name, "language": language, "backend": label, "clips": len(ids),
+            result = score(check.ids, check.references, texts, seconds, check.languages)
+            chars = result.languages[language]
+            rows.append({"set": name, "language": language, "backend": label, "clips": len(check.ids),
                          "audio_s": round(check.seconds, 1), "seconds": round(seconds, 2),
                          "wer": round(result.wer, 2), "cer": round(result.cer, 2), "errors": result.errors,
-                         "words": result.words, "char_errors": sum(i.char_errors for i in result.items),
-                         "chars": sum(i.chars for i in result.items), "texts": texts})
+                         "words": result.words, "char_errors": chars.char_errors, "chars": chars.chars,
+                         "texts": texts})
             print(f"{name:18s} {label:20s} {seconds:7.1f} s  WER {result.wer:6.2f}  CER {result.cer:6.2f}",
                   flush=True)
         detections: dict[str, list[str]] = {}
         others = {label: probe(b, detections, label) for label, b in backends.items() if label != "dense"}
         languages = check_language(check, probe(backends["dense"], detections, "dense"), others,
                                    model_key="bench", translation_clips=args.translate)
-        set_rows.append({"set": name, "language": language, "clips": len(ids),
+        set_rows.append({"set": name, "language": language, "clips": len(check.ids),
                          "detection_correct": {label: round(100 * sum(c == language for c in codes) / len(codes), 2)
                                                for label, codes in detections.items()},
                          "detection_agreement": languages.detection_agreement,
