@@ -213,8 +213,10 @@ def _logsumexp(x: np.ndarray) -> np.ndarray:
     """Row-wise log-sum-exp; -inf for rows that are all -inf."""
     top = x.max(axis=-1)
     safe = np.where(np.isfinite(top), top, 0.0)
+    shifted = np.subtract(x, safe[:, None])
+    np.exp(shifted, out=shifted)  # in place: one temporary of the logits' size per step, not two
     with np.errstate(divide="ignore"):
-        return np.log(np.exp(x - safe[:, None]).sum(axis=-1)) + safe
+        return np.log(shifted.sum(axis=-1)) + safe
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
@@ -442,7 +444,8 @@ def search(
             complete = finished.reshape(-1, group).all(axis=1)
         else:
             # beam search: each beam proposes its beam_size + 1 likeliest tokens
-            top = np.argpartition(-logits, beam_size, axis=-1)[:, : beam_size + 1]
+            # (partitioned for the largest in place of the smallest of -logits: no negated copy of the logits)
+            top = np.argpartition(logits, -(beam_size + 1), axis=-1)[:, -(beam_size + 1):]
             top_logprobs = np.take_along_axis(logits, top, axis=-1) - normalizer[:, None]
             sources, tokens, scores = [], [], []
             for position, window in enumerate(live.tolist()):
