@@ -234,7 +234,7 @@ def test_a_context_tuned_export_defaults_to_auto_and_is_gated_in_it(random_hf_di
     assert export_main(_args(random_hf_dir, out, *extra)) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["audio_context"] == {"default": "auto", "tuned": True}
-    # 3 clips alone and 1 window of them packed (20 s of speech), the first held back
+    # 3 clips alone, the first held back, and 1 window of the other two packed
     assert manifest["context_tune"]["steps"] == 3 and manifest["context_tune"]["clips"] == 3
     assert manifest["context_tune"]["packed_windows"] == 1
     assert (manifest["compression"] is not None) == compress

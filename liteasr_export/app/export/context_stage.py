@@ -9,7 +9,7 @@ No reference text is read: the teacher's transcripts are its own.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -36,7 +36,8 @@ Note = Callable[[str], None]
 #: the teacher's transcripts: greedy, with the temperature fallback (a loop
 #: of the dense model would otherwise become a target)
 TEACHER_DECODING = TranscribeOptions(search=SearchOptions(beam_size=1))
-#: every tenth clip is held back: only scored, before and after
+#: every tenth single clip is held back: only scored, before and after (and
+#: left out of the packed windows, so that its speech is not trained on)
 HELDOUT_EVERY = 10
 
 
@@ -50,12 +51,14 @@ class ContextClips:
     ids: list[str]
     digest: str
     packed: int = 0  # of them, full windows of clips packed back to back
+    heldout: list[int] = field(default_factory=list)  # indices of the clips only scored
 
 
 def context_clips(opts: ExportOptions, n_mels: int, note: Note = print) -> ContextClips:
     """``opts.context_clips`` clips of every calibration source (balanced per
     speaker), each alone in its window (a clip over 30 s: its first window),
-    then the same clips packed into full 30 s windows."""
+    then the same clips (less the held-back ones) packed into full 30 s
+    windows."""
     mix = resolve_mix(opts.calib, "calib", opts.context_clips)
     for name, why in mix.missing.items():
         note(f"  note: context-tuning source {name} skipped: {why}")
@@ -79,15 +82,18 @@ def context_clips(opts: ExportOptions, n_mels: int, note: Note = print) -> Conte
     # full 30 s windows of speech (each source's clips packed back to back, as
     # calibration packs them): what long audio's windows look like under
     # ``auto``, which keeps them at 30 s
+    held = set(ids[::HELDOUT_EVERY])
     packed = [w for source in mix.sources
-              for w in packed_windows([loaded[u.id] for u in source.utterances if u.id in loaded])]
+              for w in packed_windows([loaded[u.id] for u in source.utterances
+                                       if u.id in loaded and u.id not in held])]
     for k, window in enumerate(packed):
         add(window, f"packed-{k}")
         digest.update(f"|packed-{k}|".encode() + window.tobytes())
     if len(ids) < 2:
         raise DatasetError(f"the calibration set {opts.calib!r} has {len(ids)} readable clips; context tuning "
                            "needs at least 2", "pass a larger set of readable audio (`calib`)", field="calib")
-    return ContextClips(np.stack(features), np.asarray(frames), ids, digest.hexdigest(), len(packed))
+    return ContextClips(np.stack(features), np.asarray(frames), ids, digest.hexdigest(), len(packed),
+                        [i for i, name in enumerate(ids) if name in held])
 
 
 def teacher(dense, clips: ContextClips, opts: ExportOptions) -> TeacherTargets:
@@ -121,13 +127,12 @@ def tune_context(model, dense, opts: ExportOptions, note: Note = print,
     ``audio_context="auto"``. Returns the report's entry."""
     clips = context_clips(opts, model.config.num_mel_bins, note)
     targets = teacher(dense, clips, opts)
-    held = list(range(0, len(clips.ids), HELDOUT_EVERY))
     refine_digest = "" if refine_features is None else hashlib.sha256(refine_features.tobytes()).hexdigest()
     key = hashlib.sha256(f"{parameter_fingerprint(model)}|{clips.digest}|{opts.context_tune}|{refine_digest}|"
                          f"{AUTO_TAIL_FRAMES}|{AUTO_BUCKETS}|v1".encode()).hexdigest()[:24]
     checkpoint: Path = (opts.cache_dir or cache_root()) / "context_tune" / f"{key}.pt"
     result = context_tune(model, targets, clips.features, clips.speech_frames, opts.context_tune,
-                          AUTO_TAIL_FRAMES, AUTO_BUCKETS, heldout=held, teacher=dense.model,
+                          AUTO_TAIL_FRAMES, AUTO_BUCKETS, heldout=clips.heldout, teacher=dense.model,
                           refine_features=refine_features, checkpoint=checkpoint, progress=opts.progress)
     mark_tuned(model)
     done = {**result.to_dict(), "packed_windows": clips.packed}
