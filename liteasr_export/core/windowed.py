@@ -36,11 +36,11 @@ AUTO_CONTEXT = "auto"
 #: mel frames encoded after a window's audio under ``auto`` (1 s), so that the
 #: model still hears where the speech ends and can close its text
 AUTO_TAIL_FRAMES = 100
-#: the lengths ``auto`` encodes with (mel frames: 3 to 6 s by 1 s, then 8, 10,
-#: 12, 15, 20, 25 and 30 s): a few, so that ONNX Runtime and TensorRT reuse
-#: their plans and windows of one length batch together, but fine where
-#: most short audio lies (a 4 s clip encodes 5 s, not 10)
-AUTO_BUCKETS = (300, 400, 500, 600, 800, 1000, 1200, 1500, 2000, 2500, N_FRAMES)
+#: the lengths ``auto`` encodes with (mel frames: 3 to 10 s by 1 s, then 12,
+#: 15, 20, 25 and 30 s): a few, so that ONNX Runtime and TensorRT reuse their
+#: plans and windows of one length batch together, but fine where most short
+#: audio lies (a 4 s clip encodes 5 s, not 10; a 6 s one 7 s, not 8)
+AUTO_BUCKETS = (300, 400, 500, 600, 700, 800, 900, 1000, 1200, 1500, 2000, 2500, N_FRAMES)
 
 
 def audio_context_frames(audio_context: int | str | None) -> int:
@@ -73,8 +73,8 @@ def parse_audio_context(text: str) -> int | str:
         return value
     frames_given = value.endswith("f")
     number = value[:-1] if frames_given or value.endswith("s") else value
-    try:
-        amount = float(number)
+    try:  # a decimal number only: float() alone also takes "1_000", inner spaces, "inf" and "nan"
+        amount = float(number) if number and not number.strip("0123456789.eE+-") else float("nan")
     except ValueError:
         amount = float("nan")
     if not amount > 0 or amount == float("inf"):

@@ -276,7 +276,7 @@ def test_auto_encodes_each_window_at_its_length_bucket(dense, speech_clip):
     first, rest = results[2].windows  # cut in the quietest moment of its last 5 s: about 25 to 30 s, and the rest
     assert first.audio_context == 3000
     rest_samples = round((rest.end - rest.start) * SAMPLE_RATE)
-    assert 5 <= rest.end - rest.start <= 10 and rest.audio_context == auto_context_frames(rest_samples) in (800, 1000, 1200)
+    assert 5 <= rest.end - rest.start <= 10 and rest.audio_context == auto_context_frames(rest_samples) in (600, 700, 800, 900, 1000, 1200)
     # one encode per bucket: the windows of one bucket are encoded together
     assert sorted(lengths) == sorted({400, 1500, 3000, rest.audio_context})
     assert not any(w.full_context_retry for r in results for w in r.windows)
@@ -304,7 +304,7 @@ def test_a_failed_trimmed_decode_is_decoded_again_on_30_s(dense, speech_clip):
 
 
 @pytest.mark.parametrize("text, expected", [("full", "full"), ("auto", "auto"), (" AUTO ", "auto"), ("10", 1000),
-                                            ("7.5s", 750), ("1000f", 1000), ("999f", 1000), ("45", 3000),
+                                            ("7.5s", 750), ("1000f", 1000), ("999f", 1000), ("1e3f", 1000), ("45", 3000),
                                             ("0.001", 2)])
 def test_audio_context_as_a_person_writes_it(text, expected):
     from liteasr_export.core.windowed import parse_audio_context
@@ -312,7 +312,7 @@ def test_audio_context_as_a_person_writes_it(text, expected):
     assert parse_audio_context(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "half", "-1", "0", "nan", "inf", "10x"])
+@pytest.mark.parametrize("text", ["", "half", "-1", "0", "nan", "inf", "10x", "1_000f", "1 0s", "0x10"])
 def test_an_unreadable_audio_context_names_the_parameter(text):
     from liteasr_export.core.windowed import parse_audio_context
 

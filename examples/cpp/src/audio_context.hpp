@@ -18,7 +18,7 @@ constexpr int64_t kInputStride = 2;
 /// still hears where the speech ends and can close its text
 constexpr int64_t kAutoTailFrames = 100;
 /// the lengths `auto` encodes with (mel frames)
-constexpr std::array<int64_t, 11> kAutoBuckets = {300, 400, 500, 600, 800, 1000, 1200, 1500, 2000, 2500, 3000};
+constexpr std::array<int64_t, 13> kAutoBuckets = {300, 400, 500, 600, 700, 800, 900, 1000, 1200, 1500, 2000, 2500, 3000};
 
 /// The mel frames `auto` encodes a window of `samples` (16 kHz) with: its
 /// audio plus kAutoTailFrames, rounded up to the next of kAutoBuckets.

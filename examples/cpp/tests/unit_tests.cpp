@@ -234,7 +234,7 @@ void test_audio_context() {
   CHECK(frames("45") == 3000);       // at most 30 s
   CHECK(frames("1e9") == 3000);
   CHECK(frames("3000f") == 3000);
-  for (const char* bad : {"0", "0s", "0f", "-3s", "abc", "", "s", "f", "nan", "inf", "0x10", "10 s", "1e", "10ss"}) {
+  for (const char* bad : {"0", "0s", "0f", "-3s", "abc", "", "s", "f", "nan", "inf", "0x10", "10 s", "1e", "10ss", "1_000f"}) {
     CHECK(throws_with([&] { parse_audio_context(bad); },
                       std::string("audio_context must be full, auto, seconds (10, 7.5s) or mel frames (1000f), got '") + bad + "'"));
   }
@@ -244,6 +244,7 @@ void test_audio_context() {
   CHECK(auto_context_frames(16000 * 2) == 300);        // 200 + 100
   CHECK(auto_context_frames(16000 * 2 + 1) == 400);    // 201 + 100 frames: the next bucket
   CHECK(auto_context_frames(16000 * 4) == 500);        // a 4 s clip encodes 5 s, not 10
+  CHECK(auto_context_frames(16000 * 6) == 700);        // a 6 s clip encodes 7 s, not 8
   CHECK(auto_context_frames(16000 * 7) == 800);
   CHECK(auto_context_frames(16000 * 14) == 1500);
   CHECK(auto_context_frames(16000 * 24) == 2500);
