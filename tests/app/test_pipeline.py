@@ -229,13 +229,14 @@ def test_a_context_tuned_export_defaults_to_auto_and_is_gated_in_it(random_hf_di
     from liteasr_export.model.torch_transcriber import TorchTranscriber
 
     out = tmp_path / "out"
-    extra = ("--context-tune", "3", "--context-clips", "3", "--calib", "builtin", "--allow-degradation",
+    extra = ("--context-tune", "3", "--context-clips", "4", "--calib", "builtin", "--allow-degradation",
              *(() if compress else ("--no-compress",)))
     assert export_main(_args(random_hf_dir, out, *extra)) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["audio_context"] == {"default": "auto", "tuned": True}
-    # 3 clips alone, the first held back, and 1 window of the other two packed
-    assert manifest["context_tune"]["steps"] == 3 and manifest["context_tune"]["clips"] == 3
+    # 4 clips alone, the first held back (scored only), and 1 window of the other three packed (about 20 s)
+    assert manifest["context_tune"]["steps"] == 3 and manifest["context_tune"]["clips"] == 4
+    assert manifest["context_tune"]["heldout_clips"] == 1
     assert manifest["context_tune"]["packed_windows"] == 1
     assert (manifest["compression"] is not None) == compress
     windows = manifest["validation"]["quality"]["sets"][0]["windows"]
