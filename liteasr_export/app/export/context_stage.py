@@ -82,7 +82,8 @@ def context_clips(opts: ExportOptions, n_mels: int, note: Note = print) -> Conte
     # full 30 s windows of speech (each source's clips packed back to back, as
     # calibration packs them): what long audio's windows look like under
     # ``auto``, which keeps them at 30 s
-    held = set(ids[::HELDOUT_EVERY])
+    heldout = list(range(0, len(ids), HELDOUT_EVERY))  # single clips only: the packed windows come after
+    held = {ids[i] for i in heldout}
     packed = [w for source in mix.sources
               for w in packed_windows([loaded[u.id] for u in source.utterances
                                        if u.id in loaded and u.id not in held])]
@@ -93,7 +94,7 @@ def context_clips(opts: ExportOptions, n_mels: int, note: Note = print) -> Conte
         raise DatasetError(f"the calibration set {opts.calib!r} has {len(ids)} readable clips; context tuning "
                            "needs at least 2", "pass a larger set of readable audio (`calib`)", field="calib")
     return ContextClips(np.stack(features), np.asarray(frames), ids, digest.hexdigest(), len(packed),
-                        [i for i, name in enumerate(ids) if name in held])
+                        heldout)
 
 
 def teacher(dense, clips: ContextClips, opts: ExportOptions) -> TeacherTargets:
